@@ -1,0 +1,172 @@
+"""The keypoint file contract shared by every stage.
+
+A keypoint file is Parquet with one row per (frame, joint):
+
+========== ======= =====================================================
+column     type    meaning
+========== ======= =====================================================
+frame      int32   frame index (0-based, the frame files' numbering)
+joint      int16   0-24 BODY_25, 25-94 face 70, 95-115 left hand,
+                   116-136 right hand (OpenPose order inside each part)
+x, y       float32 pixels in the frames the detector saw (y grows down)
+confidence float32 in [0, 1]; a missing joint has 0 and NaN x, y
+========== ======= =====================================================
+
+The Parquet file metadata key ``edn`` holds JSON with at least ``width``,
+``height``, ``fps``, ``backend`` and ``provenance`` (stage, parameters,
+versions). In memory a track is an array of shape (frames, 137, 3) holding
+x, y, confidence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+N_BODY, N_FACE, N_HAND = 25, 70, 21
+BODY = slice(0, N_BODY)
+FACE = slice(N_BODY, N_BODY + N_FACE)
+LEFT_HAND = slice(FACE.stop, FACE.stop + N_HAND)
+RIGHT_HAND = slice(LEFT_HAND.stop, LEFT_HAND.stop + N_HAND)
+N_JOINTS = RIGHT_HAND.stop  # 137
+PARTS = {"body": BODY, "face": FACE, "left_hand": LEFT_HAND, "right_hand": RIGHT_HAND}
+
+BODY_25_NAMES = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye",
+    "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+)
+J = {name: i for i, name in enumerate(BODY_25_NAMES)}
+
+# OpenPose BODY_25 limbs (pairs drawn as sticks), in OpenPose's drawing order.
+BODY_25_LIMBS = (
+    (1, 8), (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (10, 11),
+    (8, 12), (12, 13), (13, 14), (1, 0), (0, 15), (15, 17), (0, 16), (16, 18),
+    (14, 19), (19, 20), (14, 21), (11, 22), (22, 23), (11, 24),
+)
+# OpenPose hand: wrist 0, then four joints per finger (thumb .. little finger).
+HAND_LIMBS = tuple(
+    (0 if k == 0 else 1 + 4 * f + k - 1, 1 + 4 * f + k) for f in range(5) for k in range(4)
+)
+# OpenPose face 70: jaw 0-16, brows 17-21 / 22-26, nose 27-35, eyes 36-41 / 42-47,
+# outer lips 48-59, inner lips 60-67, pupils 68, 69.
+FACE_CONTOURS = (
+    (tuple(range(0, 17)), False), (tuple(range(17, 22)), False), (tuple(range(22, 27)), False),
+    (tuple(range(27, 31)), False), (tuple(range(31, 36)), False),
+    (tuple(range(36, 42)), True), (tuple(range(42, 48)), True),
+    (tuple(range(48, 60)), True), (tuple(range(60, 68)), True),
+)
+
+METADATA_KEY = b"edn"
+
+
+class KeypointFileError(ValueError):
+    """A keypoint file that breaks the contract; the message names the file."""
+
+
+@dataclass
+class KeypointTrack:
+    """Keypoints of one video: ``data[t, j] = (x, y, confidence)`` for frame ``frames[t]``."""
+
+    data: np.ndarray
+    frames: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.data = np.asarray(self.data, dtype=np.float32)
+        self.frames = np.asarray(self.frames, dtype=np.int32)
+        if self.data.ndim != 3 or self.data.shape[1:] != (N_JOINTS, 3):
+            raise ValueError(f"keypoint array must be (frames, {N_JOINTS}, 3), got {self.data.shape}")
+        if len(self.frames) != len(self.data):
+            raise ValueError("frames and data lengths differ")
+
+    @property
+    def xy(self) -> np.ndarray:
+        return self.data[..., :2]
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.data[..., 2]
+
+    @property
+    def present(self) -> np.ndarray:
+        """Boolean (frames, joints): the joint was detected (or filled) in that frame."""
+        return (self.data[..., 2] > 0) & np.isfinite(self.data[..., 0]) & np.isfinite(self.data[..., 1])
+
+    def copy(self) -> "KeypointTrack":
+        return KeypointTrack(self.data.copy(), self.frames.copy(), json.loads(json.dumps(self.meta)))
+
+
+def empty_track(n_frames: int) -> np.ndarray:
+    """An all-missing (n_frames, 137, 3) array: NaN positions, zero confidence."""
+    data = np.full((n_frames, N_JOINTS, 3), np.nan, dtype=np.float32)
+    data[..., 2] = 0.0
+    return data
+
+
+def mark_missing(data: np.ndarray) -> np.ndarray:
+    """Enforce the contract's missing convention in place: conf 0 <=> NaN x, y."""
+    bad = ~(np.isfinite(data[..., 0]) & np.isfinite(data[..., 1])) | ~(data[..., 2] > 0)
+    data[bad, 0:2] = np.nan
+    data[bad, 2] = 0.0
+    return data
+
+
+def write_keypoints(path: str | Path, track: KeypointTrack) -> None:
+    """Write ``track`` as a contract Parquet file, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.provenance import atomic_path
+
+    for key in ("width", "height", "fps"):
+        if key not in track.meta:
+            raise ValueError(f"keypoint metadata lacks '{key}'")
+    data = mark_missing(track.data.copy())
+    n_frames = len(track.frames)
+    table = pa.table({
+        "frame": pa.array(np.repeat(track.frames, N_JOINTS).astype(np.int32)),
+        "joint": pa.array(np.tile(np.arange(N_JOINTS, dtype=np.int16), n_frames)),
+        "x": pa.array(data[..., 0].reshape(-1)),
+        "y": pa.array(data[..., 1].reshape(-1)),
+        "confidence": pa.array(data[..., 2].reshape(-1)),
+    })
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(track.meta, sort_keys=True).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_keypoints(path: str | Path) -> KeypointTrack:
+    """Read and check a contract Parquet file; errors name the file and the problem."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise KeypointFileError(f"{path}: keypoint file not found")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise KeypointFileError(f"{path}: not a readable Parquet file ({exc})") from exc
+    expected = {"frame", "joint", "x", "y", "confidence"}
+    missing = expected - set(table.column_names)
+    if missing:
+        raise KeypointFileError(f"{path}: missing columns {sorted(missing)}")
+    raw_meta = (table.schema.metadata or {}).get(METADATA_KEY)
+    meta = json.loads(raw_meta) if raw_meta else {}
+    frame = table.column("frame").to_numpy().astype(np.int64)
+    joint = table.column("joint").to_numpy().astype(np.int64)
+    if len(joint) and (joint.min() < 0 or joint.max() >= N_JOINTS):
+        raise KeypointFileError(f"{path}: joint index outside 0..{N_JOINTS - 1}")
+    frames = np.unique(frame)
+    data = empty_track(len(frames))
+    row = np.searchsorted(frames, frame)
+    for i, col in enumerate(("x", "y", "confidence")):
+        data[row, joint, i] = table.column(col).to_numpy(zero_copy_only=False).astype(np.float32)
+    conf = data[..., 2]
+    if np.any((conf < 0) | (conf > 1)):
+        raise KeypointFileError(f"{path}: confidence outside [0, 1]")
+    return KeypointTrack(mark_missing(data), frames.astype(np.int32), meta)
