@@ -1,0 +1,42 @@
+# Two commands for a new user: `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: setup demo test test-fast bench bench-train lint report clean-results
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on the demo footage (fetched by the workflow itself).
+demo: setup
+	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES)
+	@echo "Outputs are under results/ (see README: 'What make demo leaves behind')."
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+# Unit tests only: no workflow runs, no SLURM.
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow and not slurm"
+
+bench: setup
+	$(PY) scripts/bench_pose.py
+
+bench-train: setup
+	$(PY) scripts/bench_train.py
+
+lint: setup
+	$(VENV)/bin/snakemake --lint
+
+clean-results:
+	rm -rf results .snakemake

@@ -1,0 +1,25 @@
+# Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2018) as a Snakemake workflow.
+# Entry point: rules live in workflow/rules/, logic in the `pipeline` package (`edn` CLI).
+from snakemake.utils import min_version
+
+min_version("9.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/pose.smk"
+
+
+wildcard_constraints:
+    video="|".join(VIDEOS.index) or "NONE",
+    source="|".join(SOURCES.index) or "NONE",
+    subject="|".join(SUBJECTS) or "NONE",
+
+
+rule all:
+    input:
+        pose_targets(),
+    default_target: True

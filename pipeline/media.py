@@ -1,0 +1,93 @@
+"""Finding ffmpeg and reading a video's properties.
+
+A system ffmpeg on PATH wins (users and clusters pick their build); otherwise the binary
+that ships inside the ``imageio-ffmpeg`` wheel, so a fresh machine needs no system package.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary to use."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:  # pragma: no cover - imageio-ffmpeg is a pinned dependency
+        raise RuntimeError("no ffmpeg on PATH and imageio-ffmpeg is not installed") from None
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file says about itself; width and height as displayed (after rotation)."""
+
+    path: str
+    width: int
+    height: int
+    fps: float
+    rotation: int
+    frame_count: int
+    duration: float
+    codec: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Read size, frame rate, rotation and frame count; errors name the file and the problem.
+
+    Parses ``ffmpeg -i`` (ffprobe is not shipped by imageio-ffmpeg). ``rotation`` is the
+    display-matrix angle ffmpeg reports (counter-clockwise degrees); width and height are
+    the displayed ones, which is what ffmpeg's autorotation hands us when decoding.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    exe = ffmpeg_exe()
+    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    stream = _VIDEO_STREAM.search(header)
+    if stream is None:
+        reason = _last_line(header) if "Invalid data" in header or "Error" in header else "no video stream"
+        raise ValueError(f"{path}: not a readable video ({reason})")
+    codec, width, height = stream.group("codec"), int(stream.group("w")), int(stream.group("h"))
+    rate = _FPS.search(stream.group(0)) or _TBR.search(stream.group(0))
+    if rate is None:
+        raise ValueError(f"{path}: video stream has no frame rate")
+    rotation_match = _ROTATION.search(header)
+    rotation = int(round(float(rotation_match.group(1)))) % 360 if rotation_match else 0
+    if rotation in (90, 270):
+        width, height = height, width
+    duration_match = _DURATION.search(header)
+    duration = 0.0
+    if duration_match:
+        h, m, sec = duration_match.groups()
+        duration = int(h) * 3600 + int(m) * 60 + float(sec)
+    counted = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+                              "-f", "null", "-"], capture_output=True, text=True)
+    frames = _FRAME_COUNT.findall(counted.stderr)
+    frame_count = int(frames[-1]) if frames else 0
+    if frame_count == 0:
+        raise ValueError(f"{path}: video has no frames")
+    return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, frame_count, duration, codec)
+
+
+_VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})[^\n]*")
+_FPS = re.compile(r"([\d.]+) fps")
+_TBR = re.compile(r"([\d.]+) tbr")
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+_DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+_FRAME_COUNT = re.compile(r"frame=\s*(\d+)")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"

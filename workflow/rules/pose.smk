@@ -1,0 +1,114 @@
+rule detect:
+    input:
+        frames="results/frames/{video}",
+        code=stage_code("detect"),
+    output:
+        "results/keypoints/{video}/raw.parquet",
+    params:
+        options=detect_options,
+        min_fraction=config["detect"]["min_detected_fraction"],
+    log:
+        "results/logs/detect/{video}.log",
+    benchmark:
+        "results/benchmarks/detect/{video}.tsv"
+    shell:
+        "{EDN} detect {input.frames:q} {output:q} {params.options}"
+        " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
+
+
+rule smooth:
+    input:
+        keypoints="results/keypoints/{video}/raw.parquet",
+        code=stage_code("smooth"),
+    output:
+        "results/keypoints/{video}/smooth.parquet",
+    params:
+        window=config["smooth"]["window"],
+        max_gap=config["smooth"]["max_gap"],
+    log:
+        "results/logs/smooth/{video}.log",
+    benchmark:
+        "results/benchmarks/smooth/{video}.tsv"
+    shell:
+        "{EDN} smooth {input.keypoints:q} {output:q} --window {params.window}"
+        " --max-gap {params.max_gap} > {log} 2>&1"
+
+
+rule stats_subject:
+    input:
+        keypoints=subject_clips,
+        code=stage_code("stats"),
+    output:
+        "results/stats/subject/{subject}.json",
+    log:
+        "results/logs/stats/subject_{subject}.log",
+    benchmark:
+        "results/benchmarks/stats/subject_{subject}.tsv"
+    shell:
+        "{EDN} stats {input.keypoints:q} {output:q} > {log} 2>&1"
+
+
+rule stats_video:
+    input:
+        keypoints="results/keypoints/{video}/smooth.parquet",
+        code=stage_code("stats"),
+    output:
+        "results/stats/video/{video}.json",
+    log:
+        "results/logs/stats/video_{video}.log",
+    benchmark:
+        "results/benchmarks/stats/video_{video}.tsv"
+    shell:
+        "{EDN} stats {input.keypoints:q} {output:q} > {log} 2>&1"
+
+
+rule normalize:
+    input:
+        source="results/keypoints/{source}/smooth.parquet",
+        source_stats="results/stats/video/{source}.json",
+        target_stats="results/stats/subject/{subject}.json",
+        code=stage_code("normalize"),
+    output:
+        "results/normalized/{source}/{subject}.parquet",
+    params:
+        method=config["normalize"]["method"],
+        center="--center-x" if config["normalize"]["center_x"] else "",
+    log:
+        "results/logs/normalize/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/normalize/{source}_{subject}.tsv"
+    shell:
+        "{EDN} normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
+        " --method {params.method} {params.center} > {log} 2>&1"
+
+
+rule render_target:
+    input:
+        keypoints="results/keypoints/{video}/smooth.parquet",
+        code=stage_code("render"),
+    output:
+        directory("results/render/{video}"),
+    params:
+        flags=render_flags(),
+    log:
+        "results/logs/render/{video}.log",
+    benchmark:
+        "results/benchmarks/render/{video}.tsv"
+    shell:
+        "{EDN} render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
+
+
+rule render_transfer:
+    input:
+        keypoints="results/normalized/{source}/{subject}.parquet",
+        code=stage_code("render"),
+    output:
+        directory("results/render_transfer/{source}/{subject}"),
+    params:
+        flags=render_flags(),
+    log:
+        "results/logs/render_transfer/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/render_transfer/{source}_{subject}.tsv"
+    shell:
+        "{EDN} render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
