@@ -1,0 +1,165 @@
+"""Image and pose metrics of the paper's evaluation (Sec. 5), plus temporal stability.
+
+SSIM follows Wang et al. (2004): 11x11 Gaussian window, sigma 1.5, on luminance in [0, 255].
+LPIPS uses the pretrained AlexNet backbone (Zhang et al., 2018) and only that: when its
+weights are not on this machine the metric is reported unavailable, never computed with a
+randomly initialised network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.keypoints import PARTS
+
+log = logging.getLogger(__name__)
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's IMAGENET1K_V1 AlexNet
+_C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+
+def _luminance(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3:  # BGR as cv2 reads it; ITU-R BT.601 weights
+        image = image[..., 0] * 0.114 + image[..., 1] * 0.587 + image[..., 2] * 0.299
+    return image
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two images (uint8 BGR or grey, same shape)."""
+    from scipy.ndimage import gaussian_filter
+
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ {a.shape} vs {b.shape}")
+    x, y = _luminance(a), _luminance(b)
+
+    def blur(z: np.ndarray) -> np.ndarray:
+        return gaussian_filter(z, sigma=1.5, truncate=3.5, mode="reflect")  # 11x11 support
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    num = (2 * mx * my + _C1) * (2 * sxy + _C2)
+    den = (mx * mx + my * my + _C1) * (sxx + syy + _C2)
+    return float(np.mean(num / den))
+
+
+def crop(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
+    """``image[y0:y1, x0:x1]`` for a box (x0, y0, x1, y1) clipped to the image; None if empty."""
+    if box is None:
+        return None
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:  # too small for an 11x11 SSIM window to mean anything
+        return None
+    return image[y0:y1, x0:x1]
+
+
+def keypoint_box(joints: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int] | None:
+    """Bounding box of the present joints of a (n, 3) array, grown by ``margin`` of its size."""
+    ok = (joints[:, 2] > 0) & np.isfinite(joints[:, :2]).all(axis=1)
+    if ok.sum() < 2:
+        return None
+    (x0, y0), (x1, y1) = joints[ok, :2].min(axis=0), joints[ok, :2].max(axis=0)
+    mx, my = (x1 - x0) * margin, (y1 - y0) * margin
+    return int(x0 - mx), int(y0 - my), int(np.ceil(x1 + mx)), int(np.ceil(y1 + my))
+
+
+def pose_distance(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
+    """Mean L2 (pixels) between keypoints found in both, per part and overall.
+
+    ``real`` and ``generated`` are (frames, 137, 3). A part with no joint found in both
+    gives NaN.
+    """
+    both = (real[..., 2] > 0) & (generated[..., 2] > 0)
+    dist = np.linalg.norm(real[..., :2] - generated[..., :2], axis=-1)
+    out = {}
+    for name, part in list(PARTS.items()) + [("overall", slice(None))]:
+        mask = both[:, part]
+        out[name] = float(dist[:, part][mask].mean()) if mask.any() else float("nan")
+    return out
+
+
+def missed_detections(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
+    """Mean count per image of joints found on the real frame but not on the generated one."""
+    missed = (real[..., 2] > 0) & ~(generated[..., 2] > 0)
+    out = {name: float(missed[:, part].sum(axis=1).mean()) for name, part in PARTS.items()}
+    out["overall"] = float(missed.sum(axis=1).mean())
+    return out
+
+
+def temporal_instability(frames: list[np.ndarray] | np.ndarray) -> float:
+    """Mean absolute difference (0-255 scale) between consecutive frames; NaN below two."""
+    if len(frames) < 2:
+        return float("nan")
+    diffs = [np.abs(frames[i + 1].astype(np.float32) - frames[i].astype(np.float32)).mean()
+             for i in range(len(frames) - 1)]
+    return float(np.mean(diffs))
+
+
+def alexnet_weights(configured: str | Path | None = None) -> Path | None:
+    """Where the pretrained AlexNet weights are: a configured file, else the torch hub cache."""
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: configured AlexNet weights (LPIPS backbone) not found")
+        return path
+    import torch
+
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE
+    return cached if cached.is_file() else None
+
+
+class LPIPS:
+    """LPIPS (AlexNet, v0.1 linear layers shipped in the ``lpips`` wheel) on BGR uint8 crops.
+
+    Build with :meth:`load`, which returns None, after logging why, when the pretrained
+    backbone is absent.
+    """
+
+    def __init__(self, model: Any, device: str) -> None:
+        self.model, self.device = model, device
+
+    @classmethod
+    def load(cls, weights: str | Path | None = None, device: str = "cpu") -> "LPIPS | None":
+        found = alexnet_weights(weights)
+        if found is None:
+            import torch
+
+            log.warning("LPIPS unavailable: pretrained AlexNet weights not found at %s. Get them on a "
+                        "machine with internet: python -c \"import torchvision; torchvision.models."
+                        "alexnet(weights='IMAGENET1K_V1')\" and copy the file there, or set "
+                        "evaluate.lpips_weights in the config.",
+                        Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE)
+            return None
+        import lpips
+        import torch
+
+        # torchvision reads its weights from <hub dir>/checkpoints: point a private hub dir at
+        # the found file so nothing is downloaded.
+        previous = torch.hub.get_dir()
+        with tempfile.TemporaryDirectory() as hub:
+            os.makedirs(os.path.join(hub, "checkpoints"))
+            os.symlink(found.resolve(), os.path.join(hub, "checkpoints", ALEXNET_FILE))
+            torch.hub.set_dir(hub)
+            try:
+                model = lpips.LPIPS(net="alex", verbose=False)
+            finally:
+                torch.hub.set_dir(previous)
+        return cls(model.eval().to(device), device)
+
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+        import torch
+
+        def tensor(image: np.ndarray) -> torch.Tensor:
+            rgb = np.ascontiguousarray(image[..., ::-1], dtype=np.float32) / 127.5 - 1.0
+            return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
+
+        with torch.no_grad():
+            return float(self.model(tensor(a), tensor(b)).item())

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from pipeline.keypoints import BODY, FACE, empty_track
+from pipeline.metrics import (LPIPS, crop, keypoint_box, missed_detections, pose_distance, ssim,
+                              temporal_instability)
+
+
+def _image(seed=0, shape=(64, 48, 3)):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_ssim_identical_is_one_and_noise_lowers_it():
+    a = _image()
+    assert ssim(a, a) == pytest.approx(1.0)
+    # Flat images: only the luminance term is left, (2 m1 m2 + C1) / (m1^2 + m2^2 + C1).
+    c1 = (0.01 * 255) ** 2
+    flat_a, flat_b = np.full((32, 32), 100, np.uint8), np.full((32, 32), 150, np.uint8)
+    assert ssim(flat_a, flat_b) == pytest.approx((2 * 100 * 150 + c1) / (100**2 + 150**2 + c1))
+    assert ssim(a, 255 - a) < 0.0  # inverted structure correlates negatively
+
+
+def test_ssim_shape_mismatch():
+    with pytest.raises(ValueError, match="shapes differ"):
+        ssim(_image(shape=(10, 10, 3)), _image(shape=(12, 10, 3)))
+
+
+def test_shifted_keypoints_give_the_known_pose_distance():
+    real = empty_track(4)
+    real[:, BODY, 0], real[:, BODY, 1], real[:, BODY, 2] = 100.0, 200.0, 1.0
+    real[:, FACE, 0], real[:, FACE, 1], real[:, FACE, 2] = 50.0, 60.0, 1.0
+    gen = real.copy()
+    gen[:, BODY, 0] += 3.0
+    gen[:, BODY, 1] += 4.0  # a 3-4-5 triangle: 5 px on the body
+    d = pose_distance(real, gen)
+    assert d["body"] == pytest.approx(5.0) and d["face"] == pytest.approx(0.0)
+    assert d["overall"] == pytest.approx(5.0 * 25 / 95)
+    assert np.isnan(d["left_hand"])
+
+
+def test_missed_detections_counts_joints_lost_on_generated_frames():
+    real = empty_track(2)
+    real[:, :10, :] = (1.0, 1.0, 1.0)
+    gen = real.copy()
+    gen[0, :3, 2] = 0.0  # 3 missed in frame 0, none in frame 1
+    gen[1, 20, :] = (1.0, 1.0, 1.0)  # extra detections are not misses
+    assert missed_detections(real, gen)["overall"] == pytest.approx(1.5)
+
+
+def test_boxes_and_crops():
+    joints = empty_track(1)[0]
+    joints[0] = (10, 20, 1)
+    joints[1] = (30, 60, 1)
+    assert keypoint_box(joints, margin=0.0) == (10, 20, 30, 60)
+    assert keypoint_box(joints, margin=0.5) == (0, 0, 40, 80)
+    image = _image(shape=(50, 50, 3))
+    assert crop(image, (-5, -5, 20, 30)).shape == (30, 20, 3)
+    assert crop(image, (45, 45, 60, 60)) is None
+    assert keypoint_box(empty_track(1)[0]) is None
+
+
+def test_temporal_instability():
+    still = [np.full((4, 4, 3), 7, np.uint8)] * 3
+    assert temporal_instability(still) == 0.0
+    flicker = [np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 10, np.uint8)]
+    assert temporal_instability(flicker) == pytest.approx(10.0)
+
+
+def test_lpips_is_unavailable_without_pretrained_backbone(tmp_path, monkeypatch, caplog):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert LPIPS.load(None) is None
+    assert "LPIPS unavailable" in caplog.text
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        LPIPS.load(tmp_path / "nowhere.pth")
+
+
+def test_lpips_loads_backbone_from_the_configured_file(tmp_path):
+    import torch
+    import torchvision
+
+    # A stand-in weights file checks only the loading path (never reported as LPIPS).
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    metric = LPIPS.load(weights)
+    a = _image(shape=(64, 64, 3))
+    assert metric(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert metric(a, 255 - a) > 0.0
