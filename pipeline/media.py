@@ -37,6 +37,7 @@ class VideoInfo:
     frame_count: int
     duration: float
     codec: str
+    pix_fmt: str
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,10 +78,12 @@ def probe_video(path: str | Path) -> VideoInfo:
     frame_count = int(frames[-1]) if frames else 0
     if frame_count == 0:
         raise ValueError(f"{path}: video has no frames")
-    return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, frame_count, duration, codec)
+    return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, frame_count, duration, codec,
+                     stream.group("pix"))
 
 
-_VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+).*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})[^\n]*")
+_VIDEO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Video: (?P<codec>\w+)[^,\n]*, (?P<pix>\w+)"
+                           r".*?, (?P<w>\d{2,5})x(?P<h>\d{2,5})[^\n]*")
 _FPS = re.compile(r"([\d.]+) fps")
 _TBR = re.compile(r"([\d.]+) tbr")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
