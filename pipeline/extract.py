@@ -34,7 +34,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     import ffmpeg
 
     video, out_dir = Path(video), Path(out_dir)
-    info = probe_video(video)
+    info = probe_video(video, count_frames=False)
     if height <= 0 or height % 2:
         raise ValueError(f"extract: height must be a positive even number, got {height}")
     if fps is not None and fps <= 0:
@@ -81,7 +81,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
             raise ValueError(f"{video}: ffmpeg failed to extract frames: {' | '.join(tail)}") from exc
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
-            raise ValueError(f"{video}: ffmpeg produced no frames")
+            raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")
         import cv2
 
         out_h, out_w = cv2.imread(str(frames[0])).shape[:2]
@@ -90,7 +90,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         meta = {
             "source": str(video), "source_width": info.width, "source_height": info.height,
             "source_fps": info.fps, "source_rotation": info.rotation,
-            "source_frame_count": info.frame_count, "width": out_w, "height": out_h, "fps": out_fps,
+            "source_duration": info.duration, "width": out_w, "height": out_h, "fps": out_fps,
             "frame_count": len(frames), "format": image_format,
             "provenance": provenance("extract", params),
         }

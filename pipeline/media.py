@@ -34,7 +34,7 @@ class VideoInfo:
     height: int
     fps: float
     rotation: int
-    frame_count: int
+    frame_count: int | None  # None when not counted (see probe_video)
     duration: float
     codec: str
     pix_fmt: str
@@ -43,8 +43,11 @@ class VideoInfo:
         return asdict(self)
 
 
-def probe_video(path: str | Path) -> VideoInfo:
+def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
     """Read size, frame rate, rotation and frame count; errors name the file and the problem.
+
+    Counting reads the whole file once more (no decoding); extraction skips it and counts the
+    frames it wrote instead.
 
     Parses ``ffmpeg -i`` (ffprobe is not shipped by imageio-ffmpeg). ``rotation`` is the
     display-matrix angle ffmpeg reports (counter-clockwise degrees); width and height are
@@ -72,6 +75,9 @@ def probe_video(path: str | Path) -> VideoInfo:
     if duration_match:
         h, m, sec = duration_match.groups()
         duration = int(h) * 3600 + int(m) * 60 + float(sec)
+    if not count_frames:
+        return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, None, duration, codec,
+                         stream.group("pix"))
     counted = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                               "-f", "null", "-"], capture_output=True, text=True)
     frames = _FRAME_COUNT.findall(counted.stderr)

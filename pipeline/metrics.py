@@ -9,8 +9,6 @@ randomly initialised network.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -141,17 +139,18 @@ class LPIPS:
         import lpips
         import torch
 
-        # torchvision reads its weights from <hub dir>/checkpoints: point a private hub dir at
-        # the found file so nothing is downloaded.
-        previous = torch.hub.get_dir()
-        with tempfile.TemporaryDirectory() as hub:
-            os.makedirs(os.path.join(hub, "checkpoints"))
-            os.symlink(found.resolve(), os.path.join(hub, "checkpoints", ALEXNET_FILE))
-            torch.hub.set_dir(hub)
-            try:
-                model = lpips.LPIPS(net="alex", verbose=False)
-            finally:
-                torch.hub.set_dir(previous)
+        # Build LPIPS with an uninitialised backbone (nothing downloaded), then copy the
+        # pretrained AlexNet features in: lpips keeps torchvision's layer indices in its slices.
+        model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
+        state = torch.load(found, map_location="cpu", weights_only=True)
+        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        params = dict(model.net.named_parameters())
+        for name, param in params.items():
+            key = name.split(".", 1)[1]  # "slice1.0.weight" -> "0.weight"
+            if key not in features or features[key].shape != param.shape:
+                raise ValueError(f"{found}: not torchvision AlexNet weights (no matching 'features.{key}')")
+            with torch.no_grad():
+                param.copy_(features[key])
         return cls(model.eval().to(device), device)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> float:

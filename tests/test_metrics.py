@@ -84,6 +84,8 @@ def test_lpips_loads_backbone_from_the_configured_file(tmp_path):
     weights = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
     metric = LPIPS.load(weights)
+    expected = torch.load(weights, weights_only=True)["features.3.weight"]
+    assert torch.equal(dict(metric.model.net.named_parameters())["slice2.3.weight"], expected)  # file used
     a = _image(shape=(64, 64, 3))
     assert metric(a, a) == pytest.approx(0.0, abs=1e-6)
     assert metric(a, 255 - a) > 0.0

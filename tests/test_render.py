@@ -78,3 +78,13 @@ def test_render_bad_keypoint_file_names_it(tmp_path, capsys):
 def test_limb_table_is_openpose_body25():
     assert len(BODY_25_LIMBS) == 24
     assert {j for pair in BODY_25_LIMBS for j in pair} == set(range(25))
+
+
+def test_png_encoder_round_trips_exactly(tmp_path):
+    from pipeline.render import encode_png
+
+    image = render_frame(_pose(), (201, 400))  # odd width: rows are not 4-byte aligned
+    image[0, 0] = (1, 2, 3)  # channel order must survive
+    path = tmp_path / "p.png"
+    path.write_bytes(encode_png(image))
+    np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_COLOR), image)

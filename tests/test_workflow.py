@@ -121,3 +121,14 @@ def test_not_a_video_fails_with_the_file_named(tmp_path):
     assert done.returncode != 0
     log = (tmp_path / "results/logs/extract/clip_target.log").read_text()
     assert str(bogus) in log and "not a readable video" in log
+
+
+def test_diagnostic_figures_are_made_for_the_report(workflow_run):
+    import cv2
+
+    wd = workflow_run
+    figures = [wd / "results/plots/tracks/clip_target.png", wd / "results/plots/tracks/clip_source.png",
+               wd / "results/plots/normalization/clip_source/subj.png", wd / "results/plots/bones/clip_source/subj.png"]
+    for path in figures:
+        image = cv2.imread(str(path))
+        assert image is not None and image.std() > 10, path

@@ -2,14 +2,17 @@ rule fetch_demo:
     output:
         DEMO_VIDEOS,
     params:
-        out_dir=DEMO_DIR,
+        # <demo_dir>/<set>/<camera>.mp4 -> <demo_dir>
+        out_dir=lambda wildcards, output: str(Path(output[0]).parents[1]),
         wheel_dir="resources/wheels",
+    conda:
+        "../../envs/workflow.yaml"
     log:
         "results/logs/fetch_demo.log",
     benchmark:
         "results/benchmarks/fetch_demo.tsv"
     shell:
-        "{EDN} fetch-demo {params.out_dir} --wheel-dir {params.wheel_dir} > {log} 2>&1"
+        "python -m pipeline.cli fetch-demo {params.out_dir} --wheel-dir {params.wheel_dir} > {log} 2>&1"
 
 
 rule extract:
@@ -22,10 +25,12 @@ rule extract:
         height=config["extract"]["height"],
         format=config["extract"]["format"],
         options=extract_options,
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/extract/{video}.log",
     benchmark:
         "results/benchmarks/extract/{video}.tsv"
     shell:
-        "{EDN} extract {input.video:q} {output:q} --height {params.height}"
+        "python -m pipeline.cli extract {input.video:q} {output:q} --height {params.height}"
         " --format {params.format} {params.options} > {log} 2>&1"

@@ -7,12 +7,14 @@ rule detect:
     params:
         options=detect_options,
         min_fraction=config["detect"]["min_detected_fraction"],
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/detect/{video}.log",
     benchmark:
         "results/benchmarks/detect/{video}.tsv"
     shell:
-        "{EDN} detect {input.frames:q} {output:q} {params.options}"
+        "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options}"
         " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
 
 
@@ -25,12 +27,14 @@ rule smooth:
     params:
         window=config["smooth"]["window"],
         max_gap=config["smooth"]["max_gap"],
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/smooth/{video}.log",
     benchmark:
         "results/benchmarks/smooth/{video}.tsv"
     shell:
-        "{EDN} smooth {input.keypoints:q} {output:q} --window {params.window}"
+        "python -m pipeline.cli smooth {input.keypoints:q} {output:q} --window {params.window}"
         " --max-gap {params.max_gap} > {log} 2>&1"
 
 
@@ -40,12 +44,14 @@ rule stats_subject:
         code=stage_code("stats"),
     output:
         "results/stats/subject/{subject}.json",
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/stats/subject_{subject}.log",
     benchmark:
         "results/benchmarks/stats/subject_{subject}.tsv"
     shell:
-        "{EDN} stats {input.keypoints:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli stats {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule stats_video:
@@ -54,12 +60,14 @@ rule stats_video:
         code=stage_code("stats"),
     output:
         "results/stats/video/{video}.json",
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/stats/video_{video}.log",
     benchmark:
         "results/benchmarks/stats/video_{video}.tsv"
     shell:
-        "{EDN} stats {input.keypoints:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli stats {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule normalize:
@@ -73,12 +81,14 @@ rule normalize:
     params:
         method=config["normalize"]["method"],
         center="--center-x" if config["normalize"]["center_x"] else "",
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/normalize/{source}_{subject}.log",
     benchmark:
         "results/benchmarks/normalize/{source}_{subject}.tsv"
     shell:
-        "{EDN} normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
+        "python -m pipeline.cli normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
         " --method {params.method} {params.center} > {log} 2>&1"
 
 
@@ -90,12 +100,14 @@ rule render_target:
         directory("results/render/{video}"),
     params:
         flags=render_flags(),
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/render/{video}.log",
     benchmark:
         "results/benchmarks/render/{video}.tsv"
     shell:
-        "{EDN} render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
+        "python -m pipeline.cli render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
 
 
 rule render_transfer:
@@ -106,9 +118,11 @@ rule render_transfer:
         directory("results/render_transfer/{source}/{subject}"),
     params:
         flags=render_flags(),
+    conda:
+        "../../envs/pose.yaml"
     log:
         "results/logs/render_transfer/{source}_{subject}.log",
     benchmark:
         "results/benchmarks/render_transfer/{source}_{subject}.tsv"
     shell:
-        "{EDN} render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
+        "python -m pipeline.cli render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"

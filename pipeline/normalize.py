@@ -1,0 +1,181 @@
+"""Stage 5: global pose normalization of a source track into a target subject's frame.
+
+Chan, Ginosar, Zhou, Efros, "Everybody Dance Now", arXiv 1808.07371, Sec. 3.2: the
+source's poses are translated and scaled so that, at each depth, the source subject
+stands where and as tall as the target subject would. With the source's far/near ankle
+positions ``s_far < s_near`` and heights ``hs_far, hs_near`` and the target's
+``t_far < t_near``, ``ht_far, ht_near`` (see :mod:`pipeline.stats`), a frame with ankle
+point ``(a, f)`` gets
+
+* ``p = (f - s_far) / (s_near - s_far)`` (``p = 0`` when the source never moves in depth),
+* the ankle point moves to ``(a + c, t_far + p * (t_near - t_far))`` where ``c`` is 0, or
+  with ``center_x`` the difference of the subjects' mean ankle-point x,
+* every joint (body, face, hands) is scaled about the ankle point by
+  ``k = ht_far / hs_far + p * (ht_near / hs_near - ht_far / hs_far)``.
+
+The ankle point is :func:`pipeline.stats.ankle_points`: y is the lower ankle, x the mean
+x of the present ankles. Deliberate differences from the official release: we scale
+about the ankle point itself (the release scales about a fixed anchor, which moves the
+ankle off its mapped position) and use all frames deterministically (no unseeded frame
+sampling; the ankles are the ankles, not the left ear).
+
+* **Extrapolation.** Beyond far/near ``p`` is extrapolated linearly, as the paper's
+  formula does, but clamped to ``[P_MIN, P_MAX] = [-1, 2]`` (a full far-near span beyond
+  either end: any real in-frame motion) so a misdetected ankle cannot produce an absurd
+  scale; ``k`` is floored at ``K_FLOOR`` times the smaller reference scale so a pose is
+  never mirrored or collapsed.
+* **Degenerate subjects.** When far and near coincide (within ``MIN_SPAN_PX``) ``p = 0``
+  and one scale applies. For such a source the ankle lands at
+  ``t_far + k * (f - s_far)``: its small offsets from its one position (hops, a step)
+  stay visible at the target's scale rather than being flattened onto ``t_far``.
+* **Frames without an ankle** reuse the last valid frame's mapping (scale and
+  translation); frames before the first valid one use the first valid mapping.
+* **Output.** The target's frame size, the source's fps, a ``normalize`` record of the
+  parameters used, and the per-frame mapping in the metadata under ``mapping`` (lists:
+  frame, valid, p, k, ankle_x, ankle_y, mapped_ankle_x, mapped_ankle_y, translate_x,
+  translate_y; ``x' = k x + translate_x``, ``y' = k y + translate_y``). The metadata
+  keeps the table with the keypoints so the Snakemake rule has one output and the two can
+  never be separated. ``bone_ratios`` (method paper) or ``bone_ratios_before`` /
+  ``bone_ratios_after`` (method retarget) report each bone's length relative to the
+  target's (:func:`pipeline.retarget.bone_length_ratios`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+import numpy as np
+
+from pipeline.keypoints import KeypointTrack, mark_missing, read_keypoints, write_keypoints
+from pipeline.provenance import provenance
+from pipeline.retarget import bone_length_ratios, retarget_track
+from pipeline.smooth import chain_provenance
+from pipeline.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats
+
+log = logging.getLogger(__name__)
+
+P_MIN, P_MAX = -1.0, 2.0
+K_FLOOR = 0.1
+METHODS = ("paper", "retarget")
+
+
+def compute_mapping(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
+                    center_x: bool = False) -> dict[str, np.ndarray]:
+    """Per-frame paper mapping of ``source``: arrays p, k, translate_x/y and the ankle points."""
+    s_far, s_near = float(source_stats["ankle_far"]), float(source_stats["ankle_near"])
+    t_far, t_near = float(target_stats["ankle_far"]), float(target_stats["ankle_near"])
+    k_far = float(target_stats["height_far"]) / float(source_stats["height_far"])
+    k_near = float(target_stats["height_near"]) / float(source_stats["height_near"])
+    ax, f = ankle_points(source.data)
+    valid = np.isfinite(f)
+    if not valid.any():
+        raise ValueError("source has no frame with a visible ankle (RAnkle/LAnkle)")
+    p = np.clip(depth_fraction(f, s_far, s_near), P_MIN, P_MAX)
+    k = np.maximum(k_far + p * (k_near - k_far), K_FLOOR * min(k_far, k_near))
+    shift = float(target_stats["ankle_x_mean"]) - float(source_stats["ankle_x_mean"]) if center_x else 0.0
+    mapped_x = ax + shift
+    mapped_y = t_far + p * (t_near - t_far)
+    if s_near - s_far < MIN_SPAN_PX:
+        # A source that never moves in depth has p = 0 everywhere; its ankle's offsets from
+        # that single position (hops, steps) are image motion, kept at the target's scale
+        # instead of being flattened onto t_far.
+        mapped_y = mapped_y + k * (f - s_far)
+    # x' = a' + k (x - a) = k x + (a' - k a): the translation that frames without ankles reuse.
+    table = np.stack([p, k, mapped_x - k * ax, mapped_y - k * f], axis=1)
+    table = carry_valid(table, valid)
+    return {
+        "frame": source.frames.astype(np.int64), "valid": valid,
+        "p": table[:, 0], "k": table[:, 1], "translate_x": table[:, 2], "translate_y": table[:, 3],
+        "ankle_x": ax, "ankle_y": f, "mapped_ankle_x": mapped_x, "mapped_ankle_y": mapped_y,
+        "shift_x": np.full(len(f), shift),
+    }
+
+
+def apply_mapping(data: np.ndarray, mapping: dict[str, np.ndarray]) -> np.ndarray:
+    """``data`` with every joint mapped by the per-frame scale and translation."""
+    out = data.copy()
+    k = mapping["k"][:, None]
+    out[..., 0] = k * data[..., 0] + mapping["translate_x"][:, None]
+    out[..., 1] = k * data[..., 1] + mapping["translate_y"][:, None]
+    return mark_missing(out)
+
+
+def _as_lists(mapping: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for key, values in mapping.items():
+        if values.dtype == bool or np.issubdtype(values.dtype, np.integer):
+            out[key] = values.tolist()
+        else:
+            out[key] = [None if not np.isfinite(v) else round(float(v), 5) for v in values]
+    return out
+
+
+def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
+                    center_x: bool = False, method: str = "paper") -> KeypointTrack:
+    """Map ``source`` into the target's frame by the paper's global pose normalization.
+
+    ``method='retarget'`` follows the mapping with :func:`pipeline.retarget.retarget_track`
+    (target limb proportions). See the module docstring for the rules and the metadata.
+    """
+    if method not in METHODS:
+        raise ValueError(f"normalize: method must be one of {METHODS}, got {method!r}")
+    if center_x:
+        for name, stats in (("source", source_stats), ("target", target_stats)):
+            if stats.get("ankle_x_mean") is None:
+                raise ValueError(f"normalize: --center-x needs ankle_x_mean in the {name} stats")
+    mapping = compute_mapping(source, source_stats, target_stats, center_x)
+    out = KeypointTrack(apply_mapping(source.data, mapping), source.frames.copy(), dict(source.meta))
+
+    if method == "retarget":
+        before = bone_length_ratios(out, target_stats, p=mapping["p"])
+        out = retarget_track(out, target_stats, p=mapping["p"])
+        out.meta["bone_ratios_before"] = before
+        out.meta["bone_ratios_after"] = bone_length_ratios(out, target_stats, p=mapping["p"])
+    else:
+        out.meta["bone_ratios"] = bone_length_ratios(out, target_stats, p=mapping["p"])
+
+    keys = ("ankle_far", "ankle_near", "height_far", "height_near", "ankle_x_mean")
+    params = {
+        "method": method, "center_x": bool(center_x), "p_min": P_MIN, "p_max": P_MAX, "k_floor": K_FLOOR,
+        "source": {k: source_stats.get(k) for k in keys},
+        "target": {k: target_stats.get(k) for k in keys},
+        "shift_x": float(mapping["shift_x"][0]) if len(mapping["shift_x"]) else 0.0,
+        "n_frames": int(len(source.frames)), "n_valid_frames": int(mapping["valid"].sum()),
+    }
+    out.meta = chain_provenance(out.meta, provenance("normalize", {"method": method, "center_x": bool(center_x)}))
+    out.meta["normalize"] = params
+    out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
+    out.meta["width"] = int(target_stats["frame_width"])
+    out.meta["height"] = int(target_stats["frame_height"])
+    out.meta["fps"] = source.meta.get("fps")
+    return out
+
+
+def cli(args: argparse.Namespace) -> int:
+    source = read_keypoints(args.source)
+    source_stats = load_stats(args.source_stats)
+    target_stats = load_stats(args.target_stats)
+    size = (source.meta.get("width"), source.meta.get("height"))
+    stats_size = (source_stats["frame_width"], source_stats["frame_height"])
+    if size != stats_size:
+        # The stats' pixel positions only mean something in the frames they were measured in.
+        raise ValueError(f"{args.source}: frame size {size} differs from {args.source_stats} {stats_size}")
+    if not args.center_x and source_stats["frame_width"] != target_stats["frame_width"]:
+        log.warning("source and target frame widths differ (%s vs %s) and --center-x is off: "
+                    "x stays in source pixels", source_stats["frame_width"], target_stats["frame_width"])
+    try:
+        out = normalize_track(source, source_stats, target_stats, center_x=args.center_x, method=args.method)
+    except ValueError as exc:
+        raise ValueError(f"{args.source}: {exc}") from exc
+    out.meta["provenance"]["params"].update({
+        "source": str(args.source), "source_stats": str(args.source_stats),
+        "target_stats": str(args.target_stats)})
+    out.meta["stats_provenance"] = {"source": source_stats.get("provenance"),
+                                    "target": target_stats.get("provenance")}
+    write_keypoints(args.out, out)
+    params = out.meta["normalize"]
+    log.info("%s: %d frames (%d with ankles), method %s -> %s", args.source, params["n_frames"],
+             params["n_valid_frames"], args.method, args.out)
+    return 0

@@ -1,0 +1,144 @@
+"""Figures for the report: keypoint tracks, normalization diagnostics, limb proportions."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.keypoints import J, KeypointTrack, read_keypoints
+from pipeline.provenance import atomic_path
+
+TRACK_JOINTS = ("Nose", "RWrist", "LWrist", "RAnkle", "LAnkle")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on clusters or CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(fig)
+
+
+def plot_tracks(raw: KeypointTrack, smooth: KeypointTrack, out: str | Path,
+                joints: Sequence[str] = TRACK_JOINTS) -> None:
+    """x and y over time of a few joints, raw (dots) against smoothed (line)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(joints), 2, figsize=(10, 1.8 * len(joints)), sharex=True, squeeze=False)
+    for row, name in enumerate(joints):
+        j = J[name]
+        for col, axis in enumerate("xy"):
+            ax = axes[row, col]
+            ax.plot(raw.frames, raw.data[:, j, col], ".", ms=3, color="0.6", label="raw")
+            ax.plot(smooth.frames, smooth.data[:, j, col], "-", lw=1.2, color="C0", label="smoothed")
+            ax.set_ylabel(f"{name} {axis} (px)", fontsize=8)
+            if axis == "y":
+                ax.invert_yaxis()  # image y grows downward
+    axes[0, 0].legend(fontsize=8, loc="best")
+    for ax in axes[-1]:
+        ax.set_xlabel("frame")
+    fig.suptitle("Keypoint tracks: raw detections and median pre-smoothing")
+    _save(fig, out)
+
+
+def plot_normalization(normalized: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
+                       out: str | Path) -> None:
+    """Ankle-height histograms with far/near and the heights there, and the per-frame mapping."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, (name, stats) in zip(axes[:2], (("source", source_stats), ("target", target_stats))):
+        hist = stats["histogram"]
+        edges = np.asarray(hist["edges"], dtype=float)
+        ax.stairs(hist["counts_all"], edges, color="0.6", label="all frames")
+        ax.stairs(hist["counts_ground"], edges, color="C0", fill=True, alpha=0.5, label="feet on the ground")
+        for key, colour in (("far", "C2"), ("near", "C3")):
+            ax.axvline(stats[f"ankle_{key}"], color=colour, lw=1.5,
+                       label=f"{key}: y {stats[f'ankle_{key}']:.0f}, height {stats[f'height_{key}']:.0f} px")
+        ax.set_xlabel("ankle y (px, larger = nearer the camera)")
+        ax.set_ylabel("frames")
+        ax.set_title(f"{name}: {stats['n_ground_frames']} of {stats['n_frames']} frames grounded", fontsize=9)
+        ax.legend(fontsize=7)
+    mapping = normalized.meta.get("mapping")
+    if not mapping:
+        raise ValueError("normalized keypoints carry no 'mapping' metadata (not written by `edn normalize`)")
+    ax = axes[2]
+    y = np.array([np.nan if v is None else v for v in mapping["ankle_y"]], dtype=float)
+    y2 = np.array([np.nan if v is None else v for v in mapping["mapped_ankle_y"]], dtype=float)
+    k = np.asarray(mapping["k"], dtype=float)
+    ax.plot(y, y2, ".", ms=3, color="C0", label="frames: source ankle y -> target ankle y")
+    ax.set_xlabel("source ankle y (px)")
+    ax.set_ylabel("mapped ankle y (px)", color="C0")
+    twin = ax.twinx()
+    twin.plot(y, k, ".", ms=2, color="C1")
+    twin.set_ylabel("scale k", color="C1")
+    params = normalized.meta.get("normalize", {})
+    ax.set_title(f"mapping ({params.get('method', '?')}); scale k {np.nanmin(k):.2f}-{np.nanmax(k):.2f}",
+                 fontsize=9)
+    fig.suptitle("Global pose normalization (Chan et al. 2018, sec. 3.2)")
+    _save(fig, out)
+
+
+def bone_ratio_table(normalized: KeypointTrack, target_stats: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Per bone, (normalized length / mapped height) over the target's, after the paper's mapping
+    and after retargeting (computed here when the file was made with the paper method)."""
+    from pipeline.retarget import bone_length_ratios, retarget_track
+
+    meta = normalized.meta
+    if "bone_ratios_before" in meta:
+        return {"paper": meta["bone_ratios_before"], "retarget": meta["bone_ratios_after"]}
+    mapping = meta.get("mapping") or {}
+    p = np.asarray(mapping["p"], dtype=float) if "p" in mapping else None
+    retargeted = retarget_track(normalized, target_stats, p=p)
+    return {"paper": bone_length_ratios(normalized, target_stats, p=p),
+            "retarget": bone_length_ratios(retargeted, target_stats, p=p)}
+
+
+def plot_bone_ratios(normalized: KeypointTrack, target_stats: dict[str, Any], out: str | Path) -> None:
+    """Horizontal bars: each bone's length relative to the target's, before and after retargeting."""
+    table = bone_ratio_table(normalized, target_stats)
+    bones = [b for b in table["paper"] if table["paper"][b] is not None or table["retarget"][b] is not None]
+    if not bones:
+        raise ValueError("no bone seen in both the normalized source and the target")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(bones) + 1.2))
+    rows = np.arange(len(bones))
+    for offset, (method, colour) in zip((-0.2, 0.2), (("paper", "C0"), ("retarget", "C1"))):
+        values = [np.nan if table[method][b] is None else table[method][b] for b in bones]
+        ax.barh(rows + offset, values, height=0.4, color=colour, label="paper mapping" if method == "paper" else "paper mapping + retargeting")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(rows, bones, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("bone length / target's (1 = the target's proportion)")
+    ax.legend(fontsize=8)
+    ax.set_title(f"Limb proportions of {normalized.meta.get('provenance', {}).get('params', {}).get('source', 'source')}",
+                 fontsize=9)
+    _save(fig, out)
+
+
+def cli_tracks(args: argparse.Namespace) -> int:
+    plot_tracks(read_keypoints(args.raw), read_keypoints(args.smooth), args.out)
+    return 0
+
+
+def cli_normalization(args: argparse.Namespace) -> int:
+    from pipeline.stats import load_stats
+
+    plot_normalization(read_keypoints(args.normalized), load_stats(args.source_stats),
+                       load_stats(args.target_stats), args.out)
+    return 0
+
+
+def cli_bones(args: argparse.Namespace) -> int:
+    from pipeline.stats import load_stats
+
+    plot_bone_ratios(read_keypoints(args.normalized), load_stats(args.target_stats), args.out)
+    return 0
