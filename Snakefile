@@ -11,6 +11,8 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pose.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/plots.smk"
 
 
 wildcard_constraints:

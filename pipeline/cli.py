@@ -68,9 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     p.add_argument("--backend", choices=("mediapipe", "openpose-json"), default="mediapipe")
     p.add_argument("--json-dir", type=Path, default=None, help="OpenPose --write_json folder")
+    p.add_argument("--json-size", type=_size, default=None,
+                   help="WxH of the images OpenPose saw (default: the frames' size)")
     p.add_argument("--crop", type=_box, default=None,
                    help="x,y,w,h in frame pixels: only the person inside this box is kept")
-    p.add_argument("--model-complexity", type=int, choices=(0, 1, 2), default=1)
     p.add_argument("--min-detected-fraction", type=float, default=0.0,
                    help="fail when fewer frames than this fraction have a person")
     p.set_defaults(func=_handler("pipeline.detect", "cli"))
@@ -97,6 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift x so the source's mean position lands on the target's")
     p.set_defaults(func=_handler("pipeline.normalize", "cli"))
 
+    p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
+    plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    q = plots.add_parser("tracks", help="raw against smoothed keypoint tracks of a few joints")
+    q.add_argument("raw", type=Path)
+    q.add_argument("smooth", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=_handler("pipeline.plots", "cli_tracks"))
+    q = plots.add_parser("normalization", help="ankle histograms, far/near positions, heights and the mapping")
+    q.add_argument("normalized", type=Path)
+    q.add_argument("source_stats", type=Path)
+    q.add_argument("target_stats", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=_handler("pipeline.plots", "cli_normalization"))
+    q = plots.add_parser("bones", help="per-bone length ratio to the target, paper mapping against retargeting")
+    q.add_argument("normalized", type=Path)
+    q.add_argument("target_stats", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=_handler("pipeline.plots", "cli_bones"))
+
     p = sub.add_parser("render", help="keypoints -> stick-figure PNGs")
     p.add_argument("keypoints", type=Path)
     p.add_argument("out_dir", type=Path)
@@ -104,6 +124,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-face", action="store_true")
     p.add_argument("--no-hands", action="store_true")
     p.set_defaults(func=_handler("pipeline.render", "cli"))
+
+    # Training. Each option is the TrainConfig/FaceConfig field of the same name with the same
+    # default (tests/test_train.py checks both), so --help shows the real defaults.
+    dflt = " (default: %(default)s)"
+    for stage in ("train", "train-face"):
+        face = stage == "train-face"
+        p = sub.add_parser(stage, help="face GAN on the frozen generator's output (paper sec. 3.3)" if face
+                           else "pose -> frame GAN with temporal smoothing (paper sec. 3)")
+        p.add_argument("out_dir", type=Path,
+                       help="run folder: checkpoint.pt (a rerun resumes from it), run.json, losses.csv, samples/")
+        p.add_argument("--clip", nargs=3, action="append", required=True, type=Path,
+                       metavar=("FRAMES_DIR", "RENDER_DIR", "KEYPOINTS"),
+                       help="a clip of the target: frames, their stick figures, keypoint Parquet; repeat per clip")
+        p.add_argument("--model-out", type=Path, default=None,
+                       help=f"model file to write (default: OUT_DIR/{'face' if face else 'generator'}.pt)")
+        if face:
+            p.add_argument("--generator", type=Path, required=True,
+                           help="generator.pt of `edn train`; frozen, and sets the resolution")
+            p.add_argument("--face-ngf", type=int, default=32, help="face generator's first filters" + dflt)
+            p.add_argument("--face-n-downsample", type=int, default=3, help="face generator downsamplings" + dflt)
+            p.add_argument("--face-n-blocks", type=int, default=5, help="face generator residual blocks" + dflt)
+            p.add_argument("--face-size", type=int, default=None,
+                           help="face box side in model pixels (default: height / 4, 128 at 512)")
+        else:
+            p.add_argument("--width", type=int, default=512, help="model width in pixels" + dflt)
+            p.add_argument("--height", type=int, default=256, help="model height in pixels" + dflt)
+            p.add_argument("--ngf", type=int, default=64, help="generator's first filters" + dflt)
+            p.add_argument("--n-downsample", type=int, default=4, help="global generator downsamplings" + dflt)
+            p.add_argument("--n-blocks", type=int, default=9, help="global generator residual blocks" + dflt)
+            p.add_argument("--local-enhancer", action="store_true",
+                           help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
+            p.add_argument("--n-blocks-local", type=int, default=3, help="local enhancer residual blocks" + dflt)
+        p.add_argument("--epochs", type=int, default=40, help="passes over the training pairs" + dflt)
+        p.add_argument("--niter-decay", type=int, default=20,
+                       help="last epochs, over which the learning rate falls linearly to 0" + dflt)
+        p.add_argument("--batch-size", type=int, default=1, help="samples per step and process" + dflt)
+        p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate" + dflt)
+        p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1" + dflt)
+        p.add_argument("--ndf", type=int, default=64, help="discriminator's first filters" + dflt)
+        p.add_argument("--n-layers-d", type=int, default=3, help="discriminator layers (3: 70x70 patches)" + dflt)
+        p.add_argument("--num-d", type=int, default=1 if face else 3, help="discriminator scales" + dflt)
+        p.add_argument("--lambda-feat", type=float, default=10.0, help="feature-matching loss weight" + dflt)
+        p.add_argument("--lambda-vgg", type=float, default=10.0, help="VGG perceptual loss weight" + dflt)
+        p.add_argument("--vgg-loss", choices=("on", "off", "auto"), default="on",
+                       help="VGG19 perceptual loss; on: stop when its weights are missing; auto: use it when "
+                       "they are found" + dflt)
+        p.add_argument("--no-vgg-loss", dest="vgg_loss", action="store_const", const="off",
+                       help="same as --vgg-loss off")
+        p.add_argument("--vgg-weights", default=None,
+                       help="VGG19 ImageNet weights (vgg19-dcbbb0d1.pth; default: the torch hub cache)")
+        p.add_argument("--seed", type=int, default=0, help="seed of weights and data order" + dflt)
+        p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+        p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + dflt)
+        p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids, 0: none" + dflt)
+        p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
+        p.add_argument("--holdout", type=float, default=0.2, help="last fraction of every clip kept out" + dflt)
+        p.add_argument("--workers", type=int, default=2, help="data loading processes" + dflt)
+        p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+        p.set_defaults(func=_handler(f"pipeline.{stage.replace('-', '_')}", "cli"))
 
     return parser
 

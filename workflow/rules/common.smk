@@ -1,23 +1,26 @@
-# Helpers shared by the rule files: config and sheet validation, paths, per-video options.
-import os
+# Helpers shared by the rule files (config and sheet validation, paths, per-video options).
 import shlex
 import sys
 from pathlib import Path
 
 import pandas as pd
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
 
-# Stage commands come from the environment running Snakemake (a conda env, when one is
-# deployed, puts its own bin first and wins).
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-EDN = "edn"
+# Rules run `python -m pipeline.cli STAGE ...`. With a conda env deployed, its python runs our
+# package from the workflow's folder; otherwise the interpreter running Snakemake (the venv's)
+# comes first on PATH, so a non-activated `.venv/bin/snakemake` works too.
+if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+    shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}}; ")
+else:
+    shell.prefix(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
 
 
 def load_videos(path):
     """The video sheet as a DataFrame indexed by name; errors name the sheet and the row."""
-    if not os.path.isfile(path):
+    if not Path(path).is_file():
         raise ValueError(f"{path}: video sheet not found (config key 'videos')")
     sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
     sheet.columns = [c.strip() for c in sheet.columns]
@@ -80,7 +83,7 @@ def detect_options(wildcards):
     json_dir = VIDEOS.loc[wildcards.video, "openpose_json"]
     if json_dir:
         return f"--backend openpose-json --json-dir {shlex.quote(json_dir)}"
-    return f"--backend {config['detect']['backend']} --model-complexity {config['detect']['model_complexity']}"
+    return f"--backend {config['detect']['backend']}"
 
 
 def subject_clips(wildcards):
@@ -96,9 +99,56 @@ def pose_targets():
     """Everything the pose half of the workflow makes."""
     targets = [f"results/render/{v}" for v in TARGETS.index]
     targets += [f"results/render_transfer/{s}/{t}" for s, t in transfer_pairs()]
+    targets += [f"results/plots/tracks/{v}.png" for v in VIDEOS.index]
+    targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
     return targets
 
 
 def render_flags():
     flags = [] if config["render"]["face"] else ["--no-face"]
     return " ".join(flags + ([] if config["render"]["hands"] else ["--no-hands"]))
+
+
+# ---- training (workflow/rules/train.smk)
+
+
+def train_inputs(wildcards):
+    """Frames, stick figures and smoothed keypoints of every clip of the subject."""
+    videos = TARGETS.index[TARGETS["subject"] == wildcards.subject]
+    return {"frames": [f"results/frames/{v}" for v in videos],
+            "render": [f"results/render/{v}" for v in videos],
+            "keypoints": [f"results/keypoints/{v}/smooth.parquet" for v in videos]}
+
+
+def train_clip_flags(wildcards):
+    """`--clip FRAMES RENDER KEYPOINTS` for each clip of the subject."""
+    inputs = train_inputs(wildcards)
+    clips = zip(inputs["frames"], inputs["render"], inputs["keypoints"])
+    return " ".join("--clip " + " ".join(shlex.quote(path) for path in clip) for clip in clips)
+
+
+def train_flags(stage):
+    """`edn train` (stage "generator") or `edn train-face` (stage "face") options from config['train'].
+
+    The face run takes the generator's architecture and resolution from generator.pt, and its
+    epochs and network from train: face:.
+    """
+    options = {k: v for k, v in config["train"].items() if k not in ("gpus", "mem_mb", "face")}
+    if stage == "face":
+        generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "local_enhancer", "num_d")
+        options = {k: v for k, v in options.items() if k not in generator_only}
+        options.update({k if k in ("epochs", "niter_decay") else f"face_{k}": v
+                        for k, v in config["train"]["face"].items()})
+    flags = []
+    for key, value in options.items():
+        if key == "vgg_loss":
+            value = {True: "on", False: "off"}.get(value, value)
+        if value is False or value in ("", None):
+            continue
+        flags += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return " ".join(shlex.quote(f) for f in flags)
+
+
+def train_mem_mb(wildcards, attempt):
+    """Memory grows with each retry, so a job killed for memory comes back with more."""
+    return config["train"]["mem_mb"] * attempt

@@ -1,0 +1,20 @@
+"""Networks of Everybody Dance Now: pix2pixHD generators and discriminators plus the face GAN.
+
+Convention everywhere: images are float tensors in [-1, 1], NCHW, RGB channel order.
+"""
+
+from pipeline.models.discriminator import MultiscaleDiscriminator, NLayerDiscriminator
+from pipeline.models.face import FaceResidualGenerator, face_box, load_face_generator
+from pipeline.models.generator import (
+    GlobalGenerator,
+    LocalEnhancer,
+    build_generator,
+    generate_sequence,
+    load_generator,
+)
+
+__all__ = [
+    "FaceResidualGenerator", "GlobalGenerator", "LocalEnhancer", "MultiscaleDiscriminator",
+    "NLayerDiscriminator", "build_generator", "face_box", "generate_sequence", "load_face_generator",
+    "load_generator",
+]

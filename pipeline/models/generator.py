@@ -1,0 +1,187 @@
+"""pix2pixHD generators (Wang et al. 2018) conditioned on the previous output frame.
+
+The Everybody Dance Now generator sees the stick figure x_t (3 channels) concatenated with
+its own previous output I_{t-1} (3 channels, zeros for the first frame), so ``input_nc`` is
+6 in this pipeline; the classes accept any channel count so pix2pixHD's published sizes can
+be checked with ``input_nc=3``.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+
+from pipeline.checkpoint import load_model
+
+POSE_NC = 3
+IMAGE_NC = 3
+
+
+def get_norm_layer(norm: str = "instance") -> Callable[[int], nn.Module]:
+    """pix2pixHD's norms: instance norm without affine parameters, or batch norm."""
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False)
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True)
+    raise ValueError(f"unknown norm {norm!r} (expected 'instance' or 'batch')")
+
+
+def _padding(padding_type: str, size: int) -> tuple[list[nn.Module], int]:
+    if padding_type == "reflect":
+        return [nn.ReflectionPad2d(size)], 0
+    if padding_type == "replicate":
+        return [nn.ReplicationPad2d(size)], 0
+    if padding_type == "zero":
+        return [], size
+    raise ValueError(f"unknown padding {padding_type!r}")
+
+
+class ResnetBlock(nn.Module):
+    """Two 3x3 convolutions with a skip connection (pix2pixHD's ResnetBlock)."""
+
+    def __init__(self, dim: int, norm_layer: Callable[[int], nn.Module], padding_type: str = "reflect"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for last in (False, True):
+            pad, p = _padding(padding_type, 1)
+            layers += [*pad, nn.Conv2d(dim, dim, 3, padding=p), norm_layer(dim)]
+            if not last:
+                layers.append(nn.ReLU(True))
+        self.conv_block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+class GlobalGenerator(nn.Module):
+    """c7s1-ngf, n_downsample stride-2 convs, n_blocks residual blocks, mirrored upsampling, c7s1-3, tanh."""
+
+    def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 64,
+                 n_downsample: int = 4, n_blocks: int = 9, norm: str = "instance",
+                 padding_type: str = "reflect"):
+        super().__init__()
+        norm_layer = get_norm_layer(norm)
+        activation = nn.ReLU(True)
+        model: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7), norm_layer(ngf), activation]
+        for i in range(n_downsample):
+            mult = 2 ** i
+            model += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+                      norm_layer(ngf * mult * 2), activation]
+        mult = 2 ** n_downsample
+        model += [ResnetBlock(ngf * mult, norm_layer, padding_type) for _ in range(n_blocks)]
+        for i in range(n_downsample):
+            mult = 2 ** (n_downsample - i)
+            model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+                      norm_layer(ngf * mult // 2), activation]
+        # The last three modules (pad, conv, tanh) are what LocalEnhancer strips.
+        model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*model)
+        self.divisor = 2 ** n_downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class LocalEnhancer(nn.Module):
+    """pix2pixHD's local enhancer: a global generator at half resolution inside a full-resolution branch.
+
+    ``global_generator`` (optional) is a trained GlobalGenerator with ``ngf = 2 * ngf`` whose
+    layers are reused (all but its final pad/conv/tanh), as pix2pixHD does when fine-tuning.
+    """
+
+    def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 32,
+                 n_downsample_global: int = 4, n_blocks_global: int = 9, n_blocks_local: int = 3,
+                 norm: str = "instance", padding_type: str = "reflect",
+                 global_generator: GlobalGenerator | None = None):
+        super().__init__()
+        norm_layer = get_norm_layer(norm)
+        if global_generator is None:
+            global_generator = GlobalGenerator(input_nc, output_nc, ngf * 2, n_downsample_global,
+                                               n_blocks_global, norm, padding_type)
+        self.model = nn.Sequential(*list(global_generator.model.children())[:-3])
+        self.model_downsample = nn.Sequential(
+            nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7), norm_layer(ngf), nn.ReLU(True),
+            nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1), norm_layer(ngf * 2), nn.ReLU(True))
+        self.model_upsample = nn.Sequential(
+            *[ResnetBlock(ngf * 2, norm_layer, padding_type) for _ in range(n_blocks_local)],
+            nn.ConvTranspose2d(ngf * 2, ngf, 3, stride=2, padding=1, output_padding=1), norm_layer(ngf),
+            nn.ReLU(True), nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh())
+        self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.divisor = 2 ** (n_downsample_global + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model_upsample(self.model_downsample(x) + self.model(self.downsample(x)))
+
+
+def default_generator_config(**overrides: Any) -> dict[str, Any]:
+    """The architecture record stored beside the weights so a checkpoint rebuilds its network."""
+    config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
+                              "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
+                              "norm": "instance", "padding_type": "reflect"}
+    unknown = set(overrides) - set(config) - {"width", "height"}
+    if unknown:
+        raise ValueError(f"unknown generator settings {sorted(unknown)}")
+    config.update(overrides)
+    return config
+
+
+def build_generator(config: dict[str, Any]) -> nn.Module:
+    """A GlobalGenerator or LocalEnhancer from :func:`default_generator_config`'s record."""
+    common = dict(input_nc=config["input_nc"], output_nc=config["output_nc"], norm=config["norm"],
+                  padding_type=config["padding_type"])
+    if config["kind"] == "global":
+        return GlobalGenerator(ngf=config["ngf"], n_downsample=config["n_downsample"],
+                               n_blocks=config["n_blocks"], **common)
+    if config["kind"] == "local":
+        return LocalEnhancer(ngf=config["ngf"], n_downsample_global=config["n_downsample"],
+                             n_blocks_global=config["n_blocks"], n_blocks_local=config["n_blocks_local"],
+                             **common)
+    raise ValueError(f"unknown generator kind {config['kind']!r}")
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a trained generator from ``generator.pt``; returns (model in eval mode, its config).
+
+    The config also holds ``width`` and ``height``, the resolution it was trained at.
+    """
+    return load_model(path, build_generator, "generator", "edn train", device)
+
+
+def image_to_tensor(image: Any) -> torch.Tensor:
+    """uint8 HxWx3 RGB array -> float (1, 3, H, W) tensor in [-1, 1]."""
+    t = torch.as_tensor(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return t.unsqueeze(0).contiguous()
+
+
+def tensor_to_image(tensor: torch.Tensor) -> Any:
+    """(3, H, W) or (1, 3, H, W) tensor in [-1, 1] -> uint8 HxWx3 RGB numpy array."""
+    t = tensor.detach().float().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    return t.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
+def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
+                      device: str | torch.device | None = None, amp: bool = False) -> Iterator[torch.Tensor]:
+    """Run the generator over consecutive stick figures, feeding each output back as the next input.
+
+    ``poses`` yields (3, H, W) or (1, 3, H, W) tensors in [-1, 1] at the trained resolution
+    (see :func:`pipeline.data.fit_to_size` for resizing and :func:`image_to_tensor`); yields
+    (1, 3, H, W) float32 outputs in [-1, 1] on the CPU. The first frame's previous output is zeros.
+    """
+    device = torch.device(device) if device is not None else next(generator.parameters()).device
+    previous: torch.Tensor | None = None
+    for pose in poses:
+        pose = pose.unsqueeze(0) if pose.dim() == 3 else pose
+        pose = pose.to(device, torch.float32)
+        if previous is None:
+            previous = torch.zeros_like(pose)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            out = generator(torch.cat([pose, previous], dim=1))
+        previous = out.float()
+        yield previous.cpu()

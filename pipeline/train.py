@@ -1,0 +1,568 @@
+"""``edn train``: the pose-to-frame GAN with temporal smoothing (Chan et al. 2018, section 3).
+
+For every sample of consecutive frames (t, t+1) the generator runs twice,
+I_t = G(x_t, 0) and I_{t+1} = G(x_{t+1}, I_t) with gradients through I_t, and the
+multiscale discriminator judges (x_t, x_{t+1}, I_t, I_{t+1}) against (x_t, x_{t+1}, y_t, y_{t+1}).
+Generator loss: LSGAN + feature matching (lambda 10) + VGG19 perceptual (lambda 10, both frames).
+
+The training engine here (devices, DDP via ``torchrun``, bf16, exact resume, logging) is shared
+with ``edn train-face`` (:mod:`pipeline.train_face`): a stage is a :class:`GANTask` subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import contextlib
+import csv
+import dataclasses
+import logging
+import math
+import os
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
+    set_rng_state, tensors_sha256
+from pipeline.data import Clip, PairDataset, load_clip
+from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
+from pipeline.models.generator import build_generator, default_generator_config, tensor_to_image
+from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
+    lsgan_loss
+from pipeline.provenance import atomic_path, provenance, write_json
+
+log = logging.getLogger(__name__)
+
+ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figure dir, keypoints Parquet
+# Settings that may differ between a checkpoint and the run resuming it (training length and
+# housekeeping); every other setting shapes the networks, losses or data order and must match.
+_FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "sample_every", "max_steps", "workers",
+                   "deterministic", "vgg_weights"}
+_POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
+             "num_d", "checkpoint_every")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``edn train`` takes besides its inputs; recorded in run.json and the checkpoints."""
+
+    width: int = 512
+    height: int = 256
+    epochs: int = 40
+    niter_decay: int = 20  # linear learning-rate decay to zero over the last N epochs (pix2pixHD)
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    ngf: int = 64
+    n_downsample: int = 4
+    n_blocks: int = 9
+    n_blocks_local: int = 3
+    local_enhancer: bool = False
+    ndf: int = 64
+    n_layers_d: int = 3
+    num_d: int = 3
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    vgg_loss: bool | str = True  # True, False, or "auto": use VGG when its weights are found
+    vgg_weights: str | None = None  # None: the torch hub cache
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    sample_every: int = 500  # 0: no sample grids
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
+    holdout: float = 0.2
+    workers: int = 2
+    deterministic: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
+        bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
+        bad += [f"lr={self.lr}"] if not self.lr > 0 else []
+        bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
+        bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
+        bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
+        bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
+        bad += [f"workers={self.workers}"] if self.workers < 0 else []
+        if bad:
+            raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
+                             "0 <= niter_decay <= epochs, 0 <= holdout < 1, vgg_loss true/false/auto)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------- devices
+
+@dataclass
+class Runtime:
+    """This process's place in the job: rank, world size, device and whether to compute in bf16."""
+
+    rank: int
+    world: int
+    device: torch.device
+    bf16: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self) -> torch.autocast:
+        # bf16 needs no loss scaling; CPU runs stay fp32 so they are exact and testable.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids)
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        module = module.to(self.device)
+        # channels-last lets cuDNN use tensor-core convolution kernels without transposes
+        return module.to(memory_format=torch.channels_last) if self.device.type == "cuda" else module
+
+    def tensor(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and t.dim() == 4 else t
+
+
+def start_runtime(device: str = "auto") -> Runtime:
+    """Pick the device; join the process group when launched by ``torchrun`` (RANK/WORLD_SIZE set)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda requested but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(rank, world, dev, bf16=dev.type == "cuda")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def determinism(enabled: bool, rt: Runtime) -> Iterator[None]:
+    """Deterministic kernels (``--deterministic``) or cuDNN autotuning, restored afterwards."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    if enabled and rt.device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled and rt.device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark = before[1]
+
+
+def _all_gather(obj: Any, rt: Runtime) -> list[Any]:
+    if rt.world == 1:
+        return [obj]
+    out: list[Any] = [None] * rt.world
+    dist.all_gather_object(out, obj)
+    return out
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def resolve_vgg(cfg: C) -> tuple[C, str | None]:
+    """Settle ``vgg_loss`` to True/False; returns the config and, when VGG is off, why.
+
+    True: the weights must exist (:class:`VGGWeightsNotFound` otherwise). "auto": use them when
+    found. Nothing is ever downloaded and random VGG weights are never used.
+    """
+    if cfg.vgg_loss is False:
+        return cfg, "disabled by --no-vgg-loss"
+    try:
+        path = find_vgg_weights(cfg.vgg_weights)
+    except VGGWeightsNotFound as exc:
+        if cfg.vgg_loss != "auto":
+            raise
+        return dataclasses.replace(cfg, vgg_loss=False), f"vgg_loss auto: {exc}"
+    return dataclasses.replace(cfg, vgg_loss=True, vgg_weights=str(path)), None
+
+
+# --------------------------------------------------------------------------------------- GAN tasks
+
+def _split(pred: list[list[torch.Tensor]], n: int) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    return [[f[:n] for f in s] for s in pred], [[f[n:] for f in s] for s in pred]
+
+
+class GANTask(abc.ABC):
+    """A generator ``G`` trained against a multiscale discriminator ``D`` with pix2pixHD's losses.
+
+    Subclasses build the networks, turn a batch into conditioned fakes and reals and call
+    :meth:`optimise`; :func:`run_training` does everything else.
+    """
+
+    model_file = "model.pt"
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime, generator: nn.Module, discriminator: MultiscaleDiscriminator,
+                 model_config: dict[str, Any]):
+        self.cfg, self.rt, self.model_config = cfg, rt, model_config
+        self.G = rt.prepare(generator)
+        self.D = rt.prepare(discriminator)
+        self.D_ddp = rt.wrap(self.D)
+        self.vgg = VGGLoss(cfg.vgg_weights, cfg.lambda_vgg).to(rt.device) if cfg.vgg_loss else None
+        self.models = {"G": self.G, "D": self.D}
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+                           for k, m in self.models.items()}
+
+    def inputs(self, batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
+        return [self.rt.tensor(batch[k]) for k in keys]
+
+    def _update(self, name: str, loss: torch.Tensor) -> None:
+        self.optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizers[name].step()
+
+    def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                 vgg_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """One generator update, then one discriminator update.
+
+        ``fake_in``/``real_in`` are the discriminator inputs (condition and images, ``fake_in``
+        with gradients to G); ``fake``/``real`` the images for the VGG loss.
+        """
+        rt, cfg = self.rt, self.cfg
+        # Generator: D's weights take no gradient here (and no DDP hooks fire).
+        self.D.requires_grad_(False)
+        with rt.autocast():
+            pred_fake = self.D(fake_in)
+            with torch.no_grad():
+                pred_real = self.D(real_in)
+        losses = {"G_GAN": lsgan_loss(pred_fake, True),
+                  "G_FM": feature_matching_loss(pred_fake, pred_real, cfg.n_layers_d, cfg.lambda_feat)}
+        if self.vgg is not None:
+            with rt.autocast():
+                losses["G_VGG"] = vgg_weight * self.vgg(fake, real)
+        self._update("G", sum(losses.values()))
+
+        # Discriminator: fake and real in one forward (one DDP forward per backward; instance
+        # norm keeps the samples independent).
+        self.D.requires_grad_(True)
+        with rt.autocast():
+            pred = self.D_ddp(torch.cat([fake_in.detach(), real_in], dim=0))
+        pred_fake_d, pred_real_d = _split(pred, fake_in.shape[0])
+        losses["D_fake"] = lsgan_loss(pred_fake_d, False)
+        losses["D_real"] = lsgan_loss(pred_real_d, True)
+        self._update("D", 0.5 * (losses["D_fake"] + losses["D_real"]))
+        return losses
+
+    @abc.abstractmethod
+    def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
+             ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        """One optimisation step: the losses by name, and images for a sample grid when asked."""
+
+    def write_outputs(self, path: Path, meta: dict[str, Any]) -> None:
+        save_model(path, self.G, self.model_config, **meta)
+
+
+class TemporalPair(nn.Module):
+    """Both generator passes of one sample in one forward (one DDP forward per backward)."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        fake_t = self.generator(torch.cat([pose_t, torch.zeros_like(pose_t)], dim=1))
+        fake_t1 = self.generator(torch.cat([pose_t1, fake_t.to(pose_t1.dtype)], dim=1))
+        return fake_t, fake_t1
+
+
+class PoseTask(GANTask):
+    """The temporally smoothed pose-to-frame GAN."""
+
+    model_file = "generator.pt"
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime):
+        divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
+        if cfg.width % divisor or cfg.height % divisor:
+            raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
+                             f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
+        config = default_generator_config(
+            kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
+            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height)
+        super().__init__(cfg, rt, build_generator(config),
+                         MultiscaleDiscriminator(TEMPORAL_NC, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
+        self.pair = rt.wrap(TemporalPair(self.G))
+
+    def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
+             ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
+        with self.rt.autocast():
+            fake_t, fake_t1 = self.pair(pose_t, pose_t1)
+        real_seq = torch.cat([pose_t, pose_t1, real_t, real_t1], dim=1)
+        fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
+        # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
+        losses = self.optimise(fake_seq, real_seq, torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0)
+        losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
+        return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
+
+
+# ------------------------------------------------------------------------------------------ engine
+
+def _decay_factor(epochs: int, niter_decay: int) -> Callable[[int], float]:
+    """pix2pixHD's schedule: constant, then minus lr/niter_decay after each of the last epochs."""
+    n_const = epochs - niter_decay
+
+    def factor(epoch: int) -> float:
+        if niter_decay <= 0:
+            return 1.0
+        return max(0.0, 1.0 - max(0, epoch - n_const) / niter_decay)
+
+    return factor
+
+
+def _write_grid(path: Path, images: list[torch.Tensor]) -> None:
+    import cv2
+
+    grid = np.concatenate([tensor_to_image(t) for t in images], axis=1)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+            raise RuntimeError(f"{path}: cannot write sample image")
+
+
+class _LossLog:
+    """``losses.csv`` (rank 0): one row per step; on resume, rows past the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        self.columns: list[str] | None = None
+        rows = []
+        if path.exists() and resume_step > 0:
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+        if rows:
+            self.columns = rows[0]
+            kept = [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+                csv.writer(f).writerows([self.columns, *kept])
+        elif path.exists():
+            path.unlink()  # a fresh run: the old rows belong to a run that no longer exists
+
+    def append(self, step: int, epoch: int, lr: float, losses: dict[str, float]) -> None:
+        row = {"step": step, "epoch": epoch, "lr": lr, **losses}
+        if self.columns is None:
+            self.columns = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+        with self.path.open("a", newline="") as f:
+            # repr keeps every digit: resumed runs are compared to uninterrupted ones.
+            csv.writer(f).writerow([repr(row[c]) if isinstance(row.get(c), float) else row.get(c, "")
+                                    for c in self.columns])
+
+
+def _check_resumable(path: Path, state: dict[str, Any], stage: str, cfg: TrainConfig, rt: Runtime,
+                     inputs: dict[str, Any]) -> None:
+    old, new = state["config"], cfg.as_dict()
+    changed = [k for k in sorted(set(old) | set(new)) if k not in _FREE_ON_RESUME and old.get(k) != new.get(k)]
+    if state.get("stage") != stage:
+        changed.append(f"stage {state.get('stage')} != {stage}")
+    if state.get("world", 1) != rt.world:
+        changed.append(f"{state.get('world', 1)} processes != {rt.world}")
+    if state.get("inputs") != inputs:
+        changed.append("input clips or model")
+    if changed:
+        raise ValueError(f"{path}: checkpoint was made with other settings ({'; '.join(map(str, changed))}); "
+                         "resume with the same ones, or delete the checkpoint / use another OUT_DIR to start over")
+
+
+def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path, cfg: TrainConfig, rt: Runtime,
+                 record: dict[str, Any], model_path: Path | None = None) -> dict[str, Any]:
+    """The loop shared by both GANs: data order, resume, logging, checkpoints, samples, final model.
+
+    ``record`` (written to run.json) must hold ``inputs``, the fingerprint a resumed
+    checkpoint is checked against. Returns the record.
+    """
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    model_path = Path(model_path) if model_path is not None else out_dir / task.model_file
+    ckpt_path = out_dir / "checkpoint.pt"
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _decay_factor(cfg.epochs, cfg.niter_decay))
+                  for k, o in task.optimizers.items()}
+    # DistributedSampler with one replica is a seeded shuffle too: one data order for 1 and N processes,
+    # a pure function of (seed, epoch), so a position in it is just the step.
+    sampler = DistributedSampler(dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+
+    step = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(ckpt_path, state, stage, cfg, rt, record["inputs"])
+        for k, m in task.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in task.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        step = int(state["step"])
+        set_rng_state(state["rng"][rt.rank])
+        if rt.is_main:
+            log.info("%s: resuming at step %d of %d", ckpt_path, step, stop)
+    record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
+                   "world_size": rt.world, "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
+                   "total_steps": stop, "device": str(rt.device), "bf16": rt.bf16, "status": "running",
+                   "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
+    if rt.is_main:
+        write_json(out_dir / "run.json", record)
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    loss_log = _LossLog(out_dir / "losses.csv", step) if rt.is_main else None
+
+    def save(step_now: int) -> None:
+        rngs = _all_gather(rng_state(), rt)  # collective: every rank's generators
+        if rt.is_main:
+            save_checkpoint(ckpt_path, {
+                "stage": stage, "step": step_now, "epoch": step_now // steps_per_epoch, "world": rt.world,
+                "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss, "inputs": record["inputs"],
+                "models": {k: m.state_dict() for k, m in task.models.items()},
+                "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                "sampler": {"seed": cfg.seed, "epoch": step_now // steps_per_epoch,
+                            "batch_in_epoch": step_now % steps_per_epoch, "steps_per_epoch": steps_per_epoch},
+                "rng": rngs,
+            })
+
+    bar = tqdm(total=stop, initial=step, desc=stage, unit="step", disable=not rt.is_main, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # log files get a line every 30 s
+    while step < stop:
+        epoch, skip = divmod(step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        order = list(sampler)[skip * cfg.batch_size:]
+        # Own generator: the loader's seed draw must not advance the global RNG a resumed run restores.
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
+                            pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+        for batch in loader:
+            step += 1
+            losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
+            names = sorted(losses)
+            values = torch.stack([losses[k].detach().float() for k in names])
+            if rt.world > 1:
+                dist.all_reduce(values)
+                values /= rt.world
+            lr = task.optimizers["G"].param_groups[0]["lr"]
+            if step % steps_per_epoch == 0:
+                for s in schedulers.values():
+                    s.step()
+            if rt.is_main:
+                row = dict(zip(names, values.tolist()))
+                loss_log.append(step, epoch, lr, row)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()}, refresh=False)
+                bar.update(1)
+                if visuals is not None:
+                    _write_grid(out_dir / "samples" / f"step_{step:07d}.png", visuals)
+            if step % cfg.checkpoint_every == 0 or step == stop:
+                save(step)
+            if step >= stop:
+                break
+    bar.close()
+    if stop == 0:
+        save(0)
+
+    checksums = {k: _all_gather(parameter_checksum(m), rt) for k, m in task.models.items()}
+    out_of_sync = [k for k, v in checksums.items() if len(set(v)) > 1]
+    if rt.is_main:
+        record.update({"status": "out of sync" if out_of_sync else "finished", "final_step": step,
+                       "param_checksums": checksums})
+        write_json(out_dir / "run.json", record)
+        if not out_of_sync:
+            task.write_outputs(model_path, {"vgg_loss": cfg.vgg_loss, "step": step, "inputs": record["inputs"],
+                                            "provenance": record["provenance"]})
+            log.info("%s: written after %d steps", model_path, step)
+    if rt.world > 1:
+        dist.barrier()
+    if out_of_sync:  # on every rank, after the barrier, so no rank waits for another forever
+        raise RuntimeError(f"{out_dir}: parameters of {out_of_sync} differ between ranks: {checksums}")
+    return record
+
+
+# ---------------------------------------------------------------------------------------- stages
+
+def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
+    """What a checkpoint's data is: each clip's frames, size and keypoints (values, not file bytes)."""
+    return [{"n_frames": len(c.indices), "first_frame": c.indices[0], "size": [c.width, c.height],
+             "keypoints_sha256": tensors_sha256({"keypoints": torch.from_numpy(c.keypoints)})} for c in clips]
+
+
+def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: C,
+              make_task: Callable[[C, Runtime], GANTask], *, model_path: str | Path | None = None,
+              dataset_options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
+              record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record."""
+    out_dir = Path(out_dir)
+    rt = start_runtime(cfg.device)
+    try:
+        with determinism(cfg.deterministic, rt):
+            requested = cfg.vgg_loss
+            cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
+            if no_vgg and rt.is_main:
+                log.warning("=" * 72)
+                log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "
+                            "recorded as vgg_loss: false in run.json, the checkpoints and the model.", no_vgg)
+                log.warning("=" * 72)
+            seed_everything(cfg.seed)
+            loaded = [load_clip(*c) for c in clips]
+            dataset = PairDataset(loaded, cfg.width, cfg.height, cfg.holdout, **(dataset_options or {}))
+            task = make_task(cfg, rt)
+            run_record = {**(record or {}), "params": cfg.as_dict(), "vgg_loss_requested": requested,
+                          "vgg_off_reason": no_vgg, "model_config": task.model_config,
+                          "clips": [{"frames": str(c.frames_dir), "render": str(c.render_dir),
+                                     "keypoints": str(c.keypoints_path), "held_out_frames": held}
+                                    for c, held in zip(loaded, dataset.held_out)],
+                          "inputs": {"clips": clip_inputs(loaded), **(inputs or {})}}
+            return run_training(stage, task, dataset, out_dir, cfg, rt, run_record, model_path)
+    finally:
+        if rt.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
+          model_path: str | Path | None = None) -> dict[str, Any]:
+    """Train the pose-to-frame generator; writes run.json, losses.csv, samples/, checkpoint.pt in
+    ``out_dir`` and the generator to ``model_path`` (default ``out_dir/generator.pt``).
+
+    Resumes automatically from ``out_dir/checkpoint.pt``. Returns the run record.
+    """
+    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """The config of cli.py's parsed options (every option has a config field of the same name)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    if "vgg_loss" in values:
+        values["vgg_loss"] = {"on": True, "off": False, "auto": "auto"}[values["vgg_loss"]]
+    return cls(**values)
+
+
+def cli(args: argparse.Namespace) -> int:
+    train(args.out_dir, [tuple(c) for c in args.clip], config_from_args(TrainConfig, args), args.model_out)
+    return 0

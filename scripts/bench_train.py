@@ -1,0 +1,124 @@
+"""`make bench-train`: speed of one training step of the pose GAN (both generator passes, the
+generator update and the discriminator update), on synthetic batches. Prints a Markdown table.
+
+- CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``).
+- CUDA, when present: the paper-size model (pix2pixHD global generator ngf 64, 4 downsamplings,
+  9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 and bf16, with peak
+  memory and the fraction of the GPU's dense bf16 peak reached. FLOPs are counted with
+  ``torch.utils.flop_counter.FlopCounterMode`` over one whole step (forward and backward of
+  generator, discriminator and, when used, VGG).
+
+The VGG loss is on when its weights are found (as ``vgg_loss: auto``); the table says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from pipeline.train import PoseTask, Runtime, TrainConfig, resolve_vgg  # noqa: E402
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; first match wins.
+BF16_PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1),
+                    ("L4", 121.0), ("A10", 125.0))
+PAPER_MODEL = dict(ngf=64, n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
+
+
+def gpu_peak(name: str, override: float | None) -> float | None:
+    if override:
+        return override
+    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
+
+
+def synthetic_batch(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    shape = (cfg.batch_size, 3, cfg.height, cfg.width)
+    return {k: torch.rand(shape, generator=g) * 2 - 1 for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
+
+
+def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int) -> dict[str, float]:
+    """Seconds per step, FLOPs per step and peak memory of PoseTask.step on ``rt``'s device."""
+    cuda = rt.device.type == "cuda"
+    torch.manual_seed(0)
+    task = PoseTask(cfg, rt)
+    batch = synthetic_batch(cfg)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(warmup):  # cuDNN autotuning and allocator warm-up are not timed
+        task.step(batch)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        task.step(batch)
+    sync()
+    seconds = (time.perf_counter() - start) / steps
+    memory = torch.cuda.max_memory_allocated() / 2**30 if cuda \
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    with FlopCounterMode(display=False) as counter:  # a separate, untimed step: counting slows it
+        task.step(batch)
+    return {"seconds": seconds, "flops": float(counter.get_total_flops()), "memory_gib": memory}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the GPU's dense bf16 peak, when its name is not in the built-in table")
+    parser.add_argument("--no-cuda", action="store_true", help="CPU row only")
+    args = parser.parse_args()
+
+    train = yaml.safe_load(args.config.read_text())["train"]
+    shared = dict(batch_size=args.batch_size, vgg_loss="auto", vgg_weights=train.get("vgg_weights") or None,
+                  workers=0)
+    runs = [(Runtime(0, 1, torch.device("cpu")), "configured",
+             TrainConfig(width=train["width"], height=train["height"], ngf=train["ngf"],
+                         n_downsample=train["n_downsample"], n_blocks=train["n_blocks"], ndf=train["ndf"],
+                         n_layers_d=train["n_layers_d"], num_d=train["num_d"],
+                         local_enhancer=train["local_enhancer"], **shared))]
+    if torch.cuda.is_available() and not args.no_cuda:
+        torch.backends.cudnn.benchmark = True
+        for width, height in ((512, 256), (1024, 512)):
+            for bf16 in (False, True):
+                runs.append((Runtime(0, 1, torch.device("cuda", 0), bf16=bf16), "paper",
+                             TrainConfig(width=width, height=height, **PAPER_MODEL, **shared)))
+
+    print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads)"
+          + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no CUDA device"))
+    print(f"{args.steps} timed steps per row after {args.warmup} untimed; batch {args.batch_size}; "
+          "frames/s counts both generated frames (t and t+1) of each sample.\n")
+    print("| device | model | W x H | precision | VGG | s/step | it/s | frames/s | GFLOP/step | TFLOP/s "
+          "| % bf16 peak | peak memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for rt, model, cfg in runs:
+        cfg, _ = resolve_vgg(cfg)
+        m = measure(cfg, rt, args.steps, args.warmup)
+        achieved = m["flops"] / m["seconds"] / 1e12
+        peak = gpu_peak(torch.cuda.get_device_name(rt.device), args.peak_tflops) if rt.device.type == "cuda" \
+            else None
+        memory = f"{m['memory_gib']:.2f} GiB" + (" (allocated)" if rt.device.type == "cuda" else " (max RSS)")
+        print(f"| {rt.device.type} | {model} ngf {cfg.ngf}, {cfg.n_blocks} blocks | {cfg.width} x {cfg.height} "
+              f"| {'bf16' if rt.bf16 else 'fp32'} | {'on' if cfg.vgg_loss else 'off'} | {m['seconds']:.3f} "
+              f"| {1 / m['seconds']:.2f} | {2 * cfg.batch_size / m['seconds']:.2f} | {m['flops'] / 1e9:.1f} "
+              f"| {achieved:.3f} | {f'{100 * achieved / peak:.1f}' if peak else 'n/a'} | {memory} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

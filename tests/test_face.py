@@ -1,0 +1,123 @@
+"""The face GAN: face boxes, crops, the frozen main generator, and ``edn train-face`` end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.checkpoint import load_checkpoint, tensors_sha256
+from pipeline.data import PairDataset, load_clip
+from pipeline.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
+from pipeline.models.face import crop_boxes, face_box, face_box_size, load_face_generator, paste_boxes
+from pipeline.models.generator import GlobalGenerator, load_generator
+from pipeline.train import Runtime, TrainConfig, train
+from pipeline.train_face import FaceConfig, FaceTask, train_face
+
+
+def frame_with(face_centre=None, nose=None) -> np.ndarray:
+    kp = empty_track(1)[0]
+    if face_centre is not None:
+        kp[FACE, 0] = face_centre[0] + np.linspace(-10, 10, 70)
+        kp[FACE, 1] = face_centre[1] + np.linspace(-12, 12, 70)
+        kp[FACE, 2] = 1
+    if nose is not None:
+        kp[J["Nose"]] = (*nose, 1)
+    return kp
+
+
+def test_face_box_is_centred_on_the_face_points_else_the_nose():
+    # the face points' bounding-box centre wins over the nose
+    assert face_box(frame_with((100, 50), nose=(10, 10)), 200, 400, 32) == (84, 34, 116, 66)
+    assert face_box(frame_with(nose=(50, 70)), 200, 400, 32) == (34, 54, 66, 86)
+    assert face_box(frame_with(), 200, 400, 32) is None
+    # kept inside the frame, size unchanged
+    assert face_box(frame_with(nose=(5, 395)), 200, 400, 32) == (0, 368, 32, 400)
+
+
+def test_face_box_size_follows_the_frame_height():
+    assert [face_box_size(h) for h in (512, 256, 128, 300)] == [128, 64, 32, 72]  # 300 / 4 = 75 -> 9 x 8
+    assert face_box_size(64, multiple=16) == 16
+
+
+def test_crops_paste_back_where_they_came_from():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    boxes = torch.tensor([[0, 0, 4, 4], [4, 2, 8, 6]])
+    crops = crop_boxes(images, boxes)
+    assert crops.shape == (2, 3, 4, 4)
+    assert torch.equal(crops[1], images[1, :, 2:6, 4:8])
+    assert torch.equal(paste_boxes(torch.zeros_like(images), crops, boxes).sum(), crops.sum())
+
+
+def test_dataset_boxes_follow_the_face_and_skip_frames_without_one(tmp_path, synthetic_clip):
+    frames, render, keypoints = synthetic_clip
+    dataset = PairDataset([load_clip(frames, render, keypoints)], 64, 128, 0.2, face_box_size=32, require_face=True)
+    assert len(dataset) == 5
+    track = read_keypoints(keypoints)
+    for k in range(len(dataset)):
+        item = dataset[k]
+        x0, y0, x1, y1 = item["box_t1"].tolist()
+        nose_x, nose_y = track.data[item["frame"] + 1, J["Nose"], :2]
+        assert item["has_face"] and x1 - x0 == y1 - y0 == 32 and x0 <= nose_x < x1 and y0 <= nose_y < y1
+    # no face and no nose in frame 3: the sample (2, 3) has nothing to train the face on
+    track.data[3, FACE] = track.data[3, J["Nose"]] = (np.nan, np.nan, 0)
+    write_keypoints(tmp_path / "kp.parquet", track)
+    dataset = PairDataset([load_clip(frames, render, tmp_path / "kp.parquet")], 64, 128, 0.2, face_box_size=32,
+                          require_face=True)
+    assert [dataset[k]["frame"] for k in range(len(dataset))] == [0, 1, 3, 4]
+
+
+def test_face_task_trains_the_face_generator_only():
+    torch.manual_seed(0)
+    generator = GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1)
+    main_before = {k: v.clone() for k, v in generator.state_dict().items()}
+    cfg = FaceConfig(width=32, height=64, face_ngf=4, face_n_blocks=1, ndf=4, batch_size=2, vgg_loss=False)
+    task = FaceTask(cfg, Runtime(0, 1, torch.device("cpu")), generator, box_size=16)
+    face_before = {k: v.clone() for k, v in task.G.state_dict().items()}
+    batch = {k: torch.rand(2, 3, 64, 32) * 2 - 1 for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
+    batch["box_t1"] = torch.tensor([[0, 0, 16, 16], [16, 48, 32, 64]])
+    first, _ = task.step(batch)
+    # the residual starts at zero: the first refined face is the main generator's
+    assert first["L1"].item() == pytest.approx(first["L1_main"].item(), abs=1e-7)
+    losses, visuals = task.step(batch, visuals=True)
+    assert set(losses) == {"G_GAN", "G_FM", "D_fake", "D_real", "L1", "L1_main"}
+    assert [v.shape for v in visuals] == [(3, 16, 16)] * 4
+    assert all(torch.equal(main_before[k], v) for k, v in generator.state_dict().items())
+    assert not all(torch.equal(face_before[k], v) for k, v in task.G.state_dict().items())
+    assert set(task.models) == {"G", "D"} and task.models["G"] is task.G  # checkpointed: face G and D only
+
+
+@pytest.mark.slow
+def test_train_face_end_to_end(tmp_path, synthetic_clip):
+    tiny = dict(ndf=4, workers=0, vgg_loss=False, deterministic=True)
+    train(tmp_path / "main", [synthetic_clip], TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1,
+                                                           num_d=1, max_steps=2, sample_every=0, **tiny))
+    generator = tmp_path / "main" / "generator.pt"
+    before = generator.read_bytes()
+    face_cfg = FaceConfig(face_ngf=4, face_n_blocks=1, epochs=1, niter_decay=0, sample_every=5, **tiny)
+    record = train_face(tmp_path / "face", generator, [synthetic_clip], face_cfg)
+
+    assert generator.read_bytes() == before  # frozen
+    model, config = load_face_generator(tmp_path / "face" / "face.pt")
+    assert (config["box_size"], config["width"], config["height"]) == (32, 64, 128)  # 128 / 4
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+    with (tmp_path / "face" / "losses.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and record["final_step"] == 5
+    state = load_checkpoint(tmp_path / "face" / "checkpoint.pt")
+    assert state["stage"] == "train-face" and set(state["models"]) == {"G", "D"}
+    assert set(state["models"]["G"]) == set(model.state_dict())
+    run = json.loads((tmp_path / "face" / "run.json").read_text())
+    assert run["inputs"]["generator_weights_sha256"] == tensors_sha256(load_generator(generator)[0].state_dict())
+    assert run["params"]["ngf"] == 4  # the face run records the main generator's architecture
+    assert (tmp_path / "face" / "samples" / "step_0000005.png").is_file()
+
+    # a retrained main generator does not silently continue the old face run
+    train(tmp_path / "main", [synthetic_clip], TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1,
+                                                           num_d=1, max_steps=3, sample_every=0, **tiny))
+    with pytest.raises(ValueError, match="checkpoint was made with other settings.*input clips or model"):
+        train_face(tmp_path / "face", generator, [synthetic_clip], face_cfg)

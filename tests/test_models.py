@@ -1,0 +1,173 @@
+"""The networks and losses: pix2pixHD's sizes, output shapes, the 70x70 patch, VGG loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.checkpoint import save_model
+from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator, NLayerDiscriminator
+from pipeline.models.face import build_face_generator, default_face_config
+from pipeline.models.generator import GlobalGenerator, LocalEnhancer, generate_sequence, load_generator
+from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, lsgan_loss
+from pipeline.train import TemporalPair
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def conv(c_in: int, c_out: int, k: int) -> int:
+    """Weights plus bias of one (transposed) convolution; instance norm has no parameters in pix2pixHD."""
+    return c_in * c_out * k * k + c_out
+
+
+def global_generator_params(input_nc: int, ngf: int, n_down: int, n_blocks: int, last: bool = True) -> int:
+    """pix2pixHD GlobalGenerator: c7s1-ngf, n_down 3x3 stride-2 convs doubling the filters,
+    n_blocks residual blocks of two 3x3 convs, n_down 3x3 transposed convs halving them, c7s1-3."""
+    total = conv(input_nc, ngf, 7)
+    total += sum(conv(ngf * 2 ** i, ngf * 2 ** (i + 1), 3) for i in range(n_down))
+    total += n_blocks * 2 * conv(ngf * 2 ** n_down, ngf * 2 ** n_down, 3)
+    total += sum(conv(ngf * 2 ** (i + 1), ngf * 2 ** i, 3) for i in range(n_down))
+    return total + (conv(ngf, 3, 7) if last else 0)
+
+
+def patchgan_params(input_nc: int, ndf: int, n_layers: int) -> int:
+    """pix2pixHD NLayerDiscriminator: 4x4 convs ndf, 2ndf, ... (capped at 512), one more stride-1, then 1."""
+    total, nf = conv(input_nc, ndf, 4), ndf
+    for _ in range(n_layers):
+        total, nf = total + conv(nf, min(nf * 2, 512), 4), min(nf * 2, 512)
+    return total + conv(nf, 1, 4)
+
+
+def test_global_generator_has_pix2pixhd_size():
+    # pix2pixHD's global generator (ngf 64, 4 downsamplings, 9 blocks) for a 3-channel input.
+    # By hand: 9,472 + (73,856 + 295,168 + 1,180,160 + 4,719,616) + 9 blocks x 18,876,416
+    # + (4,719,104 + 1,179,904 + 295,040 + 73,792) + 9,411 = 182,443,267 (730 MB in fp32).
+    model = GlobalGenerator(input_nc=3, ngf=64, n_downsample=4, n_blocks=9)
+    assert n_params(model) == global_generator_params(3, 64, 4, 9) == 182_443_267
+    # ours sees stick figure + previous frame: only the first convolution grows
+    assert n_params(GlobalGenerator()) - n_params(model) == 3 * 64 * 49
+
+
+def test_local_enhancer_has_pix2pixhd_size():
+    # The global generator of 2 x 32 filters without its last c7s1-3, plus the local branch:
+    # c7s1-32, down 32->64, 3 blocks of 64, up 64->32, c7s1-3.
+    model = LocalEnhancer(input_nc=3, ngf=32, n_downsample_global=4, n_blocks_global=9, n_blocks_local=3)
+    local = conv(3, 32, 7) + conv(32, 64, 3) + 3 * 2 * conv(64, 64, 3) + conv(64, 32, 3) + conv(32, 3, 7)
+    assert local == 267_971
+    assert n_params(model) == global_generator_params(3, 64, 4, 9, last=False) + local == 182_701_827
+
+
+def test_multiscale_discriminator_has_pix2pixhd_size():
+    # 3 scales x 70x70 PatchGAN (n_layers 3, ndf 64) on label + image (3 + 3 channels):
+    # 6,208 + 131,200 + 524,544 + 2,097,664 + 8,193 = 2,767,809 per scale.
+    model = MultiscaleDiscriminator(input_nc=6, ndf=64, n_layers=3, num_d=3)
+    assert n_params(model) == 3 * patchgan_params(6, 64, 3) == 8_303_427
+    # the temporal discriminator of the paper sees x_t, x_t+1 and two frames: 12 channels
+    assert n_params(MultiscaleDiscriminator(TEMPORAL_NC)) == 3 * patchgan_params(12, 64, 3) == 8_321_859
+
+
+def test_face_generator_size():
+    # Default face G: c7s1-32 on (pose crop, generated crop), 3 downsamplings, 5 blocks of 256.
+    model = build_face_generator(default_face_config())
+    assert n_params(model) == global_generator_params(6, 32, 3, 5) == 6_689_763
+
+
+def test_generators_keep_512x256_and_stay_in_range():
+    x = torch.rand(1, 6, 256, 512) * 2 - 1
+    for model in (GlobalGenerator(ngf=4, n_downsample=4, n_blocks=1),
+                  LocalEnhancer(ngf=4, n_downsample_global=4, n_blocks_global=1, n_blocks_local=1)):
+        with torch.no_grad():
+            y = model(x)
+        assert y.shape == (1, 3, 256, 512)
+        assert y.abs().max() <= 1
+
+
+def test_multiscale_discriminator_shapes_at_512x256():
+    # pix2pixHD pads 4x4 convs by 2: a stride-2 conv maps n to n/2 + 1, a stride-1 conv n to n + 1;
+    # each scale sees the input average-pooled by 2 once more.
+    model = MultiscaleDiscriminator(TEMPORAL_NC, ndf=4, n_layers=3, num_d=3)
+    with torch.no_grad():
+        out = model(torch.randn(2, TEMPORAL_NC, 256, 512))
+    assert len(out) == 3
+    for scale, (h, w) in enumerate([(256, 512), (128, 256), (64, 128)]):
+        sizes, channels = [], []
+        for f in out[scale]:
+            assert f.shape[0] == 2
+            sizes.append(tuple(f.shape[2:]))
+            channels.append(f.shape[1])
+        assert channels == [4, 8, 16, 32, 1]
+        expected = [(h // 2 + 1, w // 2 + 1)]
+        for _ in range(2):
+            expected.append((expected[-1][0] // 2 + 1, expected[-1][1] // 2 + 1))
+        expected += [(expected[-1][0] + 1, expected[-1][1] + 1), (expected[-1][0] + 2, expected[-1][1] + 2)]
+        assert sizes == expected
+
+
+def test_patchgan_sees_70x70_patches():
+    # Batch norm in eval mode is per-channel affine, so each score depends only on its receptive
+    # field (instance norm would mix the whole image in).
+    model = NLayerDiscriminator(6, ndf=4, n_layers=3, norm="batch").eval()
+    x = torch.randn(1, 6, 200, 200, requires_grad=True)
+    scores = model(x)[-1]
+    scores[0, 0, scores.shape[2] // 2, scores.shape[3] // 2].backward()
+    rows, cols = torch.nonzero(x.grad.abs().sum(dim=(0, 1)), as_tuple=True)
+    assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (70, 70)
+
+
+def test_temporal_pair_matches_inference_feedback():
+    # Training's two passes and generate_sequence feed the previous output back the same way.
+    torch.manual_seed(0)
+    model = GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1).eval()
+    poses = [torch.rand(1, 3, 32, 16) * 2 - 1 for _ in range(2)]
+    with torch.no_grad():
+        fake_t, fake_t1 = TemporalPair(model)(*poses)
+    seq = list(generate_sequence(model, poses))
+    torch.testing.assert_close(seq[0], fake_t, rtol=0, atol=0)
+    torch.testing.assert_close(seq[1], fake_t1, rtol=0, atol=0)
+
+
+def test_generator_file_round_trip(tmp_path):
+    config = {"kind": "global", "input_nc": 6, "output_nc": 3, "ngf": 4, "n_downsample": 2, "n_blocks": 1,
+              "n_blocks_local": 3, "norm": "instance", "padding_type": "reflect", "width": 16, "height": 32}
+    model = GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1)
+    save_model(tmp_path / "g.pt", model, config, step=3)
+    loaded, cfg = load_generator(tmp_path / "g.pt")
+    x = torch.randn(1, 6, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    assert cfg["width"] == 16
+    with pytest.raises(FileNotFoundError, match="missing.pt.*edn train"):
+        load_generator(tmp_path / "missing.pt")
+
+
+def test_lsgan_and_feature_matching_values():
+    ones = [torch.ones(1, 1, 4, 4)]
+    assert lsgan_loss([ones, ones], True).item() == 0
+    assert lsgan_loss([ones, ones], False).item() == 2  # MSE 1 per scale, summed
+    fake = [[torch.zeros(1, 2, 3, 3) for _ in range(5)]]
+    real = [[torch.ones(1, 2, 3, 3) for _ in range(5)]]
+    # n_layers 3: 4 intermediate features (the scores are left out), each weighted 4 / (3 + 1), times 10
+    assert feature_matching_loss(fake, real, n_layers=3, lambda_feat=10).item() == pytest.approx(40)
+    assert feature_matching_loss(real, real, n_layers=3).item() == 0
+
+
+def test_vgg_loss_from_file(random_vgg_file):
+    loss = VGGLoss(random_vgg_file, lambda_vgg=10.0)
+    loss.train()
+    assert not loss.training and not any(p.requires_grad for p in loss.parameters())
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    fake = (torch.rand(2, 3, 32, 32) * 2 - 1).requires_grad_()
+    assert loss(real, real).item() == 0
+    value = loss(fake, real)
+    value.backward()
+    assert value.item() > 0 and fake.grad.abs().sum() > 0
+
+
+def test_vgg_missing_or_wrong_file_is_a_clear_error(tmp_path):
+    with pytest.raises(VGGWeightsNotFound, match=r"nothere\.pth.*IMAGENET1K_V1.*--no-vgg-loss"):
+        VGGLoss(tmp_path / "nothere.pth")
+    torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "wrong.pth")
+    with pytest.raises(ValueError, match="wrong.pth: not a torchvision VGG19"):
+        VGGLoss(tmp_path / "wrong.pth")

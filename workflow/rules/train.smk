@@ -1,0 +1,53 @@
+# Training: the pose GAN (train_generator), then the face GAN on its frozen output (train_face).
+# Each run folder keeps checkpoint.pt, run.json, losses.csv and samples/. The checkpoint is not
+# an output, so a job that is killed or fails keeps it and its rerun resumes from it (delete it
+# to start over). `python -m pipeline.launch` starts one process per GPU the job has (torchrun).
+
+
+rule train_generator:
+    input:
+        unpack(train_inputs),
+        code=stage_code("train"),
+    output:
+        "results/models/{subject}/generator.pt",
+    params:
+        run_dir="results/models/{subject}",
+        clips=train_clip_flags,
+        options=train_flags("generator"),
+    resources:
+        gpu=config["train"]["gpus"],
+        mem_mb=train_mem_mb,
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "results/logs/train/{subject}.log",
+    benchmark:
+        "results/benchmarks/train/{subject}.tsv"
+    shell:
+        "python -m pipeline.launch --gpus {resources.gpu} -- python -m pipeline.cli train {params.run_dir:q}"
+        " {params.clips} --model-out {output:q} {params.options} > {log} 2>&1"
+
+
+rule train_face:
+    input:
+        unpack(train_inputs),
+        generator="results/models/{subject}/generator.pt",
+        code=[stage_code("train"), stage_code("train_face")],
+    output:
+        "results/models/{subject}/face.pt",
+    params:
+        run_dir="results/models/{subject}/face",
+        clips=train_clip_flags,
+        options=train_flags("face"),
+    resources:
+        gpu=config["train"]["gpus"],
+        mem_mb=train_mem_mb,
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "results/logs/train_face/{subject}.log",
+    benchmark:
+        "results/benchmarks/train_face/{subject}.tsv"
+    shell:
+        "python -m pipeline.launch --gpus {resources.gpu} -- python -m pipeline.cli train-face {params.run_dir:q}"
+        " {params.clips} --model-out {output:q} --generator {input.generator:q} {params.options} > {log} 2>&1"
