@@ -1,0 +1,145 @@
+"""Start training with one process per GPU, on one or several nodes, from SLURM's environment.
+
+    python -m pipeline.launch [--gpus N] [--cpu-procs N] [--dry-run] -- edn train OUT_DIR ...
+
+Outside SLURM: one process (the command itself) unless --gpus/--cpu-procs ask for more, then
+`torchrun --standalone`. Inside a SLURM allocation the allocation decides:
+- processes per node: SLURM_GPUS_ON_NODE, else the devices in CUDA_VISIBLE_DEVICES, else
+  --cpu-procs (CPU training with gloo);
+- one node: `torchrun --standalone` (it picks a free local port, so jobs sharing a node do not
+  collide);
+- several nodes: the launcher first re-runs itself once per node through
+  `srun --ntasks-per-node=1`; each copy starts `torchrun --nnodes=N --node-rank=$SLURM_NODEID`
+  with the first host of `scontrol show hostnames $SLURM_JOB_NODELIST` as the rendezvous address
+  and a port derived from the job id.
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK for `edn train`, which resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from typing import Callable, Mapping, Sequence
+
+# Set in the per-node copies started by srun, so they do not fan out again.
+PER_NODE_MARK = "EDN_LAUNCH_PER_NODE"
+BASE_PORT = 29500
+
+
+def slurm_hostnames(nodelist: str) -> list[str]:
+    """Expand a SLURM node list ("gpu[01-03],big7") the way SLURM itself does."""
+    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def scontrol_job(job_id: str) -> str:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+def complete_slurm_env(env: Mapping[str, str], query: Callable[[str], str] = scontrol_job) -> dict[str, str]:
+    """Fill in the node count and list when only the job id made it into our environment.
+
+    Snakemake's jobstep executor strips SLURM_* (all but the job id) before running a job
+    that declares the `mpi` resource (the multi-node case), so ask SLURM for them.
+    """
+    full = dict(env)
+    if in_slurm(full) and not (full.get("SLURM_JOB_NUM_NODES") or full.get("SLURM_NNODES")):
+        fields = dict(f.split("=", 1) for f in query(full["SLURM_JOB_ID"]).split() if "=" in f)
+        full["SLURM_JOB_NUM_NODES"] = fields["NumNodes"].split("-")[0]
+        full.setdefault("SLURM_JOB_NODELIST", fields["NodeList"])
+    return full
+
+
+def visible_gpus(env: Mapping[str, str]) -> int:
+    """GPUs this node's share of the allocation has (0 when none)."""
+    on_node = env.get("SLURM_GPUS_ON_NODE", "").strip()
+    if on_node.isdigit():
+        return int(on_node)
+    devices = env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    # SLURM writes "NoDevFiles" when GRES were requested but none are bound
+    if devices and devices != "NoDevFiles":
+        return len([d for d in devices.split(",") if d.strip()])
+    return 0
+
+
+def in_slurm(env: Mapping[str, str]) -> bool:
+    return bool(env.get("SLURM_JOB_ID"))
+
+
+def node_count(env: Mapping[str, str]) -> int:
+    return int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or 1)
+
+
+def rendezvous_port(env: Mapping[str, str]) -> int:
+    """A per-job port, so two multi-node jobs sharing a first node do not collide."""
+    return BASE_PORT + int(env.get("SLURM_JOB_ID", "0")) % 10000
+
+
+def processes_per_node(env: Mapping[str, str], gpus: int = 0, cpu_procs: int = 1) -> int:
+    """Inside SLURM the GPUs SLURM bound win; outside, the --gpus the caller asked for."""
+    found = visible_gpus(env) if in_slurm(env) else gpus
+    return found if found > 0 else max(1, cpu_procs)
+
+
+def torchrun(python: str) -> list[str]:
+    # torchrun as a module of the running interpreter: no dependence on PATH inside the job;
+    # --no-python because the training command is an executable (`edn train ...`)
+    return [python, "-m", "torch.distributed.run", "--no-python"]
+
+
+def build_command(train_cmd: Sequence[str], env: Mapping[str, str], *, gpus: int = 0, cpu_procs: int = 1,
+                  python: str = sys.executable,
+                  hostnames: Callable[[str], list[str]] = slurm_hostnames) -> list[str]:
+    """The command that starts `train_cmd` with one process per GPU (or per --cpu-procs)."""
+    if not train_cmd:
+        raise ValueError("no training command given (expected: -- edn train OUT_DIR ...)")
+    nnodes = node_count(env) if in_slurm(env) else 1
+    if nnodes > 1 and env.get(PER_NODE_MARK) != "1":
+        # one launcher per node; each then starts that node's torchrun
+        return ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1",
+                "--kill-on-bad-exit=1", f"--export=ALL,{PER_NODE_MARK}=1",
+                python, "-m", "pipeline.launch", f"--gpus={gpus}", f"--cpu-procs={cpu_procs}",
+                "--", *train_cmd]
+    nproc = processes_per_node(env, gpus, cpu_procs)
+    if nnodes == 1:
+        if nproc == 1:
+            return list(train_cmd)
+        return [*torchrun(python), "--standalone", "--nnodes=1", f"--nproc-per-node={nproc}", *train_cmd]
+    nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    if not nodelist:
+        raise RuntimeError("SLURM_JOB_NODELIST is not set: cannot find the rendezvous host")
+    master = hostnames(nodelist)[0]
+    return [*torchrun(python), f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
+            f"--node-rank={int(env.get('SLURM_NODEID', '0'))}", f"--master-addr={master}",
+            f"--master-port={rendezvous_port(env)}", *train_cmd]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.launch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gpus", type=int, default=0,
+                        help="GPUs per node outside SLURM (inside, SLURM's allocation decides)")
+    parser.add_argument("--cpu-procs", type=int, default=1,
+                        help="processes per node when there is no GPU (gloo on CPU)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    parser.add_argument("train_cmd", nargs=argparse.REMAINDER, help="-- edn train OUT_DIR ...")
+    args = parser.parse_args(argv)
+    train_cmd = args.train_cmd[1:] if args.train_cmd[:1] == ["--"] else args.train_cmd
+    try:
+        cmd = build_command(train_cmd, complete_slurm_env(os.environ), gpus=args.gpus, cpu_procs=args.cpu_procs)
+    except (ValueError, RuntimeError, subprocess.CalledProcessError) as exc:
+        parser.error(str(exc))
+    print(f"launch: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    # replace this process: SLURM's signals (scancel, time limit) reach torchrun/srun directly
+    os.execvp(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

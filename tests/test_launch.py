@@ -1,0 +1,99 @@
+"""How pipeline.launch turns SLURM's environment into a torchrun command (no SLURM needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import launch
+
+TRAIN = ["edn", "train", "out", "--clip", "f", "r", "k"]
+PY = "/venv/bin/python"
+TORCHRUN = [PY, "-m", "torch.distributed.run", "--no-python"]
+
+
+def build(env, **kw):
+    hosts = kw.pop("hostnames", lambda nodelist: {"gpu[07-08]": ["gpu07", "gpu08"]}[nodelist])
+    return launch.build_command(TRAIN, env, python=PY, hostnames=hosts, **kw)
+
+
+def test_outside_slurm_one_process_is_the_command_itself():
+    assert build({}) == TRAIN
+    assert build({"CUDA_VISIBLE_DEVICES": "0,1"}) == TRAIN  # outside SLURM only --gpus counts
+
+
+def test_outside_slurm_gpus_or_cpu_procs_start_standalone_torchrun():
+    assert build({}, gpus=2) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=2", *TRAIN]
+    assert build({}, cpu_procs=3)[-len(TRAIN) - 1] == "--nproc-per-node=3"
+
+
+def test_one_node_takes_gpu_count_from_slurm():
+    env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NUM_NODES": "1", "SLURM_GPUS_ON_NODE": "4",
+           "SLURM_JOB_NODELIST": "gpu07"}
+    # SLURM's allocation wins over what the rule asked for
+    assert build(env, gpus=1) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=4", *TRAIN]
+
+
+def test_cuda_visible_devices_counts_when_slurm_gpus_on_node_is_absent():
+    env = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "2,3,5"}
+    assert "--nproc-per-node=3" in build(env)
+    # GRES asked but nothing bound: CPU processes, not a crash
+    assert build({"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, cpu_procs=2)[-len(TRAIN) - 1] \
+        == "--nproc-per-node=2"
+
+
+def test_slurm_without_gpus_uses_cpu_procs_or_one_process():
+    env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NUM_NODES": "1"}
+    assert build(env) == TRAIN
+    assert build(env, cpu_procs=2) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=2", *TRAIN]
+
+
+def test_several_nodes_fan_out_one_launcher_per_node_first():
+    env = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "2", "SLURM_GPUS_ON_NODE": "4",
+           "SLURM_JOB_NODELIST": "gpu[07-08]"}
+    cmd = build(env, gpus=4)
+    assert cmd[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+                       f"--export=ALL,{launch.PER_NODE_MARK}=1"]
+    assert cmd[6:9] == [PY, "-m", "pipeline.launch"]
+    assert cmd[-len(TRAIN) - 1:] == ["--", *TRAIN]
+
+
+def test_per_node_copy_starts_torchrun_with_rank_and_rendezvous_from_slurm():
+    env = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1", "SLURM_GPUS_ON_NODE": "4",
+           "SLURM_JOB_NODELIST": "gpu[07-08]", launch.PER_NODE_MARK: "1"}
+    assert build(env) == [*TORCHRUN, "--nnodes=2", "--nproc-per-node=4", "--node-rank=1",
+                          "--master-addr=gpu07", f"--master-port={launch.BASE_PORT + 1234}", *TRAIN]
+
+
+def test_multi_node_without_nodelist_is_an_error():
+    env = {"SLURM_JOB_ID": "9", "SLURM_NNODES": "3", launch.PER_NODE_MARK: "1"}
+    with pytest.raises(RuntimeError, match="SLURM_JOB_NODELIST"):
+        build(env)
+
+
+def test_node_count_is_asked_from_slurm_when_the_jobstep_stripped_it():
+    line = "JobId=77 JobName=x NumNodes=2-2 NumCPUs=8 NodeList=gpu[07-08] BatchHost=gpu07"
+    env = launch.complete_slurm_env({"SLURM_JOB_ID": "77"}, query=lambda job_id: {"77": line}[job_id])
+    assert env["SLURM_JOB_NUM_NODES"] == "2" and env["SLURM_JOB_NODELIST"] == "gpu[07-08]"
+    assert build(env)[0] == "srun"
+    # nothing is asked outside SLURM or when SLURM's variables are there
+    untouched = {"SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "1"}
+    assert launch.complete_slurm_env(untouched, query=None) == untouched
+    assert launch.complete_slurm_env({}, query=None) == {}
+
+
+def test_empty_training_command_is_refused():
+    with pytest.raises(ValueError, match="edn train"):
+        launch.build_command([], {})
+
+
+def test_cli_dry_run_prints_the_command():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--dry-run", "--", *TRAIN],
+                          capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.split() == [sys.executable, "-m", "torch.distributed.run", "--no-python", "--standalone",
+                                   "--nnodes=1", "--nproc-per-node=2", *TRAIN]
+

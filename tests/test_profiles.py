@@ -1,0 +1,84 @@
+"""The execution profiles and conda environments agree with each other, the workflow and the pins."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILES = REPO / "profiles"
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+
+
+def pins(lines) -> dict[str, str]:
+    out = {}
+    for line in lines:
+        m = re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s#;]+)", line)
+        if m:
+            out[m.group(1).lower()] = m.group(2)
+    return out
+
+
+def test_local_profile_lets_gpu_jobs_run_one_at_a_time():
+    local = profile("default")
+    assert "gpu=1" in local["resources"]
+    assert "executor" not in local  # local runs only
+
+
+def test_slurm_profile_names_what_users_edit_and_logs_to_results():
+    slurm = profile("slurm")
+    assert slurm["executor"] == "slurm"
+    assert {"slurm_partition", "slurm_account"} <= set(slurm["default-resources"])
+    assert slurm["slurm-logdir"] == "results/logs/slurm"
+    assert slurm["retries"] >= 1
+    for rule in ("train_generator", "train_face"):
+        train = slurm["set-resources"][rule]
+        assert train["gpu"] >= 1 and "gres" not in train
+        # memory grows per attempt in the rule; a profile value would replace that callable
+        assert "mem_mb" not in train
+
+
+def test_test_profile_mirrors_the_cluster_profile():
+    slurm, test = profile("slurm"), profile("slurm-test")
+    assert test["groups"] == slurm["groups"]
+    assert test["group-components"] == slurm["group-components"]
+    assert set(test["set-resources"]) == set(slurm["set-resources"])
+    # without accounting: squeue for status, no account
+    assert test["slurm-status-command"] == "squeue" and test["slurm-no-account"] is True
+    assert "slurm_account" not in test["default-resources"]
+
+
+def test_grouped_and_configured_rules_exist_in_the_workflow(tmp_path):
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("name\tpath\trole\tsubject\nv\tv.mp4\ttarget\ts\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = str(sheet)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+                           "--configfile", "config.yaml", "--list-rules"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rules = set(done.stdout.split())
+    slurm = profile("slurm")
+    assert set(slurm["groups"]) <= rules
+    assert set(slurm["set-resources"]) <= rules
+
+
+def test_conda_envs_pin_what_requirements_txt_pins():
+    wanted = pins((REPO / "requirements.txt").read_text().splitlines())
+    wanted.update(pins((REPO / "requirements-slurm.txt").read_text().splitlines()))
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        env = yaml.safe_load(env_file.read_text())
+        assert "conda-forge" in env["channels"], env_file.name
+        pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        got = pins(pip_section)
+        assert got, env_file.name
+        for name, version in got.items():
+            assert wanted.get(name) == version, f"{env_file.name}: {name}=={version}, requirements: {wanted.get(name)}"
