@@ -17,10 +17,18 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on the demo footage (fetched by the workflow itself).
+# The main job on the demo footage (fetched by the workflow itself), then the report.
 demo: setup
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --cores $(CORES)
-	@echo "Outputs are under results/ (see README: 'What make demo leaves behind')."
+	@$(MAKE) --no-print-directory report
+	@echo "Transfer videos (and side by side):"
+	@ls -1 results/transfer/*/*.mp4
+	@echo "Evaluation tables: $$(ls results/evaluation/*/tables.md | tr '\n' ' ')"
+	@echo "Report (open in a browser): results/report.html"
+
+# Snakemake's HTML report of what the workflow made (figures, tables, videos with captions).
+report: setup
+	$(VENV)/bin/snakemake --workflow-profile profiles/default --report results/report.html
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -8,11 +8,15 @@ min_version("9.20")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pose.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/transfer.smk"
 
 
 wildcard_constraints:
@@ -24,4 +28,11 @@ wildcard_constraints:
 rule all:
     input:
         pose_targets(),
+        transfer_targets(),
     default_target: True
+
+
+# `snakemake pose`: the pose half only (frames to stick figures and their figures), no training.
+rule pose:
+    input:
+        pose_targets(),

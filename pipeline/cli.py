@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--local-enhancer", action="store_true",
                            help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
             p.add_argument("--n-blocks-local", type=int, default=3, help="local enhancer residual blocks" + dflt)
+            p.add_argument("--no-temporal", dest="temporal", action="store_false",
+                           help="the paper's frame-by-frame ablation: no previous-frame input, single-frame "
+                           "discriminator")
         p.add_argument("--epochs", type=int, default=40, help="passes over the training pairs" + dflt)
         p.add_argument("--niter-decay", type=int, default=20,
                        help="last epochs, over which the learning rate falls linearly to 0" + dflt)
@@ -183,6 +186,51 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--workers", type=int, default=2, help="data loading processes" + dflt)
         p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
         p.set_defaults(func=_handler(f"pipeline.{stage.replace('-', '_')}", "cli"))
+
+    # Transfer, evaluation and their figures.
+    p = sub.add_parser("transfer", help="a source's normalized poses -> video of the target (paper sec. 4)")
+    p.add_argument("normalized", type=Path, help="the source's keypoints normalized to the target (edn normalize)")
+    p.add_argument("render_dir", type=Path, help="their stick figures at the target's frame size (edn render)")
+    p.add_argument("source_frames", type=Path, help="the source's frames, for the side-by-side video")
+    p.add_argument("out", type=Path, help="H.264 MP4 to write")
+    p.add_argument("--generator", type=Path, required=True, help="generator.pt of `edn train`")
+    p.add_argument("--face", type=Path, default=None, help="face.pt of `edn train-face` (default: no face GAN)")
+    p.add_argument("--side-by-side", type=Path, default=None, help="also write source | stick figure | result here")
+    p.add_argument("--record", type=Path, default=None, help="JSON record (default: OUT with suffix .json)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
+    p.set_defaults(func=_handler("pipeline.transfer", "cli"))
+
+    p = sub.add_parser("evaluate", help="the paper's metrics on the target's held-out frames (paper sec. 5)")
+    p.add_argument("out_dir", type=Path, help="metrics.parquet, frames.parquet, tables.md/.html, samples.png, "
+                   "evaluation.json")
+    p.add_argument("--clip", nargs=3, action="append", required=True, type=Path,
+                   metavar=("FRAMES_DIR", "RENDER_DIR", "KEYPOINTS"),
+                   help="a clip of the target, as given to `edn train`, in the same order; repeat per clip")
+    p.add_argument("--generator", type=Path, required=True,
+                   help="generator.pt of `edn train`; its run.json beside it lists the held-out frames")
+    p.add_argument("--face", type=Path, default=None, help="face.pt of `edn train-face` (row temporal_face)")
+    p.add_argument("--frame-by-frame", type=Path, default=None,
+                   help="generator.pt of `edn train --no-temporal` (row frame_by_frame)")
+    p.add_argument("--rows", nargs="+", choices=("frame_by_frame", "temporal", "temporal_face"),
+                   default=["temporal", "temporal_face"], help="ablations to evaluate" + dflt)
+    p.add_argument("--lpips-weights", default=None,
+                   help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+    p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + dflt)
+    p.set_defaults(func=_handler("pipeline.evaluate", "cli"))
+
+    q = plots.add_parser("losses", help="training loss curves of one or more run folders (losses.csv)")
+    q.add_argument("out", type=Path)
+    q.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "RUN_DIR"),
+                   help="a titled run folder holding losses.csv; repeat")
+    q.set_defaults(func=_handler("pipeline.plots", "cli_losses"))
+    q = plots.add_parser("stability", help="consecutive-frame differences of a transfer video against real footage")
+    q.add_argument("record", type=Path, help="the JSON record of `edn transfer`")
+    q.add_argument("out", type=Path)
+    q.add_argument("--real", type=Path, action="append", required=True, metavar="FRAMES_DIR",
+                   help="frames of the target's real footage; repeat per clip")
+    q.set_defaults(func=_handler("pipeline.plots", "cli_stability"))
 
     return parser
 

@@ -106,8 +106,13 @@ class Clip:
     fps: float
 
 
-def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: str | Path) -> Clip:
-    """Check that frames, stick figures and keypoints line up; errors name the file and the problem."""
+def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: str | Path, *,
+              check_frame: int | None = None) -> Clip:
+    """Check that frames, stick figures and keypoints line up; errors name the file and the problem.
+
+    Only the images of frame ``check_frame`` (default: the first) are read, to check their sizes:
+    evaluation passes a held-out frame so that it never opens a training image.
+    """
     import cv2
 
     frames_dir, render_dir, keypoints_path = Path(frames_dir), Path(render_dir), Path(keypoints_path)
@@ -131,14 +136,17 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     indices = sorted(frames)
     if indices != list(range(indices[0], indices[0] + len(indices))):
         raise ValueError(f"{frames_dir}: frame numbering has gaps; consecutive frames are needed")
-    first_frame = cv2.imread(str(frames[indices[0]]), cv2.IMREAD_UNCHANGED)
-    first_pose = cv2.imread(str(poses[indices[0]]), cv2.IMREAD_UNCHANGED)
+    check = indices[0] if check_frame is None else check_frame
+    if check not in frames:
+        raise ValueError(f"{frames_dir}: frame {check} not in the clip ({indices[0]}-{indices[-1]})")
+    first_frame = cv2.imread(str(frames[check]), cv2.IMREAD_UNCHANGED)
+    first_pose = cv2.imread(str(poses[check]), cv2.IMREAD_UNCHANGED)
     if first_frame is None or first_pose is None:
-        bad = frames[indices[0]] if first_frame is None else poses[indices[0]]
+        bad = frames[check] if first_frame is None else poses[check]
         raise ValueError(f"{bad}: cannot read image")
     if first_frame.shape[:2] != first_pose.shape[:2]:
-        raise ValueError(f"{poses[indices[0]]}: stick figure is {first_pose.shape[1]}x{first_pose.shape[0]} "
-                         f"but frame {frames[indices[0]]} is {first_frame.shape[1]}x{first_frame.shape[0]}")
+        raise ValueError(f"{poses[check]}: stick figure is {first_pose.shape[1]}x{first_pose.shape[0]} "
+                         f"but frame {frames[check]} is {first_frame.shape[1]}x{first_frame.shape[0]}")
     height, width = first_frame.shape[:2]
 
     track = read_keypoints(keypoints_path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -69,8 +69,16 @@ def keypoint_box(joints: np.ndarray, margin: float = 0.1) -> tuple[int, int, int
     return int(x0 - mx), int(y0 - my), int(np.ceil(x1 + mx)), int(np.ceil(y1 + my))
 
 
+def _joint_groups() -> dict[str, Any]:
+    """Each part, both hands together (the paper's "hands") and every joint ("overall")."""
+    groups: dict[str, Any] = dict(PARTS)
+    groups["hands"] = np.r_[PARTS["left_hand"], PARTS["right_hand"]]
+    groups["overall"] = slice(None)
+    return groups
+
+
 def pose_distance(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
-    """Mean L2 (pixels) between keypoints found in both, per part and overall.
+    """Mean L2 (pixels) between keypoints found in both, per part, both hands and overall.
 
     ``real`` and ``generated`` are (frames, 137, 3). A part with no joint found in both
     gives NaN.
@@ -78,7 +86,7 @@ def pose_distance(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
     both = (real[..., 2] > 0) & (generated[..., 2] > 0)
     dist = np.linalg.norm(real[..., :2] - generated[..., :2], axis=-1)
     out = {}
-    for name, part in list(PARTS.items()) + [("overall", slice(None))]:
+    for name, part in _joint_groups().items():
         mask = both[:, part]
         out[name] = float(dist[:, part][mask].mean()) if mask.any() else float("nan")
     return out
@@ -87,18 +95,25 @@ def pose_distance(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
 def missed_detections(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
     """Mean count per image of joints found on the real frame but not on the generated one."""
     missed = (real[..., 2] > 0) & ~(generated[..., 2] > 0)
-    out = {name: float(missed[:, part].sum(axis=1).mean()) for name, part in PARTS.items()}
-    out["overall"] = float(missed.sum(axis=1).mean())
+    return {name: float(missed[:, part].sum(axis=1).mean()) for name, part in _joint_groups().items()}
+
+
+def consecutive_differences(frames: Iterable[np.ndarray]) -> list[float]:
+    """Mean absolute difference (0-255 scale) between each frame and the next; holds two frames at a time."""
+    out: list[float] = []
+    previous = None
+    for frame in frames:
+        frame = np.asarray(frame, dtype=np.float32)
+        if previous is not None:
+            out.append(float(np.abs(frame - previous).mean()))
+        previous = frame
     return out
 
 
-def temporal_instability(frames: list[np.ndarray] | np.ndarray) -> float:
+def temporal_instability(frames: Iterable[np.ndarray]) -> float:
     """Mean absolute difference (0-255 scale) between consecutive frames; NaN below two."""
-    if len(frames) < 2:
-        return float("nan")
-    diffs = [np.abs(frames[i + 1].astype(np.float32) - frames[i].astype(np.float32)).mean()
-             for i in range(len(frames) - 1)]
-    return float(np.mean(diffs))
+    diffs = consecutive_differences(frames)
+    return float(np.mean(diffs)) if diffs else float("nan")
 
 
 def alexnet_weights(configured: str | Path | None = None) -> Path | None:

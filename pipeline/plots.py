@@ -142,3 +142,89 @@ def cli_bones(args: argparse.Namespace) -> int:
 
     plot_bone_ratios(read_keypoints(args.normalized), load_stats(args.target_stats), args.out)
     return 0
+
+
+def plot_losses(runs: Sequence[tuple[str, str | Path]], out: str | Path) -> None:
+    """Per training run (``losses.csv``): generator losses and discriminator losses against the step."""
+    import pandas as pd
+
+    tables = []
+    for name, run_dir in runs:
+        path = Path(run_dir) / "losses.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: loss log not found (written by `edn train` / `edn train-face`)")
+        table = pd.read_csv(path)
+        if table.empty or "step" not in table:
+            raise ValueError(f"{path}: no loss rows")
+        tables.append((name, table))
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(tables), 2, figsize=(11, 2.8 * len(tables)), squeeze=False)
+    for row, (name, table) in enumerate(tables):
+        window = max(1, len(table) // 40)  # a running mean shows the trend through the GAN noise
+        for col, prefix in enumerate(("G", "D")):
+            ax = axes[row, col]
+            columns = [c for c in table.columns if c.startswith(prefix) or (prefix == "G" and c.startswith("L1"))]
+            for k, column in enumerate(columns):
+                ax.plot(table["step"], table[column], color=f"C{k}", alpha=0.2, lw=0.6)
+                ax.plot(table["step"], table[column].rolling(window, min_periods=1).mean(), color=f"C{k}",
+                        lw=1.3, label=column)
+            ax.set_title(f"{name}: {'generator' if prefix == 'G' else 'discriminator'} "
+                         f"(dark: running mean of {window} steps)", fontsize=9)
+            ax.set_xlabel("step")
+            ax.set_yscale("log")  # feature matching is ~10x the other terms
+            ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Training losses (light: every step)")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def plot_stability(record: dict[str, Any], real_dirs: Sequence[str | Path], out: str | Path) -> None:
+    """Consecutive-frame differences of a generated video against the target's real footage."""
+    from pipeline.data import fit_to_size, read_rgb
+    from pipeline.extract import list_frames
+    from pipeline.metrics import consecutive_differences
+
+    generated = np.asarray(record.get("consecutive_differences") or [], dtype=float)
+    if generated.size == 0:
+        raise ValueError("the transfer record has no consecutive_differences (fewer than two frames?)")
+    width, height = record["size"]
+    # Real frames at the model's resolution, as the generator made its frames.
+    real = np.asarray([d for folder in real_dirs for d in consecutive_differences(
+        fit_to_size(read_rgb(p), width, height) for p in list_frames(folder))], dtype=float)
+    if real.size == 0:
+        raise ValueError(f"no consecutive real frames in {', '.join(map(str, real_dirs))}")
+    plt = _pyplot()
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [2, 1]})
+    seconds = np.arange(1, generated.size + 1) / float(record["fps"])
+    ax.plot(seconds, generated, color="C3", lw=1, label=f"generated (mean {generated.mean():.2f})")
+    ax.axhline(real.mean(), color="C0", lw=1.5, label=f"real footage of the target (mean {real.mean():.2f})")
+    ax.axhspan(np.percentile(real, 10), np.percentile(real, 90), color="C0", alpha=0.15,
+               label="real: 10th-90th percentile")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mean |frame t - frame t-1| (0-255)")
+    ax.legend(fontsize=7)
+    bins = np.linspace(0, max(generated.max(), real.max()) * 1.05, 30)
+    hist.hist(real, bins=bins, density=True, color="C0", alpha=0.5, label="real")
+    hist.hist(generated, bins=bins, density=True, color="C3", alpha=0.5, label="generated")
+    hist.set_xlabel("consecutive-frame difference")
+    hist.legend(fontsize=7)
+    fig.suptitle(f"Temporal stability at {width}x{height}, {record['fps']:.6g} fps "
+                 f"({generated.size + 1} generated frames, {real.size + len(real_dirs)} real)")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def cli_losses(args: argparse.Namespace) -> int:
+    plot_losses([(name, Path(folder)) for name, folder in args.run], args.out)
+    return 0
+
+
+def cli_stability(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        record = json.loads(Path(args.record).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{args.record}: cannot read the transfer record ({exc})") from exc
+    plot_stability(record, args.real, args.out)
+    return 0

@@ -33,13 +33,17 @@ def package_versions() -> dict[str, str]:
 
 def provenance(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     """The record every artifact carries: stage, its parameters, versions, time, command."""
-    return {
+    record = {
         "stage": stage,
         "params": params,
         "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
+        "host": platform.node(),
     }
+    if os.environ.get("SLURM_JOB_ID"):  # made inside a batch job: which one
+        record["slurm_job_id"] = os.environ["SLURM_JOB_ID"]
+    return record
 
 
 @contextlib.contextmanager

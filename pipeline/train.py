@@ -35,7 +35,8 @@ from pipeline.checkpoint import load_checkpoint, parameter_checksum, rng_state, 
     set_rng_state, tensors_sha256
 from pipeline.data import Clip, PairDataset, load_clip
 from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
-from pipeline.models.generator import build_generator, default_generator_config, tensor_to_image
+from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, \
+    tensor_to_image
 from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss
 from pipeline.provenance import atomic_path, provenance, write_json
@@ -82,6 +83,8 @@ class TrainConfig:
     holdout: float = 0.2
     workers: int = 2
     deterministic: bool = False
+    # False: the paper's frame-by-frame ablation (no previous-frame input, single-frame discriminator)
+    temporal: bool = True
 
     def __post_init__(self) -> None:
         bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
@@ -281,20 +284,26 @@ class GANTask(abc.ABC):
 
 
 class TemporalPair(nn.Module):
-    """Both generator passes of one sample in one forward (one DDP forward per backward)."""
+    """Both generator passes of one sample in one forward (one DDP forward per backward).
 
-    def __init__(self, generator: nn.Module):
+    ``temporal=False`` (the frame-by-frame ablation): the generator sees the stick figure alone and
+    only frame t+1 is made; returns (None, I_{t+1}).
+    """
+
+    def __init__(self, generator: nn.Module, temporal: bool = True):
         super().__init__()
-        self.generator = generator
+        self.generator, self.temporal = generator, temporal
 
-    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if not self.temporal:
+            return None, self.generator(pose_t1)
         fake_t = self.generator(torch.cat([pose_t, torch.zeros_like(pose_t)], dim=1))
         fake_t1 = self.generator(torch.cat([pose_t1, fake_t.to(pose_t1.dtype)], dim=1))
         return fake_t, fake_t1
 
 
 class PoseTask(GANTask):
-    """The temporally smoothed pose-to-frame GAN."""
+    """The temporally smoothed pose-to-frame GAN, or with ``temporal=False`` the frame-by-frame one."""
 
     model_file = "generator.pt"
 
@@ -305,20 +314,28 @@ class PoseTask(GANTask):
                              f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
         config = default_generator_config(
             kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
-            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height)
+            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
+            temporal=cfg.temporal)
+        d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
         super().__init__(cfg, rt, build_generator(config),
-                         MultiscaleDiscriminator(TEMPORAL_NC, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
-        self.pair = rt.wrap(TemporalPair(self.G))
+                         MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
+        self.pair = rt.wrap(TemporalPair(self.G, cfg.temporal))
 
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
         with self.rt.autocast():
             fake_t, fake_t1 = self.pair(pose_t, pose_t1)
-        real_seq = torch.cat([pose_t, pose_t1, real_t, real_t1], dim=1)
-        fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
-        # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
-        losses = self.optimise(fake_seq, real_seq, torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0)
+        if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
+            real_seq = torch.cat([pose_t1, real_t1], dim=1)
+            fake_seq = torch.cat([pose_t1, fake_t1.to(pose_t1.dtype)], dim=1)
+            fakes, reals, vgg_weight = fake_t1, real_t1, 1.0
+        else:
+            real_seq = torch.cat([pose_t, pose_t1, real_t, real_t1], dim=1)
+            fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
+            # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
+            fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
+        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight)
         losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
 

@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.checkpoint import tensors_sha256
 from pipeline.models.discriminator import MultiscaleDiscriminator
 from pipeline.models.face import build_face_generator, crop_boxes, default_face_config, face_box_size
-from pipeline.models.generator import IMAGE_NC, POSE_NC, load_generator
+from pipeline.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator
 from pipeline.train import ClipFiles, GANTask, Runtime, TemporalPair, TrainConfig, config_from_args, run_stage
 
 FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
@@ -64,7 +64,7 @@ class FaceTask(GANTask):
         super().__init__(cfg, rt, build_face_generator(config),
                          MultiscaleDiscriminator(FACE_D_NC, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
         # Frozen and outside self.models: neither optimised nor checkpointed (generator.pt is the record).
-        self.main = TemporalPair(rt.prepare(generator).eval().requires_grad_(False))
+        self.main = TemporalPair(rt.prepare(generator).eval().requires_grad_(False), cfg.temporal)
         self.face = rt.wrap(self.G)
 
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
@@ -94,7 +94,7 @@ def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[
     cfg = dataclasses.replace(cfg, width=gen_config["width"], height=gen_config["height"], ngf=gen_config["ngf"],
                               n_downsample=gen_config["n_downsample"], n_blocks=gen_config["n_blocks"],
                               n_blocks_local=gen_config["n_blocks_local"],
-                              local_enhancer=gen_config["kind"] == "local")
+                              local_enhancer=gen_config["kind"] == "local", temporal=is_temporal(gen_config))
     box = cfg.face_size or face_box_size(cfg.height, 2 ** cfg.face_n_downsample)
     if box > min(cfg.width, cfg.height):
         raise ValueError(f"face box {box} px does not fit the generator's {cfg.width}x{cfg.height} frames")

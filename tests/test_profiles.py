@@ -82,3 +82,19 @@ def test_conda_envs_pin_what_requirements_txt_pins():
         assert got, env_file.name
         for name, version in got.items():
             assert wanted.get(name) == version, f"{env_file.name}: {name}=={version}, requirements: {wanted.get(name)}"
+
+
+def test_every_gpu_rule_gets_gpu_resources_on_the_cluster():
+    # A rule that asks for a GPU must name the GPU partition in the cluster profile, or SLURM
+    # would put it on the default (CPU) partition.
+    gpu_rules = set()
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.M):
+            if re.search(r"^\s+gpu=", body, re.M):
+                gpu_rules.add(rule)
+    assert {"train_generator", "train_face", "transfer", "evaluate"} <= gpu_rules
+    cluster = profile("slurm")["set-resources"]
+    for rule in gpu_rules:
+        assert rule in cluster and cluster[rule]["slurm_partition"] != profile("slurm")["default-resources"][
+            "slurm_partition"], rule
+        assert cluster[rule]["gpu"] >= 1, rule

@@ -103,114 +103,91 @@ def test_launcher_expands_node_lists_with_scontrol(cluster, monkeypatch):
     assert slurm_hostnames("gpu[07-09],big1") == ["gpu07", "gpu08", "gpu09", "big1"]
 
 
-# A minimal real DDP training loop: what `edn train` does at its core (process group from
-# torchrun's RANK/WORLD_SIZE, gradients all-reduced by DDP, rank 0 checkpoints, resume from
-# the checkpoint). It runs through pipeline.launch inside one SLURM allocation.
-DDP_TRAIN = r'''
-import os, sys, time
-from pathlib import Path
-import torch
-import torch.distributed as dist
-
-out, steps, pause = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-dist.init_process_group("gloo")
-rank, world = dist.get_rank(), dist.get_world_size()
-torch.manual_seed(0)
-model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
-opt = torch.optim.SGD(model.parameters(), lr=0.1)
-ckpt, start = out / "checkpoint.pt", 0
-if ckpt.exists():
-    state = torch.load(ckpt)
-    model.module.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); start = state["step"]
-print(f"rank={rank} world={world} job={os.environ.get('SLURM_JOB_ID')} start={start}", flush=True)
-for step in range(start, steps):
-    g = torch.Generator().manual_seed(step * world + rank)
-    x = torch.randn(8, 4, generator=g)
-    loss = ((model(x) - x.sum(1, keepdim=True)) ** 2).mean()
-    opt.zero_grad(); loss.backward(); opt.step()
-    weights = model.module.weight.detach().clone()
-    gathered = [torch.zeros_like(weights) for _ in range(world)]
-    dist.all_gather(gathered, weights)
-    assert all(torch.equal(w, weights) for w in gathered), "replicas diverged"
-    if rank == 0:
-        tmp = out / "checkpoint.tmp"
-        torch.save({"model": model.module.state_dict(), "opt": opt.state_dict(), "step": step + 1}, tmp)
-        os.replace(tmp, ckpt)
-    time.sleep(pause)
-dist.barrier()
-if rank == 0:
-    (out / "model.pt").write_bytes(ckpt.read_bytes())
-dist.destroy_process_group()
-'''
-
-TRAIN_RULE = """
-rule train_generator:  # named as the workflow's rule, so profiles/slurm-test gives it its resources
-    output: "model/model.pt"
-    log: "logs/train.log"
-    params: steps={steps}, pause={pause}
-    shell:
-        "{python} -m pipeline.launch --cpu-procs 2 -- {python} ddp_train.py model {{params.steps}} {{params.pause}}"
-        " >> {{log}} 2>&1"
-"""
+# The workflow's own training rule (train_generator: `python -m pipeline.launch -- python -m
+# pipeline.cli train ...`) on a synthetic clip, inside SLURM allocations of the test cluster.
+TINY_TRAIN = {"width": 64, "height": 128, "ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8, "num_d": 1,
+              "n_layers_d": 2, "niter_decay": 0, "workers": 0, "sample_every": 0, "cpu_processes": 2}
 
 
-def write_training(workdir: Path, steps: int, pause: float) -> Path:
-    (workdir / "ddp_train.py").write_text(DDP_TRAIN)
-    # the checkpoint lives beside, not as, a declared output: Snakemake deletes the declared
-    # outputs of a failed job, and a killed job must keep its checkpoint
-    (workdir / "model").mkdir()
-    snakefile = workdir / "Snakefile"
-    snakefile.write_text(TRAIN_RULE.format(steps=steps, pause=pause, python=sys.executable))
-    return snakefile
+def training_workdir(workdir: Path, clip: tuple[Path, Path, Path], **train) -> list[str]:
+    """A workdir whose target clip is already extracted, detected and rendered; returns the
+    snakemake arguments that train its generator (and only that)."""
+    import shutil
+
+    frames, render, keypoints = clip
+    shutil.copytree(frames, workdir / "results" / "frames" / "va")
+    shutil.copytree(render, workdir / "results" / "render" / "va")
+    (workdir / "results" / "keypoints" / "va").mkdir(parents=True)
+    shutil.copy(keypoints, workdir / "results" / "keypoints" / "va" / "smooth.parquet")
+    (workdir / "va.mp4").touch()
+    (workdir / "videos.tsv").write_text("name\tpath\trole\tsubject\nva\tva.mp4\ttarget\ts\n")
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = "videos.tsv"
+    config["train"].update(TINY_TRAIN, **train)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    # --allowed-rules takes several values: it goes last
+    return ["results/models/s/generator.pt", "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+            "--allowed-rules", "train_generator"]
 
 
-def ranks_started(log: str) -> list[tuple[int, int, str, int]]:
-    return [(int(r), int(w), j, int(s)) for r, w, j, s in
-            re.findall(r"rank=(\d+) world=(\d+) job=(\d+) start=(\d+)", log)]
+def run_record(workdir: Path) -> dict:
+    import json
+
+    return json.loads((workdir / "results" / "models" / "s" / "run.json").read_text())
 
 
-def test_two_process_cpu_training_inside_one_allocation(cluster, tmp_path):
-    snakefile = write_training(tmp_path, steps=4, pause=0)
-    submit(cluster, tmp_path, snakefile=snakefile)
-    log = (tmp_path / "logs" / "train.log").read_text()
-    assert "torch.distributed.run" in log and "--nproc-per-node=2" in log  # launcher's command
-    started = ranks_started(log)
-    assert sorted(r for r, *_ in started) == [0, 1] and {w for _, w, *_ in started} == {2}
-    assert len({j for *_, j, _ in started}) == 1, "both processes in one SLURM job"
+def checkpoint_step(path: Path) -> int:
     import torch
 
-    state = torch.load(tmp_path / "model" / "model.pt")
-    assert state["step"] == 4
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
+        return 0
 
 
-def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path):
+def test_two_process_cpu_training_inside_one_allocation(cluster, tmp_path, synthetic_clip):
+    args = training_workdir(tmp_path, synthetic_clip, epochs=2, checkpoint_every=2)
+    submit(cluster, tmp_path, *args)
+    log = (tmp_path / "results" / "logs" / "train" / "s.log").read_text()
+    assert "torch.distributed.run" in log and "--nproc-per-node=2" in log  # the launcher's command
+    record = run_record(tmp_path)
+    assert record["status"] == "finished" and record["world_size"] == 2 and record["final_step"] > 2
+    assert record["provenance"]["slurm_job_id"] in job_states(cluster), "training ran as a job of this cluster"
+    assert job_states(cluster)[record["provenance"]["slurm_job_id"]] == "COMPLETED"
+    for checksums in record["param_checksums"].values():
+        assert len(set(checksums)) == 1, "the two processes' weights differ"
+    assert (tmp_path / "results" / "models" / "s" / "checkpoint.pt").is_file()
+    assert (tmp_path / "results" / "models" / "s" / "generator.pt").is_file()
+
+
+def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path, synthetic_clip):
     import time
 
-    import torch
-
-    snakefile = write_training(tmp_path, steps=16, pause=0.5)
+    # Enough steps that the job is still running when it is cancelled.
+    args = training_workdir(tmp_path, synthetic_clip, epochs=30, checkpoint_every=3)
     env = dict(cluster.env, PATH=f"{BIN}:{cluster.env.get('PATH', '')}")
-    first = subprocess.Popen([SNAKEMAKE, "-s", str(snakefile), "--workflow-profile", str(TEST_PROFILE),
-                              "--retries", "0"], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ckpt = tmp_path / "model" / "checkpoint.pt"
-    deadline = time.monotonic() + 120
-    while not (ckpt.exists() and torch.load(ckpt)["step"] >= 3):
+    first = subprocess.Popen([SNAKEMAKE, "--workflow-profile", str(TEST_PROFILE), "--retries", "0", *args],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ckpt = tmp_path / "results" / "models" / "s" / "checkpoint.pt"
+    deadline = time.monotonic() + 180
+    while checkpoint_step(ckpt) < 6:
         assert time.monotonic() < deadline and first.poll() is None, "training never checkpointed"
         time.sleep(0.5)
-    running = [j for j, s in job_states(cluster).items() if s == "RUNNING"]
-    assert len(running) == 1
-    cluster.run("scancel", running[0])
+    job = run_record(tmp_path)["provenance"]["slurm_job_id"]
+    assert job_states(cluster)[job] == "RUNNING"
+    cluster.run("scancel", job)
     output, _ = first.communicate(timeout=120)
     assert first.returncode != 0, output[-3000:]
-    cancelled_at = torch.load(ckpt)["step"]
-    assert 3 <= cancelled_at < 16 and not (tmp_path / "model" / "model.pt").exists()
+    cancelled_at = checkpoint_step(ckpt)
+    total = run_record(tmp_path)["total_steps"]
+    assert 6 <= cancelled_at < total and not (tmp_path / "results" / "models" / "s" / "generator.pt").exists()
 
-    submit(cluster, tmp_path, "--rerun-incomplete", snakefile=snakefile)
-    started = ranks_started((tmp_path / "logs" / "train.log").read_text())
-    resumed = [s for r, _, j, s in started if j != running[0]]
-    assert len(resumed) == 2 and min(resumed) >= cancelled_at > 0, started
-    assert torch.load(tmp_path / "model" / "model.pt")["step"] == 16
+    submit(cluster, tmp_path, "--rerun-incomplete", *args)
+    record = run_record(tmp_path)
+    assert record["provenance"]["slurm_job_id"] != job and record["resumed_from_step"] >= cancelled_at
+    assert record["status"] == "finished" and record["final_step"] == total
+    log = (tmp_path / "results" / "logs" / "train" / "s.log").read_text()
+    assert f"resuming at step {record['resumed_from_step']} of {total}" in log
 
 
 POSE_STAGES = ("extract", "detect", "smooth", "stats", "normalize", "render")
@@ -229,18 +206,22 @@ def test_pose_half_through_slurm_equals_a_local_run(cluster, tmp_path_factory, c
     for workdir in (local, remote):
         write_config(workdir, clip_path)
     done = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
-                           "--cores", "2"], cwd=local, capture_output=True, text=True)
+                           "--cores", "2", "pose"], cwd=local, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     rule_jobs = sum(planned_rules(done.stdout + done.stderr).values())
     before = set(job_states(cluster))
-    submit(cluster, remote, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml")
+    submit(cluster, remote, "pose", "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml")
     slurm_jobs = set(job_states(cluster)) - before
     # the light per-video stages went as one group job, not one submission each
     assert 0 < len(slurm_jobs) < rule_jobs, (slurm_jobs, rule_jobs)
     parquets = sorted(p.relative_to(local) for p in local.glob("results/**/*.parquet"))
     assert parquets and parquets == sorted(p.relative_to(remote) for p in remote.glob("results/**/*.parquet"))
+    cluster_jobs = set(job_states(cluster))
     for rel in parquets:
         a, b = read_keypoints(local / rel), read_keypoints(remote / rel)
+        # every artifact records the SLURM job that made it
+        assert "slurm_job_id" not in a.meta["provenance"], rel
+        assert b.meta["provenance"]["slurm_job_id"] in cluster_jobs & slurm_jobs, rel
         np.testing.assert_array_equal(a.frames, b.frames, err_msg=str(rel))
         np.testing.assert_array_equal(a.data, b.data, err_msg=str(rel))  # NaN == NaN here
         assert (a.meta["width"], a.meta["height"]) == (b.meta["width"], b.meta["height"])

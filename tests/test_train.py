@@ -53,7 +53,8 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
     assert {f for f in TrainConfig.__dataclass_fields__} <= set(vars(args))
     face_args = parser.parse_args(["train-face", "out", "--generator", "g.pt", "--clip", "f", "r", "k"])
     assert config_from_args(FaceConfig, face_args) == FaceConfig()
-    from_generator = {"width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer"}
+    from_generator = {"width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
+                      "temporal"}
     assert set(FaceConfig.__dataclass_fields__) - from_generator <= set(vars(face_args))
     assert config_from_args(TrainConfig, parser.parse_args(
         ["train", "o", "--clip", "f", "r", "k", "--no-vgg-loss"])).vgg_loss is False
@@ -113,9 +114,9 @@ def test_workflow_plans_both_training_rules(tmp_path):
     planned = workflow(tmp_path, "-n", "results/models/s/face.pt", videos="va vb")
     clips = ("--clip results/frames/va results/render/va results/keypoints/va/smooth.parquet "
              "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet")
-    assert (f"python -m pipeline.launch --gpus 1 -- python -m pipeline.cli train results/models/s {clips} "
+    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips} "
             "--model-out results/models/s/generator.pt") in planned
-    assert (f"python -m pipeline.launch --gpus 1 -- python -m pipeline.cli train-face "
+    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
             f"results/models/s/face {clips} "
             "--model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned
     assert "--vgg-loss auto" in planned and "--face-ngf 16" in planned

@@ -1,4 +1,5 @@
-"""The workflow end to end on the real 24-frame clip: extraction through stick figures.
+"""The workflow end to end on the real 24-frame clip: extraction through stick figures, and (with
+tiny models, checked in test_report.py) training, transfer and evaluation.
 
 Also: a no-op rerun does nothing, a parameter change reruns only its stage and what follows,
 a config that breaks the schema is refused with a clear message, and `snakemake --lint` is clean.
@@ -19,6 +20,10 @@ from pipeline.keypoints import read_keypoints
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 pytestmark = pytest.mark.slow
+# Models small enough that rule all's training, transfer and evaluation take seconds on this clip.
+TINY_TRAIN = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, epochs=1, niter_decay=0,
+                  workers=0, sample_every=10, checkpoint_every=100,
+                  face={"epochs": 1, "niter_decay": 0, "ngf": 4, "n_blocks": 1, "size": None})
 
 
 def write_config(workdir: Path, clip: Path, **overrides) -> Path:
@@ -31,6 +36,7 @@ def write_config(workdir: Path, clip: Path, **overrides) -> Path:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["videos"] = str(sheet)
     config["extract"]["height"] = 256
+    config["train"].update(TINY_TRAIN)
     for key, value in overrides.items():
         config[key].update(value)
     path = workdir / "config.yaml"

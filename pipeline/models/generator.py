@@ -121,12 +121,19 @@ def default_generator_config(**overrides: Any) -> dict[str, Any]:
     """The architecture record stored beside the weights so a checkpoint rebuilds its network."""
     config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
                               "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
-                              "norm": "instance", "padding_type": "reflect"}
+                              "norm": "instance", "padding_type": "reflect", "temporal": True}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown generator settings {sorted(unknown)}")
     config.update(overrides)
+    if not config["temporal"]:
+        config["input_nc"] = POSE_NC  # the frame-by-frame ablation sees the stick figure alone
     return config
+
+
+def is_temporal(config: dict[str, Any]) -> bool:
+    """Whether a generator takes its previous output as input (files from before the flag are temporal)."""
+    return bool(config.get("temporal", True))
 
 
 def build_generator(config: dict[str, Any]) -> nn.Module:
@@ -167,12 +174,15 @@ def tensor_to_image(tensor: torch.Tensor) -> Any:
 
 @torch.no_grad()
 def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
-                      device: str | torch.device | None = None, amp: bool = False) -> Iterator[torch.Tensor]:
+                      device: str | torch.device | None = None, amp: bool = False,
+                      temporal: bool = True) -> Iterator[torch.Tensor]:
     """Run the generator over consecutive stick figures, feeding each output back as the next input.
 
     ``poses`` yields (3, H, W) or (1, 3, H, W) tensors in [-1, 1] at the trained resolution
     (see :func:`pipeline.data.fit_to_size` for resizing and :func:`image_to_tensor`); yields
     (1, 3, H, W) float32 outputs in [-1, 1] on the CPU. The first frame's previous output is zeros.
+    ``temporal=False`` is for a frame-by-frame generator (``is_temporal(config)`` false): each
+    frame from its stick figure alone.
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     previous: torch.Tensor | None = None
@@ -182,6 +192,6 @@ def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
         if previous is None:
             previous = torch.zeros_like(pose)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            out = generator(torch.cat([pose, previous], dim=1))
+            out = generator(torch.cat([pose, previous], dim=1) if temporal else pose)
         previous = out.float()
         yield previous.cpu()

@@ -133,7 +133,7 @@ def train_flags(stage):
     The face run takes the generator's architecture and resolution from generator.pt, and its
     epochs and network from train: face:.
     """
-    options = {k: v for k, v in config["train"].items() if k not in ("gpus", "mem_mb", "face")}
+    options = {k: v for k, v in config["train"].items() if k not in ("gpus", "cpu_processes", "mem_mb", "face")}
     if stage == "face":
         generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "local_enhancer", "num_d")
         options = {k: v for k, v in options.items() if k not in generator_only}
@@ -152,3 +152,78 @@ def train_flags(stage):
 def train_mem_mb(wildcards, attempt):
     """Memory grows with each retry, so a job killed for memory comes back with more."""
     return config["train"]["mem_mb"] * attempt
+
+
+# ---- transfer, evaluation and their figures (workflow/rules/transfer.smk)
+
+
+def subject_models(subject):
+    """Model files of a target subject: the pose GAN, its face GAN, the frame-by-frame ablation."""
+    root = f"results/models/{subject}"
+    return {"generator": f"{root}/generator.pt", "face": f"{root}/face.pt",
+            "frame_by_frame": f"{root}/frame_by_frame/generator.pt"}
+
+
+def transfer_models(wildcards):
+    models = subject_models(wildcards.subject)
+    return {"generator": models["generator"], **({"face": models["face"]} if config["transfer"]["face"] else {})}
+
+
+def evaluate_models(wildcards):
+    """The models the configured evaluation rows need."""
+    models, rows = subject_models(wildcards.subject), config["evaluate"]["rows"]
+    wanted = {"generator": True, "face": "temporal_face" in rows, "frame_by_frame": "frame_by_frame" in rows}
+    return {name: path for name, path in models.items() if wanted[name]}
+
+
+def model_flags(wildcards, input):
+    """`--face F` / `--frame-by-frame G` for the models among a job's inputs."""
+    flags = []
+    for name in ("face", "frame_by_frame"):
+        if name in input.keys():
+            flags += [f"--{name.replace('_', '-')}", input[name]]
+    return " ".join(shlex.quote(f) for f in flags)
+
+
+def evaluate_flags():
+    options = config["evaluate"]
+    flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--device", options["device"]]
+    if options["lpips_weights"]:
+        flags += ["--lpips-weights", options["lpips_weights"]]
+    return " ".join(shlex.quote(f) for f in flags)
+
+
+def loss_runs(wildcards):
+    """Run folders whose losses.csv the loss figure plots, with their titles."""
+    root, rows = f"results/models/{wildcards.subject}", config["evaluate"]["rows"]
+    runs = [("pose GAN", root), ("face GAN", f"{root}/face")]
+    if "frame_by_frame" in rows:
+        runs.append(("frame-by-frame ablation", f"{root}/frame_by_frame"))
+    return " ".join(f"--run {shlex.quote(name)} {shlex.quote(folder)}" for name, folder in runs)
+
+
+def loss_models(wildcards):
+    models = subject_models(wildcards.subject)
+    if "frame_by_frame" not in config["evaluate"]["rows"]:
+        del models["frame_by_frame"]
+    return models
+
+
+def subject_frames(wildcards):
+    return [f"results/frames/{v}" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
+
+
+def real_frame_flags(wildcards, input):
+    return " ".join(f"--real {shlex.quote(folder)}" for folder in input.real)
+
+
+def transfer_targets():
+    """Everything after training: transfer videos, their stability figures, evaluations, loss curves."""
+    targets = []
+    for source, subject in transfer_pairs():
+        targets += [f"results/transfer/{source}/{subject}{suffix}" for suffix in (".mp4", "_side_by_side.mp4")]
+        targets.append(f"results/plots/stability/{source}/{subject}.png")
+    for subject in SUBJECTS:
+        targets += [f"results/evaluation/{subject}/{name}" for name in ("tables.md", "samples.png")]
+        targets.append(f"results/plots/losses/{subject}.png")
+    return targets

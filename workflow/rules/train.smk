@@ -13,6 +13,7 @@ rule train_generator:
     params:
         run_dir="results/models/{subject}",
         clips=train_clip_flags,
+        cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
     resources:
         gpu=config["train"]["gpus"],
@@ -24,7 +25,7 @@ rule train_generator:
     benchmark:
         "results/benchmarks/train/{subject}.tsv"
     shell:
-        "python -m pipeline.launch --gpus {resources.gpu} -- python -m pipeline.cli train {params.run_dir:q}"
+        "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
         " {params.clips} --model-out {output:q} {params.options} > {log} 2>&1"
 
 
@@ -38,6 +39,7 @@ rule train_face:
     params:
         run_dir="results/models/{subject}/face",
         clips=train_clip_flags,
+        cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("face"),
     resources:
         gpu=config["train"]["gpus"],
@@ -49,5 +51,5 @@ rule train_face:
     benchmark:
         "results/benchmarks/train_face/{subject}.tsv"
     shell:
-        "python -m pipeline.launch --gpus {resources.gpu} -- python -m pipeline.cli train-face {params.run_dir:q}"
+        "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face {params.run_dir:q}"
         " {params.clips} --model-out {output:q} --generator {input.generator:q} {params.options} > {log} 2>&1"

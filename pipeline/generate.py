@@ -1,0 +1,129 @@
+"""Running the trained models: stick figures in, frames out (shared by ``edn transfer`` and ``edn evaluate``).
+
+The generator runs frame by frame, each output fed back as the next frame's previous-frame
+input (:func:`pipeline.models.generator.generate_sequence`); the face GAN then adds its residual
+inside the face box of each frame. Stick figures and keypoints are brought to the model's
+resolution exactly as in training (:func:`pipeline.data.fit_to_size`, :func:`fit_keypoints`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from pipeline.checkpoint import tensors_sha256
+from pipeline.data import fit_keypoints, fit_to_size, read_rgb
+from pipeline.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
+from pipeline.models.generator import generate_sequence, image_to_tensor, is_temporal, load_generator, \
+    tensor_to_image
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto``: CUDA when there is a GPU, else the CPU; ``cuda`` without one is an error."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda requested but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+    """What a model file is: path, weights hash, architecture and the training run that made it."""
+    stored = torch.load(path, map_location="cpu", weights_only=True)
+    return {"path": str(path), "weights_sha256": tensors_sha256(model.state_dict()), "config": config,
+            "step": stored.get("step"), "vgg_loss": stored.get("vgg_loss"),
+            "training_provenance": stored.get("provenance")}
+
+
+@dataclass
+class Models:
+    """A trained generator, optionally its face GAN, on one device."""
+
+    generator: torch.nn.Module
+    config: dict[str, Any]
+    device: torch.device
+    face: torch.nn.Module | None = None
+    face_config: dict[str, Any] | None = None
+    records: dict[str, Any] | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) the generator was trained at."""
+        return int(self.config["width"]), int(self.config["height"])
+
+    @property
+    def temporal(self) -> bool:
+        return is_temporal(self.config)
+
+    @property
+    def face_box_size(self) -> int:
+        if self.face_config is not None:
+            return int(self.face_config["box_size"])
+        return face_box_size(self.size[1])
+
+    @property
+    def amp(self) -> bool:
+        return self.device.type == "cuda"  # bf16 on GPUs, exact fp32 on the CPU
+
+
+def load_models(generator_path: str | Path, face_path: str | Path | None = None, device: str = "auto") -> Models:
+    """Load ``generator.pt`` (and ``face.pt``); the face GAN must have been trained at the generator's size."""
+    dev = pick_device(device)
+    generator_path = Path(generator_path)
+    generator, config = load_generator(generator_path, dev)
+    if "width" not in config or "height" not in config:
+        raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")
+    records = {"generator": _model_record(generator_path, generator, config)}
+    face = face_config = None
+    if face_path is not None:
+        face_path = Path(face_path)
+        face, face_config = load_face_generator(face_path, dev)
+        if (face_config.get("width"), face_config.get("height")) != (config["width"], config["height"]):
+            raise ValueError(f"{face_path}: face GAN trained at {face_config.get('width')}x{face_config.get('height')}"
+                             f" but {generator_path} at {config['width']}x{config['height']}")
+        records["face"] = _model_record(face_path, face, face_config)
+    return Models(generator, config, dev, face, face_config, records)
+
+
+def model_pose(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """A stick-figure image (RGB) at the model's (width, height), fitted as in training."""
+    return fit_to_size(read_rgb(Path(path)), *size)
+
+
+def face_boxes(keypoints: np.ndarray, src_size: tuple[int, int], models: Models) -> list[Box | None]:
+    """Face box of each frame of (frames, 137, 3) keypoints given in ``src_size`` pixels, in model pixels."""
+    width, height = models.size
+    fitted = fit_keypoints(keypoints, src_size[0], src_size[1], width, height)
+    return [face_box(k, width, height, models.face_box_size) for k in fitted]
+
+
+def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence[Box | None] | None = None,
+                    *, use_face: bool = True) -> Iterator[np.ndarray]:
+    """Frames (RGB uint8 at the model size) for consecutive stick figures (RGB uint8 at the model size).
+
+    The first frame's previous-frame input is zeros, as in training. With ``use_face`` and a face
+    GAN loaded, ``boxes[i]`` (None: no face found) is refined.
+    """
+    refine = use_face and models.face is not None
+    if refine and boxes is None:
+        raise ValueError("face boxes are needed to run the face GAN")
+    current: list[torch.Tensor] = []
+
+    def tensors() -> Iterator[torch.Tensor]:
+        for pose in poses:
+            current[:] = [image_to_tensor(pose)]  # the face GAN sees this frame's stick figure too
+            yield current[0]
+
+    outputs = generate_sequence(models.generator, tensors(), device=models.device, amp=models.amp,
+                                temporal=models.temporal)
+    for i, out in enumerate(outputs):
+        if refine and boxes[i] is not None:
+            with torch.autocast(models.device.type, dtype=torch.bfloat16, enabled=models.amp):
+                out = enhance_face(models.face, current[0].to(models.device), out.to(models.device), boxes[i])
+        yield tensor_to_image(out)

@@ -1,0 +1,128 @@
+"""``edn transfer``: a source's motion on the target (Chan et al. 2018, section 4, "transfer").
+
+The source's poses, normalized into the target's frame (``edn normalize``) and drawn as stick
+figures at the target's frame size (``edn render``), are fitted to the model's resolution as in
+training and run through the generator frame by frame, each output fed back as the next
+frame's previous-frame input; the face GAN refines the face box (from the normalized
+keypoints). Frames go to an H.264 MP4 (yuv420p, the source's frame rate) and to a side-by-side
+MP4 (source frame | stick figure | result); a JSON beside them records models, frames, speed
+and device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from pipeline.data import IMAGE_SUFFIXES, read_rgb
+from pipeline.keypoints import read_keypoints
+from pipeline.provenance import provenance, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _indexed(folder: Path, frames: np.ndarray, what: str) -> list[Path]:
+    """The image of each frame index in ``folder``; errors name the folder and the first missing frame."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: {what} folder not found")
+    found = {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()}
+    missing = [int(f) for f in frames if int(f) not in found]
+    if missing:
+        raise ValueError(f"{folder}: no {what} image for {len(missing)} of {len(frames)} frames "
+                         f"(first: frame {missing[0]})")
+    return [found[int(f)] for f in frames]
+
+
+def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
+             out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
+             record_out: str | Path | None = None, device: str = "auto", crf: int = 18) -> dict[str, Any]:
+    """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record."""
+    import cv2
+    import torch
+    from tqdm import tqdm
+
+    from pipeline.generate import face_boxes, generate_frames, load_models, model_pose
+    from pipeline.media import probe_video
+    from pipeline.metrics import consecutive_differences
+    from pipeline.video import side_by_side, write_video
+
+    normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
+    track = read_keypoints(normalized)
+    missing = [k for k in ("width", "height", "fps") if not track.meta.get(k)]
+    if missing:
+        raise ValueError(f"{normalized}: keypoint metadata lacks {missing} (not written by `edn normalize`?)")
+    frame_size = (int(track.meta["width"]), int(track.meta["height"]))
+    fps = float(track.meta["fps"])
+    poses = _indexed(render_dir, track.frames, "stick-figure")
+    sources = _indexed(source_frames, track.frames, "source frame") if side_by_side_out else []
+    first = read_rgb(poses[0])
+    if (first.shape[1], first.shape[0]) != frame_size:
+        raise ValueError(f"{poses[0]}: stick figure is {first.shape[1]}x{first.shape[0]} but {normalized} is in "
+                         f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
+
+    torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
+    models = load_models(generator, face, device)
+    boxes = face_boxes(track.data, frame_size, models)
+    log.info("%s: %d frames at %.6g fps, model %dx%d on %s%s", normalized, len(poses), fps, *models.size,
+             models.device, " with the face GAN" if models.face is not None else "")
+
+    started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
+        # Generated frames go to lossless PNGs once, then to both videos: nothing is held in memory.
+        generated_paths: list[Path] = []
+        stream = generate_frames(models, (model_pose(p, models.size) for p in poses), boxes)
+        for i, frame in enumerate(tqdm(stream, total=len(poses), desc=f"transfer {out.stem}", unit="frame",
+                                       mininterval=1.0)):
+            path = Path(tmp) / f"{i:06d}.png"
+            if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                raise RuntimeError(f"{path}: cannot write generated frame")
+            generated_paths.append(path)
+        seconds = time.perf_counter() - started
+
+        def generated() -> Iterator[np.ndarray]:
+            for path in generated_paths:
+                yield cv2.imread(str(path))
+
+        differences = consecutive_differences(generated())
+        write_video(generated(), out, fps, crf=crf)
+        if side_by_side_out:
+            def panels() -> Iterator[np.ndarray]:
+                for pose, source, result in zip(poses, sources, generated()):
+                    pose_bgr = cv2.cvtColor(model_pose(pose, models.size), cv2.COLOR_RGB2BGR)
+                    yield side_by_side(cv2.imread(str(source)), pose_bgr, result, height=models.size[1])
+
+            write_video(panels(), side_by_side_out, fps, crf=crf)
+
+    info = probe_video(out)
+    record = {
+        "provenance": provenance("transfer", {"normalized": str(normalized), "render": str(render_dir),
+                                              "source_frames": str(source_frames), "device": str(models.device),
+                                              "bf16": models.amp, "crf": crf, "seed": 0}),
+        "models": models.records, "frames": len(poses), "first_frame": int(track.frames[0]), "fps": fps,
+        "size": list(models.size), "device": str(models.device), "generation_seconds": round(seconds, 3),
+        "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
+        "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
+        "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
+        "consecutive_differences": differences,
+        "mean_consecutive_difference": float(np.mean(differences)) if differences else None,
+    }
+    if record_out:
+        write_json(record_out, record)
+    return record
+
+
+def cli(args: argparse.Namespace) -> int:
+    record = transfer(args.normalized, args.render_dir, args.source_frames, args.generator, args.out,
+                      face=args.face, side_by_side_out=args.side_by_side,
+                      record_out=args.record or args.out.with_suffix(".json"),
+                      device=args.device, crf=args.crf)
+    log.info("%s: %d frames at %.6g fps (%.1f generated frames/s on %s)", args.out, record["frames"],
+             record["fps"], record["frames_per_second"] or 0.0, record["device"])
+    return 0

@@ -1,0 +1,144 @@
+"""``edn evaluate``: held-out frames only, the ablation rows, the tables; the frame-by-frame model."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.evaluate import ROWS, evaluate, result_tables, tables_markdown
+from pipeline.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
+from pipeline.metrics import missed_detections, pose_distance
+from pipeline.train import TrainConfig, train
+from pipeline.train_face import FaceConfig, train_face
+
+TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
+            sample_every=0, deterministic=True, max_steps=3)
+ALL_ROWS = ["frame_by_frame", "temporal", "temporal_face"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """10 frames (the last 2 held out), the temporal generator, its face GAN and the frame-by-frame model."""
+    from conftest import make_synthetic_clip
+
+    root = tmp_path_factory.mktemp("evaluate")
+    clip = make_synthetic_clip(root / "clip", n_frames=10)
+    train(root / "run", [clip], TrainConfig(**TINY))
+    train(root / "fbf", [clip], TrainConfig(**TINY, temporal=False))
+    train_face(root / "run" / "face", root / "run" / "generator.pt", [clip],
+               FaceConfig(face_ngf=4, face_n_blocks=1, ndf=4, workers=0, vgg_loss=False, sample_every=0, max_steps=3))
+    return {"clip": clip, "generator": root / "run" / "generator.pt", "face": root / "run" / "face" / "face.pt",
+            "frame_by_frame": root / "fbf" / "generator.pt"}
+
+
+def poisoned_copy(tmp_path, clip, frames):
+    """A copy of the clip whose images of ``frames`` are garbage: reading one is an error naming it."""
+    root = tmp_path / "poisoned"
+    copies = [root / "frames", root / "render", root / "keypoints.parquet"]
+    shutil.copytree(clip[0], copies[0])
+    shutil.copytree(clip[1], copies[1])
+    shutil.copy(clip[2], copies[2])
+    for f in frames:
+        (copies[0] / f"{f:06d}.jpg").write_bytes(b"training frame: must not be read")
+        (copies[1] / f"{f:06d}.png").write_bytes(b"training stick figure: must not be read")
+    return tuple(copies)
+
+
+@pytest.mark.slow
+def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no AlexNet weights: LPIPS unavailable
+    held = json.loads((trained["generator"].parent / "run.json").read_text())["clips"][0]["held_out_frames"]
+    assert held == [8, 9]
+    clip = poisoned_copy(tmp_path, trained["clip"], range(8))  # every training frame
+    record = evaluate(tmp_path / "eval", [clip], trained["generator"], face=trained["face"],
+                      frame_by_frame=trained["frame_by_frame"], rows=ALL_ROWS, device="cpu")
+    assert record["held_out"][0]["frames"] == [8, 9] and record["n_frames"] == 2 and record["lpips"] is False
+    out = tmp_path / "eval"
+    frames = pd.read_parquet(out / "frames.parquet")
+    assert sorted(set(frames["frame"])) == [8, 9] and set(frames["ablation"]) == set(ALL_ROWS)
+    metrics = pd.read_parquet(out / "metrics.parquet")
+    assert {"body", "face", "pose_distance", "missed_detections", "temporal_instability"} == set(metrics["table"])
+    ssim_body = metrics[(metrics["table"] == "body") & (metrics["metric"] == "ssim")]
+    assert len(ssim_body) == 3 and ssim_body["value"].between(-1, 1).all()
+    assert metrics[metrics["metric"] == "lpips"]["value"].isna().all()
+    markdown = (out / "tables.md").read_text()
+    for title in ("Table 1", "Table 2", "Table 3", "Table 4", *ROWS.values()):
+        assert title in markdown
+    assert "| unavailable |" in markdown and "unavailable" in (out / "tables.html").read_text()
+    import cv2
+
+    grid = cv2.imread(str(out / "samples.png"))
+    assert grid.shape[1] == 5 * 64 and grid.std() > 10  # pose | three rows | real
+    # The poison works: a held-out frame made unreadable stops the evaluation, naming the file.
+    (clip[0] / "000009.jpg").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="000009.jpg: cannot read image"):
+        evaluate(tmp_path / "eval2", [clip], trained["generator"], rows=["temporal"], device="cpu")
+
+
+@pytest.mark.slow
+def test_evaluation_refuses_other_clips_and_missing_models(tmp_path, trained, synthetic_clip_factory):
+    other = synthetic_clip_factory(tmp_path / "other", n_frames=10, width=64, height=128, fps=24.0)
+    # Same length: only the recorded keypoint fingerprint tells that training never split this clip.
+    keypoints = pd.read_parquet(other[2])
+    keypoints["x"] += 1.0
+    keypoints.to_parquet(other[2])
+    with pytest.raises(ValueError, match="is not the clip this model was trained on"):
+        evaluate(tmp_path / "e", [other], trained["generator"], rows=["temporal"], device="cpu")
+    with pytest.raises(ValueError, match="temporal_face needs the face GAN"):
+        evaluate(tmp_path / "e", [trained["clip"]], trained["generator"], rows=["temporal_face"])
+    with pytest.raises(ValueError, match="needs one trained with `edn train --no-temporal`"):
+        evaluate(tmp_path / "e", [trained["clip"]], trained["generator"], frame_by_frame=trained["generator"],
+                 rows=["frame_by_frame"])
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.slow
+def test_frame_by_frame_model_ignores_the_previous_frame(trained):
+    from pipeline.generate import generate_frames, load_models, model_pose
+
+    poses = [model_pose(p, (64, 128)) for p in sorted(trained["clip"][1].glob("*.png"))[:3]]
+    fbf = load_models(trained["frame_by_frame"], device="cpu")
+    temporal = load_models(trained["generator"], device="cpu")
+    assert not fbf.temporal and temporal.temporal
+    assert fbf.config["input_nc"] == 3 and temporal.config["input_nc"] == 6
+    alone = next(generate_frames(fbf, poses[2:]))
+    assert np.array_equal(list(generate_frames(fbf, poses))[2], alone)  # no memory of frames 0 and 1
+    assert not np.array_equal(list(generate_frames(temporal, poses))[2], next(generate_frames(temporal, poses[2:])))
+    state = torch.load(trained["frame_by_frame"].parent / "checkpoint.pt", weights_only=True)
+    assert state["config"]["temporal"] is False
+    assert state["models"]["D"]["discriminators.0.blocks.0.0.weight"].shape[1] == 6  # D sees (x_t, frame_t)
+
+
+def test_hands_pool_both_hands():
+    real = empty_track(2)
+    real[:, LEFT_HAND] = (10.0, 10.0, 1.0)
+    real[:, RIGHT_HAND] = (50.0, 50.0, 1.0)
+    generated = real.copy()
+    generated[:, LEFT_HAND, :2] += (3.0, 4.0)  # 5 px
+    generated[:, RIGHT_HAND, :2] += (6.0, 8.0)  # 10 px
+    assert pose_distance(real, generated)["hands"] == pytest.approx(7.5)
+    generated[0, RIGHT_HAND.start:RIGHT_HAND.start + 4, 2] = 0.0  # 4 missed in frame 0, none in frame 1
+    assert missed_detections(real, generated)["hands"] == pytest.approx(2.0)
+
+
+def test_tables_show_the_values_and_say_what_is_missing():
+    metrics = pd.DataFrame([
+        {"table": "body", "ablation": "temporal", "metric": "ssim", "value": 0.81234},
+        {"table": "face", "ablation": "temporal", "metric": "ssim", "value": math.nan},
+        {"table": "pose_distance", "ablation": "temporal", "metric": "hands", "value": 7.5},
+        {"table": "missed_detections", "ablation": "temporal", "metric": "overall", "value": 2.0},
+    ])
+    text = tables_markdown(result_tables(metrics, ["temporal"], lpips=False), ["intro line"])
+    assert "| Temporal smoothing | 0.8123 | unavailable |" in text
+    assert "| Temporal smoothing | n/a | unavailable |" in text  # no face box: n/a, not 0
+    assert "| Temporal smoothing | n/a | n/a | 7.50 | n/a |" in text
+    assert "| Temporal smoothing | n/a | n/a | n/a | 2.00 |" in text
+    with_lpips = tables_markdown(result_tables(pd.concat([metrics, pd.DataFrame([
+        {"table": "body", "ablation": "temporal", "metric": "lpips", "value": 0.1}])]), ["temporal"], lpips=True), [])
+    assert "| Temporal smoothing | 0.8123 | 0.1000 |" in with_lpips

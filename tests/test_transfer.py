@@ -1,0 +1,124 @@
+"""``edn transfer``: a tiny trained model makes a browser-playable video of the right length, size and rate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.cli import main
+from pipeline.media import probe_video
+from pipeline.train import TrainConfig, train
+from pipeline.train_face import FaceConfig, train_face
+
+# A tiny model on the 64x128 synthetic clip: training and transfer take seconds.
+TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
+            sample_every=0, deterministic=True, max_steps=3)
+FPS = 25.0  # not a common default, so the video's rate must come from the source
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A clip at 25 fps and the generator and face GAN trained on it."""
+    from conftest import make_synthetic_clip
+
+    root = tmp_path_factory.mktemp("transfer")
+    clip = make_synthetic_clip(root / "clip", n_frames=10, fps=FPS)
+    train(root / "run", [clip], TrainConfig(**TINY))
+    train_face(root / "run" / "face", root / "run" / "generator.pt", [clip],
+               FaceConfig(face_ngf=4, face_n_blocks=1, ndf=4, workers=0, vgg_loss=False, sample_every=0,
+                          max_steps=3))
+    return clip, root / "run" / "generator.pt", root / "run" / "face" / "face.pt"
+
+
+@pytest.mark.slow
+def test_transfer_video_has_the_sources_frames_size_and_rate(tmp_path, models):
+    (frames, render, keypoints), generator, face = models
+    out = tmp_path / "out" / "dancer.mp4"
+    # The clip's own keypoints stand in for normalized ones: same file contract, same frame size.
+    code = main(["transfer", str(keypoints), str(render), str(frames), str(out), "--generator", str(generator),
+                 "--face", str(face), "--side-by-side", str(tmp_path / "out" / "sbs.mp4"), "--device", "cpu"])
+    assert code == 0
+    info = probe_video(out)
+    assert (info.frame_count, info.width, info.height, info.fps) == (10, 64, 128, FPS)
+    assert (info.codec, info.pix_fmt) == ("h264", "yuv420p")  # what browsers play
+    side = probe_video(tmp_path / "out" / "sbs.mp4")
+    # source frame (64x128) | stick figure at the model size | result, all at the model's height
+    assert (side.frame_count, side.width, side.height, side.fps) == (10, 3 * 64, 128, FPS)
+
+    record = json.loads(out.with_suffix(".json").read_text())  # default record beside the video
+    assert record["frames"] == 10 and record["fps"] == FPS and record["device"] == "cpu"
+    assert record["models"]["generator"]["path"] == str(generator) and record["models"]["face"]["path"] == str(face)
+    assert record["models"]["generator"]["training_provenance"]["stage"] == "train"
+    assert record["face_boxes"] == 10 and record["frames_per_second"] > 0
+    assert len(record["consecutive_differences"]) == 9
+    assert record["provenance"]["params"]["seed"] == 0
+    assert not list(out.parent.glob(".*"))  # no temporary frames or partial videos left behind
+
+
+@pytest.mark.slow
+def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
+    """The video's first frames are what generate_sequence makes (decoded within H.264's loss)."""
+    import cv2
+
+    from pipeline.generate import generate_frames, load_models, model_pose
+
+    (frames, render, keypoints), generator, _ = models
+    out = tmp_path / "plain.mp4"
+    assert main(["transfer", str(keypoints), str(render), str(frames), str(out), "--generator", str(generator),
+                 "--crf", "0"]) == 0
+    loaded = load_models(generator, None, "cpu")
+    poses = [model_pose(p, loaded.size) for p in sorted(render.glob("*.png"))]
+    expected = list(generate_frames(loaded, poses))
+    capture = cv2.VideoCapture(str(out))
+    decoded = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        decoded.append(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(float))
+    expected = [cv2.cvtColor(e, cv2.COLOR_RGB2GRAY).astype(float) for e in expected]
+    assert len(decoded) == len(expected) == 10
+    # yuv420p halves the colour resolution but keeps luma whole (lossless at crf 0): compare brightness
+    errors = [np.abs(d - e).mean() for d, e in zip(decoded, expected)]
+    assert max(errors) < 2.0, errors
+    assert np.abs(expected[0] - expected[5]).mean() > 2 * max(errors)  # another frame differs by far more
+
+
+def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip):
+    frames, render, keypoints = synthetic_clip
+    broken = tmp_path / "render"
+    shutil.copytree(render, broken)
+    (broken / "000003.png").unlink()
+    with pytest.raises(ValueError, match=r"render: no stick-figure image for 1 of 8 frames \(first: frame 3\)"):
+        from pipeline.transfer import transfer
+
+        transfer(keypoints, broken, frames, tmp_path / "g.pt", tmp_path / "v.mp4")
+
+    import cv2
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for png in render.glob("*.png"):
+        cv2.imwrite(str(small / png.name), cv2.resize(cv2.imread(str(png)), (32, 64)))
+    assert main(["transfer", str(keypoints), str(small), str(frames), str(tmp_path / "v.mp4"),
+                 "--generator", str(tmp_path / "g.pt")]) == 2  # a clear error, no traceback
+    with pytest.raises(ValueError, match="stick figure is 32x64 but .* is in 64x128 frames"):
+        from pipeline.transfer import transfer
+
+        transfer(keypoints, small, frames, tmp_path / "g.pt", tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_cuda_is_refused_clearly_without_a_gpu():
+    from pipeline.generate import pick_device
+
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            pick_device("cuda")
+        assert pick_device("auto") == torch.device("cpu")

@@ -1,0 +1,145 @@
+# After training: the frame-by-frame ablation model, transfer videos, the paper's evaluation on
+# held-out frames, and their figures. Rules that run a generator ask for one GPU (none when
+# train: gpus is 0), so with the local profile's gpu=1 they never share it with training or
+# with each other.
+
+
+# The paper's frame-by-frame baseline: the same training without the previous-frame input.
+# Trained only when config evaluate: rows lists frame_by_frame.
+use rule train_generator as train_frame_by_frame with:
+    output:
+        "results/models/{subject}/frame_by_frame/generator.pt",
+    params:
+        run_dir="results/models/{subject}/frame_by_frame",
+        clips=train_clip_flags,
+        options=train_flags("generator") + " --no-temporal",
+    log:
+        "results/logs/train_frame_by_frame/{subject}.log",
+    benchmark:
+        "results/benchmarks/train_frame_by_frame/{subject}.tsv"
+
+
+rule transfer:
+    input:
+        unpack(transfer_models),
+        normalized="results/normalized/{source}/{subject}.parquet",
+        render="results/render_transfer/{source}/{subject}",
+        source_frames="results/frames/{source}",
+        code=[stage_code("transfer"), stage_code("generate")],
+    output:
+        video=report(
+            "results/transfer/{source}/{subject}.mp4",
+            caption="../report/transfer.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+        side_by_side=report(
+            "results/transfer/{source}/{subject}_side_by_side.mp4",
+            caption="../report/transfer_side_by_side.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+        record="results/transfer/{source}/{subject}.json",
+    params:
+        models=model_flags,
+        device=config["transfer"]["device"],
+        crf=config["transfer"]["crf"],
+    resources:
+        gpu=min(1, config["train"]["gpus"]),
+    conda:
+        "../../envs/train.yaml"
+    log:
+        "results/logs/transfer/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/transfer/{source}_{subject}.tsv"
+    shell:
+        "python -m pipeline.cli transfer {input.normalized:q} {input.render:q} {input.source_frames:q}"
+        " {output.video:q} --generator {input.generator:q} {params.models} --side-by-side {output.side_by_side:q}"
+        " --record {output.record:q} --device {params.device} --crf {params.crf} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        unpack(train_inputs),
+        unpack(evaluate_models),
+        code=[stage_code("evaluate"), stage_code("generate"), stage_code("metrics")],
+    output:
+        tables=report(
+            "results/evaluation/{subject}/tables.html",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+            subcategory="{subject}",
+        ),
+        markdown="results/evaluation/{subject}/tables.md",
+        samples=report(
+            "results/evaluation/{subject}/samples.png",
+            caption="../report/samples.rst",
+            category="Evaluation",
+            subcategory="{subject}",
+        ),
+        metrics="results/evaluation/{subject}/metrics.parquet",
+        frames="results/evaluation/{subject}/frames.parquet",
+        record="results/evaluation/{subject}/evaluation.json",
+    params:
+        out_dir="results/evaluation/{subject}",
+        clips=train_clip_flags,
+        models=model_flags,
+        options=evaluate_flags(),
+    resources:
+        gpu=min(1, config["train"]["gpus"]),
+    conda:
+        "../../envs/evaluate.yaml"
+    log:
+        "results/logs/evaluate/{subject}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{subject}.tsv"
+    shell:
+        "python -m pipeline.cli evaluate {params.out_dir:q} {params.clips} --generator {input.generator:q}"
+        " {params.models} {params.options} > {log} 2>&1"
+
+
+rule plot_losses:
+    input:
+        unpack(loss_models),
+        code=stage_code("plots"),
+    output:
+        report(
+            "results/plots/losses/{subject}.png",
+            caption="../report/losses.rst",
+            category="Training",
+            subcategory="{subject}",
+        ),
+    params:
+        runs=loss_runs,
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/plot_losses/{subject}.log",
+    benchmark:
+        "results/benchmarks/plot_losses/{subject}.tsv"
+    shell:
+        "python -m pipeline.cli plot losses {output:q} {params.runs} > {log} 2>&1"
+
+
+rule plot_stability:
+    input:
+        record="results/transfer/{source}/{subject}.json",
+        real=subject_frames,
+        code=stage_code("plots"),
+    output:
+        report(
+            "results/plots/stability/{source}/{subject}.png",
+            caption="../report/stability.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+    params:
+        real=real_frame_flags,
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/plot_stability/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/plot_stability/{source}_{subject}.tsv"
+    shell:
+        "python -m pipeline.cli plot stability {input.record:q} {output:q} {params.real} > {log} 2>&1"
