@@ -95,10 +95,15 @@ class KeypointTrack:
     @property
     def present(self) -> np.ndarray:
         """Boolean (frames, joints): the joint was detected (or filled) in that frame."""
-        return (self.data[..., 2] > 0) & np.isfinite(self.data[..., 0]) & np.isfinite(self.data[..., 1])
+        return present(self.data)
 
     def copy(self) -> "KeypointTrack":
         return KeypointTrack(self.data.copy(), self.frames.copy(), json.loads(json.dumps(self.meta)))
+
+
+def present(data: np.ndarray) -> np.ndarray:
+    """Boolean mask over ``data[..., (x, y, confidence)]``: the joint was found (or filled)."""
+    return (data[..., 2] > 0) & np.isfinite(data[..., 0]) & np.isfinite(data[..., 1])
 
 
 def empty_track(n_frames: int) -> np.ndarray:
@@ -110,7 +115,7 @@ def empty_track(n_frames: int) -> np.ndarray:
 
 def mark_missing(data: np.ndarray) -> np.ndarray:
     """Enforce the contract's missing convention in place: conf 0 <=> NaN x, y."""
-    bad = ~(np.isfinite(data[..., 0]) & np.isfinite(data[..., 1])) | ~(data[..., 2] > 0)
+    bad = ~present(data)
     data[bad, 0:2] = np.nan
     data[bad, 2] = 0.0
     return data

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from pipeline.keypoints import PARTS
+from pipeline.keypoints import PARTS, present
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def crop(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray
 
 def keypoint_box(joints: np.ndarray, margin: float = 0.1) -> tuple[int, int, int, int] | None:
     """Bounding box of the present joints of a (n, 3) array, grown by ``margin`` of its size."""
-    ok = (joints[:, 2] > 0) & np.isfinite(joints[:, :2]).all(axis=1)
+    ok = present(joints)
     if ok.sum() < 2:
         return None
     (x0, y0), (x1, y1) = joints[ok, :2].min(axis=0), joints[ok, :2].max(axis=0)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.keypoints import (BODY, BODY_25_LIMBS, FACE, FACE_CONTOURS, HAND_LIMBS, LEFT_HAND,
-                                RIGHT_HAND, KeypointTrack, read_keypoints)
+                                RIGHT_HAND, KeypointTrack, present, read_keypoints)
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def draw_pose(canvas: np.ndarray, joints: np.ndarray, *, scale: float = 1.0, fac
 
     body_w, detail_w = line_widths(canvas.shape[0])
     xy = joints[:, :2] * scale
-    ok = (joints[:, 2] > 0) & np.isfinite(xy).all(axis=1)
+    ok = present(joints)
     pts = np.zeros((len(joints), 2), dtype=np.int32)
     pts[ok] = np.round(xy[ok]).astype(np.int32)
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.keypoints import KeypointTrack, empty_track, mark_missing, read_keypoints, write_keypoints
+from pipeline.keypoints import present as present_mask  # `present` is a local name below
 from pipeline.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def _fill_gaps(data: np.ndarray, max_gap: int) -> int:
     if max_gap == 0 or len(data) < 3:
         return 0
     n = len(data)
-    present = (data[..., 2] > 0) & np.isfinite(data[..., 0]) & np.isfinite(data[..., 1])
+    present = present_mask(data)
     t = np.arange(n)[:, None]
     # Index of the latest present frame at or before t, and the earliest at or after t.
     prev = np.maximum.accumulate(np.where(present, t, -1), axis=0)

@@ -55,7 +55,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.keypoints import (BODY_25_LIMBS, BODY_25_NAMES, FACE, LEFT_HAND, RIGHT_HAND, J,
-                                KeypointTrack, read_keypoints)
+                                KeypointTrack, present, read_keypoints)
 from pipeline.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,12 @@ def bone_name(a: int, b: int) -> str:
     return f"{BODY_25_NAMES[a]}-{BODY_25_NAMES[b]}"
 
 
-def _present(data: np.ndarray) -> np.ndarray:
-    return (data[..., 2] > 0) & np.isfinite(data[..., 0]) & np.isfinite(data[..., 1])
-
-
 def ankle_points(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame ankle point (x, y) of a (T, 137, 3) array; NaN where neither ankle is seen.
 
     y is the larger (lower in the image) ankle y; x the mean x of the present ankles.
     """
-    ok = _present(data[:, ANKLES])
+    ok = present(data[:, ANKLES])
     x = np.where(ok, data[:, ANKLES, 0], np.nan)
     y = np.where(ok, data[:, ANKLES, 1], np.nan)
     any_ok = ok.any(axis=1)
@@ -110,7 +106,7 @@ def carry_valid(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 def head_top(data: np.ndarray) -> np.ndarray:
     """Per-frame min y of the head joints (Nose, eyes, ears); NaN where none is seen."""
-    ok = _present(data[:, HEAD])
+    ok = present(data[:, HEAD])
     y = np.where(ok, data[:, HEAD, 1], np.inf).min(axis=1)
     return np.where(ok.any(axis=1), y, np.nan).astype(np.float64)
 
@@ -134,7 +130,7 @@ def bone_lengths(data: np.ndarray) -> np.ndarray:
     """(T, n_bones) lengths of the BODY_25 limbs; NaN where either end is missing."""
     a = np.array([l[0] for l in BODY_25_LIMBS])
     b = np.array([l[1] for l in BODY_25_LIMBS])
-    ok = _present(data[:, a]) & _present(data[:, b])
+    ok = present(data[:, a]) & present(data[:, b])
     d = np.linalg.norm(data[:, b, :2].astype(np.float64) - data[:, a, :2], axis=-1)
     return np.where(ok, d, np.nan)
 
@@ -144,7 +140,7 @@ def hand_sizes(data: np.ndarray) -> np.ndarray:
     out = []
     for part in (LEFT_HAND, RIGHT_HAND):
         hand = data[:, part]
-        ok = _present(hand)
+        ok = present(hand)
         d = np.linalg.norm(hand[:, HAND_BASES, :2].astype(np.float64) - hand[:, [0], :2], axis=-1)
         d_ok = ok[:, HAND_BASES] & ok[:, [0]]
         count = d_ok.sum(axis=1)
@@ -156,7 +152,7 @@ def hand_sizes(data: np.ndarray) -> np.ndarray:
 def face_sizes(data: np.ndarray) -> np.ndarray:
     """(T,) RMS distance of the face points from their centroid; NaN with < 10 points."""
     face = data[:, FACE, :2].astype(np.float64)
-    ok = _present(data[:, FACE])
+    ok = present(data[:, FACE])
     count = ok.sum(axis=1)
     safe = np.where(ok[..., None], face, 0.0)
     centre = safe.sum(axis=1) / np.maximum(count, 1)[:, None]
@@ -292,7 +288,7 @@ def compute_stats(tracks: Sequence[KeypointTrack], names: Sequence[str] | None =
         "ankle_x_mean": float(np.mean(ax[ground])),
     }
     mid = data[:, J["MidHip"]]
-    mid_ok = _present(mid)
+    mid_ok = present(mid)
     stats["midhip_x_mean"] = float(mid[mid_ok, 0].mean()) if mid_ok.any() else None
     stats.update(proportions(data, reference_height(f, stats), ground))
 

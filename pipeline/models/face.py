@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.checkpoint import load_model
-from pipeline.keypoints import FACE, J
+from pipeline.keypoints import FACE, J, present
 from pipeline.models.generator import IMAGE_NC, POSE_NC, GlobalGenerator
 
 Box = tuple[int, int, int, int]
@@ -37,13 +37,13 @@ def face_box(keypoints: np.ndarray, frame_w: int, frame_h: int, box_size: int) -
     """
     kp = np.asarray(keypoints, dtype=np.float64)
     face = kp[FACE]
-    ok = (face[:, 2] > 0) & np.isfinite(face[:, 0]) & np.isfinite(face[:, 1])
+    ok = present(face)
     if ok.any():
         pts = face[ok, :2]
         cx, cy = (pts.min(0) + pts.max(0)) / 2
     else:
         nose = kp[J["Nose"]]
-        if not (nose[2] > 0 and np.isfinite(nose[0]) and np.isfinite(nose[1])):
+        if not present(nose):
             return None
         cx, cy = nose[0], nose[1]
     size = int(min(box_size, frame_w, frame_h))
