@@ -81,7 +81,8 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _indexed_images(folder: Path, what: str) -> dict[int, Path]:
+def indexed_images(folder: Path, what: str) -> dict[int, Path]:
+    """Frame index -> image path of a numbered folder (000000.jpg/.png ...); errors name the folder."""
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: {what} folder not found")
     found = {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()}
@@ -126,8 +127,8 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     missing = [k for k in ("width", "height", "fps") if k not in meta]
     if missing:
         raise ValueError(f"{meta_path}: metadata lacks {missing}")
-    frames = _indexed_images(frames_dir, "frame")
-    poses = _indexed_images(render_dir, "stick-figure")
+    frames = indexed_images(frames_dir, "frame")
+    poses = indexed_images(render_dir, "stick-figure")
     if len(frames) != len(poses):
         raise ValueError(f"{render_dir}: {len(poses)} stick figures but {frames_dir} has {len(frames)} frames")
     if set(frames) != set(poses):

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from pipeline.data import IMAGE_SUFFIXES, read_rgb
+from pipeline.data import indexed_images, read_rgb
 from pipeline.keypoints import read_keypoints
 from pipeline.provenance import provenance, write_json
 
@@ -29,9 +29,7 @@ log = logging.getLogger(__name__)
 
 def _indexed(folder: Path, frames: np.ndarray, what: str) -> list[Path]:
     """The image of each frame index in ``folder``; errors name the folder and the first missing frame."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: {what} folder not found")
-    found = {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()}
+    found = indexed_images(folder, what)
     missing = [int(f) for f in frames if int(f) not in found]
     if missing:
         raise ValueError(f"{folder}: no {what} image for {len(missing)} of {len(frames)} frames "
