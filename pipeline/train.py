@@ -34,6 +34,7 @@ from torch import nn
 from pipeline.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
     set_rng_state, tensors_sha256
 from pipeline.data import Clip, PairDataset, load_clip
+from pipeline.generate import pick_device
 from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, \
     tensor_to_image
@@ -145,15 +146,10 @@ def start_runtime(device: str = "auto") -> Runtime:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but no CUDA device is available")
+    dev = pick_device(device)
+    if dev.type == "cuda":  # torchrun gives each process its own GPU
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Runtime(rank, world, dev, bf16=dev.type == "cuda")
