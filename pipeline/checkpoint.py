@@ -73,10 +73,13 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict[str, Any],
 
 
 def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], what: str, made_by: str,
-               device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+               device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
+               ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model written by :func:`save_model`: (model in eval mode on ``device``, its config).
 
     ``what`` names the file kind and ``made_by`` the command that writes it, for the errors.
+    ``extras``, when given, receives the file's other entries (step, provenance, ...), so callers
+    that record them need not read the file a second time.
     """
     path = Path(path)
     if not path.is_file():
@@ -93,6 +96,8 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit the stored architecture ({exc})") from exc
+    if extras is not None:
+        extras.update({k: v for k, v in state.items() if k not in ("config", "state_dict")})
     return model.to(device).eval(), config
 
 

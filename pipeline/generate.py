@@ -33,9 +33,9 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any]) -> dict[str, Any]:
+def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]
+                  ) -> dict[str, Any]:
     """What a model file is: path, weights hash, architecture and the training run that made it."""
-    stored = torch.load(path, map_location="cpu", weights_only=True)
     return {"path": str(path), "weights_sha256": tensors_sha256(model.state_dict()), "config": config,
             "step": stored.get("step"), "vgg_loss": stored.get("vgg_loss"),
             "training_provenance": stored.get("provenance")}
@@ -76,18 +76,20 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
     """Load ``generator.pt`` (and ``face.pt``); the face GAN must have been trained at the generator's size."""
     dev = pick_device(device)
     generator_path = Path(generator_path)
-    generator, config = load_generator(generator_path, dev)
+    stored: dict[str, Any] = {}
+    generator, config = load_generator(generator_path, dev, extras=stored)
     if "width" not in config or "height" not in config:
         raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")
-    records = {"generator": _model_record(generator_path, generator, config)}
+    records = {"generator": _model_record(generator_path, generator, config, stored)}
     face = face_config = None
     if face_path is not None:
         face_path = Path(face_path)
-        face, face_config = load_face_generator(face_path, dev)
+        face_stored: dict[str, Any] = {}
+        face, face_config = load_face_generator(face_path, dev, extras=face_stored)
         if (face_config.get("width"), face_config.get("height")) != (config["width"], config["height"]):
             raise ValueError(f"{face_path}: face GAN trained at {face_config.get('width')}x{face_config.get('height')}"
                              f" but {generator_path} at {config['width']}x{config['height']}")
-        records["face"] = _model_record(face_path, face, face_config)
+        records["face"] = _model_record(face_path, face, face_config, face_stored)
     return Models(generator, config, dev, face, face_config, records)
 
 

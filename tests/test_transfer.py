@@ -54,6 +54,8 @@ def test_transfer_video_has_the_sources_frames_size_and_rate(tmp_path, models):
     assert record["frames"] == 10 and record["fps"] == FPS and record["device"] == "cpu"
     assert record["models"]["generator"]["path"] == str(generator) and record["models"]["face"]["path"] == str(face)
     assert record["models"]["generator"]["training_provenance"]["stage"] == "train"
+    assert record["models"]["generator"]["step"] == 3 and record["models"]["face"]["step"] == 3  # max_steps
+    assert record["models"]["generator"]["vgg_loss"] is False
     assert record["face_boxes"] == 10 and record["frames_per_second"] > 0
     assert len(record["consecutive_differences"]) == 9
     assert record["provenance"]["params"]["seed"] == 0

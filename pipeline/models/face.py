@@ -102,10 +102,10 @@ def build_face_generator(config: dict[str, Any]) -> FaceResidualGenerator:
                                  config["n_blocks"], config["norm"])
 
 
-def load_face_generator(path: str | Path, device: str | torch.device = "cpu"
+def load_face_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
                         ) -> tuple[FaceResidualGenerator, dict[str, Any]]:
     """Rebuild the face generator from ``face.pt``; returns (model in eval mode, config with box_size)."""
-    return load_model(path, build_face_generator, "face generator", "edn train-face", device)
+    return load_model(path, build_face_generator, "face generator", "edn train-face", device, extras)
 
 
 @torch.no_grad()

@@ -150,12 +150,14 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
     raise ValueError(f"unknown generator kind {config['kind']!r}")
 
 
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
+                   ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained generator from ``generator.pt``; returns (model in eval mode, its config).
 
-    The config also holds ``width`` and ``height``, the resolution it was trained at.
+    The config also holds ``width`` and ``height``, the resolution it was trained at; ``extras``
+    receives the file's other entries (see :func:`pipeline.checkpoint.load_model`).
     """
-    return load_model(path, build_generator, "generator", "edn train", device)
+    return load_model(path, build_generator, "generator", "edn train", device, extras)
 
 
 def image_to_tensor(image: Any) -> torch.Tensor:
