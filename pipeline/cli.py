@@ -81,7 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path)
     p.add_argument("--window", type=int, default=5, help="median window in frames (odd)")
     p.add_argument("--max-gap", type=int, default=5, help="fill gaps up to this many frames")
+    p.add_argument("--qc", type=Path, default=None,
+                   help="`edn qc` verdicts of INPUT: implausible frames count as missing, no smoothing across a break")
     p.set_defaults(func=_handler("pipeline.smooth", "cli"))
+
+    p = sub.add_parser("qc", help="per-frame pose quality control (limbs, body box, jumps, person changes)")
+    p.add_argument("keypoints", type=Path)
+    p.add_argument("out", type=Path, help="Parquet: frame, ok, plausible, break, reasons, scores")
+    for name, default, text in (
+            ("limb-long", 2.0, "a limb longer than this times its usual share of the body's scale"),
+            ("torso-short", 0.3, "a torso shorter than this times its usual share"),
+            ("box-factor", 2.0, "a body box wider or taller than this times the video's median box"),
+            ("jump", 0.25, "the body's centre moving more than this many body heights in one frame"),
+            ("scale-change", 1.5, "the body's scale changing by more than this factor in one frame (person change)"),
+            ("joint-jump", 0.2, "a joint moving more than this many body heights in one frame"),
+            ("switch-joints", 0.5, "this fraction of the joints jumping at once (person change)")):
+        p.add_argument(f"--{name}", type=float, default=default, help=f"{text} (default: %(default)s)")
+    p.set_defaults(func=_handler("pipeline.quality", "cli"))
 
     p = sub.add_parser("stats", help="ankle and height statistics of one or more keypoint files")
     p.add_argument("inputs", type=Path, nargs="+")
@@ -96,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("paper", "retarget"), default="paper")
     p.add_argument("--center-x", action="store_true",
                    help="shift x so the source's mean position lands on the target's")
+    p.add_argument("--qc", type=Path, default=None,
+                   help="`edn qc` verdicts of SOURCE: frames not ok are repaired (interpolated or held)")
+    p.add_argument("--max-repair-gap", type=int, default=10,
+                   help="runs of bad frames up to this long are interpolated, longer ones hold the last good pose"
+                   " (default: %(default)s)")
     p.set_defaults(func=_handler("pipeline.normalize", "cli"))
 
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
@@ -105,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("smooth", type=Path)
     q.add_argument("out", type=Path)
     q.set_defaults(func=_handler("pipeline.plots", "cli_tracks"))
+    q = plots.add_parser("qc", help="pose QC verdicts over time, raw and smoothed")
+    q.add_argument("raw_qc", type=Path)
+    q.add_argument("smooth_qc", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=_handler("pipeline.plots", "cli_qc"))
     q = plots.add_parser("normalization", help="ankle histograms, far/near positions, heights and the mapping")
     q.add_argument("normalized", type=Path)
     q.add_argument("source_stats", type=Path)
@@ -137,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--clip", nargs=3, action="append", required=True, type=Path,
                        metavar=("FRAMES_DIR", "RENDER_DIR", "KEYPOINTS"),
                        help="a clip of the target: frames, their stick figures, keypoint Parquet; repeat per clip")
+        p.add_argument("--clip-qc", action="append", type=Path, default=None, metavar="QC",
+                       help="`edn qc` verdicts of a clip's keypoints, one per --clip in the same order: pairs with a "
+                       "frame that is not ok are not trained on")
         p.add_argument("--model-out", type=Path, default=None,
                        help=f"model file to write (default: OUT_DIR/{'face' if face else 'generator'}.pt)")
         if face:

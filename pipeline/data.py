@@ -180,16 +180,23 @@ class PairDataset:
     Each item is a dict: ``pose_t, pose_t1, real_t, real_t1`` float (3, H, W) tensors in
     [-1, 1]; ``box_t1`` int64 (4,) face box of frame t+1 (-1s when none); ``has_face``;
     ``clip`` and ``frame`` (index of frame t) for bookkeeping.
+
+    ``excluded``: per clip, frame indices (the frames' numbering) that no sample may use,
+    e.g. frames pose QC does not call ok; a pair is kept only when both its frames are allowed.
     """
 
     def __init__(self, clips: list[Clip], width: int, height: int, holdout: float = 0.2,
-                 face_box_size: int | None = None, require_face: bool = False):
+                 face_box_size: int | None = None, require_face: bool = False,
+                 excluded: list[set[int]] | None = None):
         from pipeline.models.face import face_box
 
         self.clips, self.width, self.height = clips, width, height
         self.items: list[tuple[int, int]] = []
         self.held_out: list[list[int]] = []
         self.boxes: list[np.ndarray] = []
+        if excluded is not None and len(excluded) != len(clips):
+            raise ValueError(f"excluded frames given for {len(excluded)} clips but there are {len(clips)}")
+        self.excluded = [set(e) for e in excluded] if excluded is not None else [set() for _ in clips]
         for c, clip in enumerate(clips):
             train, held = split_holdout(len(clip.indices), holdout)
             if len(train) < 2:
@@ -205,6 +212,8 @@ class PairDataset:
                         boxes[i] = box
             self.boxes.append(boxes)
             for t in train[:-1]:
+                if clip.indices[t] in self.excluded[c] or clip.indices[t + 1] in self.excluded[c]:
+                    continue  # a frame pose QC rejects: neither a target nor a previous frame
                 if require_face and boxes[t + 1, 0] < 0:
                     continue  # no face and no nose: no face loss for this sample
                 self.items.append((c, t))

@@ -30,6 +30,15 @@ sampling; the ankles are the ankles, not the left ear).
   stay visible at the target's scale rather than being flattened onto ``t_far``.
 * **Frames without an ankle** reuse the last valid frame's mapping (scale and
   translation); frames before the first valid one use the first valid mapping.
+* **Repair of bad source frames** (``--qc``: the smoothed source's :mod:`pipeline.quality`
+  verdicts). Before the mapping, every run of frames QC does not call ok is replaced: a run
+  of at most ``max_repair_gap`` frames with ok frames on both sides by linear interpolation
+  between those two poses (per joint; a joint seen on one side only is held from it), a
+  longer run, or one at either end of the clip, by holding the last ok pose (the first one,
+  before it); an interpolation that pose QC itself calls implausible (neighbours that differ
+  by a turn or a left/right swap collapse in between) holds the last ok pose instead. So the stick figures, and the transferred video, never show a pose QC calls
+  implausible. ``qc_repair`` in the metadata lists the frames (``interpolated``, ``held``);
+  :func:`repaired_frames` reads them back.
 * **Output.** The target's frame size, the source's fps, a ``normalize`` record of the
   parameters used, and the per-frame mapping in the metadata under ``mapping`` (lists:
   frame, valid, p, k, ankle_x, ankle_y, mapped_ankle_x, mapped_ankle_y, translate_x,
@@ -48,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.keypoints import KeypointTrack, mark_missing, read_keypoints, write_keypoints
+from pipeline.keypoints import KeypointTrack, mark_missing, present, read_keypoints, write_keypoints
 from pipeline.provenance import provenance
 from pipeline.retarget import bone_length_ratios, retarget_track
 from pipeline.smooth import chain_provenance
@@ -112,12 +121,99 @@ def _as_lists(mapping: dict[str, np.ndarray]) -> dict[str, list[Any]]:
     return out
 
 
+REPAIR_CONFIDENCE_FACTOR = 0.5  # repaired joints: positive (present) but below any detection
+DEFAULT_MAX_REPAIR_GAP = 10
+
+
+def repair_track(track: KeypointTrack, qc: dict[str, np.ndarray], max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
+                 thresholds: dict[str, float] | None = None) -> tuple[KeypointTrack, dict[str, list[int]]]:
+    """``track`` with the frames QC does not call ok replaced (see the module docstring).
+
+    Interpolated frames are checked with pose QC (``thresholds``, default its defaults): a run
+    whose interpolation is itself implausible -- the two neighbours differ by a turn or a
+    left/right swap, so the in-between poses collapse -- holds the last ok pose instead.
+    Returns the repaired track and ``{"interpolated": frames, "held": frames}``. Frames the
+    QC file does not list count as ok. ValueError when QC calls no frame ok.
+    """
+    from pipeline.quality import quality_scores
+
+    if max_repair_gap < 0:
+        raise ValueError(f"max_repair_gap must be >= 0, got {max_repair_gap}")
+    verdict = {int(f): bool(ok) for f, ok in zip(qc["frame"], qc["ok"])}
+    good = np.array([verdict.get(int(f), True) for f in track.frames], dtype=bool)
+    if not good.all() and not good.any():
+        raise ValueError("pose QC calls no frame ok: nothing to repair the source from")
+    hold = np.zeros(len(good), dtype=bool)  # runs whose interpolation failed QC
+    for _ in range(3):  # each pass only turns interpolated runs into held ones
+        out, runs = _repair_runs(track, good, hold, max_repair_gap)
+        interpolated = [r for r, kind in runs if kind == "interpolated"]
+        if not interpolated:
+            break
+        plausible = quality_scores(out, thresholds)["plausible"]
+        failed = [r for r in interpolated if not plausible[r].all()]
+        if not failed:
+            break
+        for r in failed:
+            hold[r] = True
+    repaired: dict[str, list[int]] = {"interpolated": [], "held": []}
+    for r, kind in runs:
+        repaired[kind] += [int(f) for f in track.frames[r]]
+    return out, repaired
+
+
+def _repair_runs(track: KeypointTrack, good: np.ndarray, hold: np.ndarray,
+                 max_repair_gap: int) -> tuple[KeypointTrack, list[tuple[slice, str]]]:
+    """One repair pass: every run of not-``good`` frames interpolated or (``hold``, long, at an end) held."""
+    out = track.copy()
+    data = out.data
+    n = len(good)
+    runs: list[tuple[slice, str]] = []
+    t = 0
+    while t < n:
+        if good[t]:
+            t += 1
+            continue
+        end = t
+        while end < n and not good[end]:
+            end += 1
+        left, right = t - 1, end  # the ok frames around the run [t, end)
+        if left >= 0 and right < n and end - t <= max_repair_gap and not hold[t:end].any():
+            a, b = data[left], data[right]
+            a_ok, b_ok = present(a[None])[0], present(b[None])[0]
+            for i in range(t, end):
+                w = (i - left) / (right - left)
+                frame = np.where(a_ok[:, None], a, b)  # joints seen on one side only: held from it
+                both = a_ok & b_ok
+                frame[both, :2] = a[both, :2] + w * (b[both, :2] - a[both, :2])
+                frame[both, 2] = np.minimum(a[both, 2], b[both, 2])
+                data[i] = frame
+            kind = "interpolated"
+        else:
+            source = left if left >= 0 else right
+            data[t:end] = data[source]
+            kind = "held"
+        data[t:end, :, 2] *= REPAIR_CONFIDENCE_FACTOR
+        runs.append((slice(t, end), kind))
+        t = end
+    out.data = mark_missing(data)
+    return out, runs
+
+
+def repaired_frames(track: KeypointTrack) -> set[int]:
+    """Frame numbers ``edn normalize --qc`` repaired (interpolated or held); empty if none."""
+    record = track.meta.get("qc_repair") or {}
+    return {int(f) for kind in ("interpolated", "held") for f in record.get(kind, [])}
+
+
 def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
-                    center_x: bool = False, method: str = "paper") -> KeypointTrack:
+                    center_x: bool = False, method: str = "paper", qc: dict[str, np.ndarray] | None = None,
+                    max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
+                    qc_thresholds: dict[str, float] | None = None) -> KeypointTrack:
     """Map ``source`` into the target's frame by the paper's global pose normalization.
 
     ``method='retarget'`` follows the mapping with :func:`pipeline.retarget.retarget_track`
-    (target limb proportions). See the module docstring for the rules and the metadata.
+    (target limb proportions). ``qc`` (the source's QC columns) repairs the frames it does
+    not call ok first. See the module docstring for the rules and the metadata.
     """
     if method not in METHODS:
         raise ValueError(f"normalize: method must be one of {METHODS}, got {method!r}")
@@ -125,6 +221,9 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
         for name, stats in (("source", source_stats), ("target", target_stats)):
             if stats.get("ankle_x_mean") is None:
                 raise ValueError(f"normalize: --center-x needs ankle_x_mean in the {name} stats")
+    repair = None
+    if qc is not None:
+        source, repair = repair_track(source, qc, max_repair_gap, qc_thresholds)
     mapping = compute_mapping(source, source_stats, target_stats, center_x)
     out = KeypointTrack(apply_mapping(source.data, mapping), source.frames.copy(), dict(source.meta))
 
@@ -146,6 +245,8 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
     }
     out.meta = chain_provenance(out.meta, provenance("normalize", {"method": method, "center_x": bool(center_x)}))
     out.meta["normalize"] = params
+    if repair is not None:
+        out.meta["qc_repair"] = {**repair, "max_repair_gap": int(max_repair_gap)}
     out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])
@@ -165,17 +266,25 @@ def cli(args: argparse.Namespace) -> int:
     if not args.center_x and source_stats["frame_width"] != target_stats["frame_width"]:
         log.warning("source and target frame widths differ (%s vs %s) and --center-x is off: "
                     "x stays in source pixels", source_stats["frame_width"], target_stats["frame_width"])
+    qc = None
+    if args.qc is not None:
+        from pipeline.quality import read_qc
+
+        qc, qc_meta = read_qc(args.qc)
     try:
-        out = normalize_track(source, source_stats, target_stats, center_x=args.center_x, method=args.method)
+        out = normalize_track(source, source_stats, target_stats, center_x=args.center_x, method=args.method,
+                              qc=qc, max_repair_gap=args.max_repair_gap,
+                              qc_thresholds=qc_meta.get("thresholds") if qc is not None else None)
     except ValueError as exc:
         raise ValueError(f"{args.source}: {exc}") from exc
     out.meta["provenance"]["params"].update({
         "source": str(args.source), "source_stats": str(args.source_stats),
-        "target_stats": str(args.target_stats)})
+        "target_stats": str(args.target_stats), "qc": None if args.qc is None else str(args.qc),
+        "max_repair_gap": args.max_repair_gap})
     out.meta["stats_provenance"] = {"source": source_stats.get("provenance"),
                                     "target": target_stats.get("provenance")}
     write_keypoints(args.out, out)
     params = out.meta["normalize"]
-    log.info("%s: %d frames (%d with ankles), method %s -> %s", args.source, params["n_frames"],
-             params["n_valid_frames"], args.method, args.out)
+    log.info("%s: %d frames (%d with ankles, %d repaired by QC), method %s -> %s", args.source, params["n_frames"],
+             params["n_valid_frames"], len(repaired_frames(out)), args.method, args.out)
     return 0

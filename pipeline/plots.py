@@ -84,6 +84,10 @@ def plot_normalization(normalized: KeypointTrack, source_stats: dict[str, Any], 
     ax.set_title(f"mapping ({params.get('method', '?')}); scale k {np.nanmin(k):.2f}-{np.nanmax(k):.2f}",
                  fontsize=9)
     fig.suptitle("Global pose normalization (Chan et al. 2018, sec. 3.2)")
+    notes = [f"{name} stats fallback: {stats['fallback']}" for name, stats in
+             (("source", source_stats), ("target", target_stats)) if stats.get("fallback")]
+    if notes:  # a visible warning: the mapping uses one scale, not the paper's two
+        fig.text(0.5, -0.02, "\n".join(notes), ha="center", va="top", fontsize=9, color="C3", weight="bold")
     _save(fig, out)
 
 
@@ -122,6 +126,51 @@ def plot_bone_ratios(normalized: KeypointTrack, target_stats: dict[str, Any], ou
     ax.set_title(f"Limb proportions of {normalized.meta.get('provenance', {}).get('params', {}).get('source', 'source')}",
                  fontsize=9)
     _save(fig, out)
+
+
+def plot_qc(verdicts: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out: str | Path) -> None:
+    """Pose QC over time: per QC file a verdict strip (ok / implausible / break) and its scores."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2 * len(verdicts), 1, figsize=(11, 2.6 * len(verdicts)), squeeze=False,
+                             gridspec_kw={"height_ratios": [1, 3] * len(verdicts)})
+    for k, (name, columns, meta) in enumerate(verdicts):
+        strip, ax = axes[2 * k, 0], axes[2 * k + 1, 0]
+        frames = columns["frame"]
+        ok, plausible, brk = (columns[c].astype(bool) for c in ("ok", "plausible", "break"))
+        for mask, colour, label in ((ok, "C2", "ok"), (~plausible, "C3", "implausible"),
+                                    (plausible & brk, "C1", "jump / person change")):
+            strip.bar(frames[mask], np.ones(mask.sum()), width=1.0, color=colour, label=f"{label} ({mask.sum()})")
+        strip.set_yticks([])
+        strip.set_xlim(frames.min() - 0.5 if len(frames) else 0, frames.max() + 0.5 if len(frames) else 1)
+        strip.legend(fontsize=7, ncol=3, loc="upper right", bbox_to_anchor=(1, 1.6))
+        strip.set_title(f"{name}: {int((~ok).sum())} of {len(frames)} frames not ok", fontsize=9, loc="left")
+        th = meta.get("thresholds", {})
+        for column, colour, limit in (("max_limb_ratio", "C0", th.get("limb_long")),
+                                      ("box_width_ratio", "C4", th.get("box_factor")),
+                                      ("scale_change", "C5", th.get("scale_change"))):
+            ax.plot(frames, columns[column], lw=1, color=colour, label=column.replace("_", " "))
+            if limit is not None:
+                ax.axhline(limit, color=colour, lw=0.8, ls="--")
+        twin = ax.twinx()
+        twin.plot(frames, columns["jump"], lw=1, color="0.4", label="jump (body heights)")
+        if th.get("jump") is not None:
+            twin.axhline(th["jump"], color="0.4", lw=0.8, ls=":")
+        twin.set_ylabel("jump", fontsize=8)
+        ax.set_ylabel("ratio to usual", fontsize=8)
+        ax.legend(fontsize=7, ncol=3, loc="upper left")
+        ax.set_xlim(strip.get_xlim())
+    axes[-1, 0].set_xlabel("frame")
+    fig.suptitle("Pose quality control (dashed: thresholds)")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def cli_qc(args: argparse.Namespace) -> int:
+    from pipeline.quality import read_qc
+
+    plot_qc([(label, *read_qc(path)) for label, path in (("raw detections", args.raw_qc),
+                                                          ("smoothed", args.smooth_qc))], args.out)
+    return 0
 
 
 def cli_tracks(args: argparse.Namespace) -> int:

@@ -19,6 +19,14 @@ this stage does it per joint and coordinate in two steps:
    later stages and plots can tell it apart. Longer gaps and gaps at the clip ends stay
    missing: extrapolating a dancer's limb for many frames invents motion.
 
+3. **Pose quality control** (optional, ``--qc`` with the raw track's :mod:`pipeline.quality`
+   verdicts). Frames QC calls implausible (a limb far too long, a body box far too large, no
+   body) are made missing *before* the median, so their garbage never enters a neighbour's
+   median; they are then filled like any other gap when short. The track is cut into
+   segments at QC's breaks (a jump of the whole body or a change of person) and each segment
+   is smoothed and gap-filled on its own: no median window and no interpolated gap spans a
+   break, so two people are never averaged into one skeleton.
+
 Frame numbers absent from the input (the detector wrote no row for them) count as
 missing frames; the output covers every frame number from the first to the last input
 frame.
@@ -119,20 +127,48 @@ def _fill_gaps(data: np.ndarray, max_gap: int) -> int:
     return int(fill.sum())
 
 
-def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5) -> KeypointTrack:
+def qc_segments(frames: np.ndarray, qc: dict[str, np.ndarray] | None) -> tuple[np.ndarray, list[slice]]:
+    """Rows of ``frames`` QC calls implausible, and the row slices between QC's breaks.
+
+    Frames the QC file does not list count as plausible and break nothing.
+    """
+    n = len(frames)
+    if qc is None:
+        return np.zeros(n, dtype=bool), [slice(0, n)]
+    row = {int(f): i for i, f in enumerate(frames)}
+    implausible = np.zeros(n, dtype=bool)
+    starts = {0}
+    for f, plausible, brk in zip(qc["frame"], qc["plausible"], qc["break"]):
+        i = row.get(int(f))
+        if i is None:
+            continue
+        implausible[i] = not plausible
+        if brk:
+            starts.add(i)
+    bounds = sorted(starts) + [n]
+    return implausible, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5,
+                 qc: dict[str, np.ndarray] | None = None) -> KeypointTrack:
     """Median pre-smoothing (``window`` frames, odd) and linear filling of gaps <= ``max_gap``.
 
-    Returns a new track over every frame number from the first to the last input frame;
-    see the module docstring for the exact rules.
+    ``qc``: the raw track's QC columns (:func:`pipeline.quality.read_qc`): implausible frames
+    are made missing first and no smoothing crosses a break. Returns a new track over every
+    frame number from the first to the last input frame; see the module docstring.
     """
     validate_params(window, max_gap)
     out = densify(track)
     filled = 0
+    implausible, segments = qc_segments(out.frames, qc)
     if len(out.frames):
         data = out.data
-        if window > 1:
-            data[..., :2] = _symmetric_median(data[..., :2], out.present, window // 2)
-        filled = _fill_gaps(data, max_gap)
+        data[implausible] = empty_track(int(implausible.sum()))
+        for seg in segments:
+            part = data[seg]  # a view: the segment is smoothed in place, blind to its neighbours
+            if window > 1:
+                part[..., :2] = _symmetric_median(part[..., :2], present_mask(part), window // 2)
+            filled += _fill_gaps(part, max_gap)
         out.data = mark_missing(data)
     out.meta = dict(out.meta)
     out.meta["smooth_summary"] = {
@@ -140,6 +176,10 @@ def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5) -> Key
         "frames_out": int(len(out.frames)),
         "joints_filled": filled,
     }
+    if qc is not None:
+        out.meta["smooth_summary"].update({
+            "frames_dropped_by_qc": out.frames[implausible].tolist(),
+            "segments": [[int(out.frames[s.start]), int(out.frames[s.stop - 1])] for s in segments]})
     return out
 
 
@@ -161,12 +201,19 @@ def chain_provenance(meta: dict[str, Any], record: dict[str, Any]) -> dict[str, 
 def cli(args: argparse.Namespace) -> int:
     validate_params(args.window, args.max_gap)
     track = read_keypoints(args.input)
-    out = smooth_track(track, window=args.window, max_gap=args.max_gap)
+    qc = None
+    if args.qc is not None:
+        from pipeline.quality import read_qc
+
+        qc, _ = read_qc(args.qc)
+    out = smooth_track(track, window=args.window, max_gap=args.max_gap, qc=qc)
     out.meta = chain_provenance(out.meta, provenance("smooth", {
         "window": args.window, "max_gap": args.max_gap,
-        "fill_confidence_factor": FILL_CONFIDENCE_FACTOR, "input": str(args.input)}))
+        "fill_confidence_factor": FILL_CONFIDENCE_FACTOR, "input": str(args.input),
+        "qc": None if args.qc is None else str(args.qc)}))
     write_keypoints(args.out, out)
     summary = out.meta["smooth_summary"]
-    log.info("%s: %d frames (%d in), %d joints filled -> %s", args.input, summary["frames_out"],
-             summary["frames_in"], summary["joints_filled"], args.out)
+    log.info("%s: %d frames (%d in), %d joints filled, %d frames dropped by QC, %d segments -> %s", args.input,
+             summary["frames_out"], summary["frames_in"], summary["joints_filled"],
+             len(summary.get("frames_dropped_by_qc", [])), len(summary.get("segments", [0])), args.out)
     return 0

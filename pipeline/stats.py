@@ -36,6 +36,12 @@ height at each. This module measures them, pooling all clips of one subject:
   percentile height: the mapping then uses one position and one scale (``p = 0``).
   When heads are seen in fewer than two depth bins the line cannot be fitted: far and
   near keep their positions and both heights are that 90th percentile height.
+* **Fallback to a constant scale.** When the fitted height at near is not larger than at
+  far (impossible for one person on a flat floor: one person standing on a box, a tilted
+  camera or detections of two people), the line is dropped and both heights are the 90th
+  percentile height, with a warning; ``fallback`` in the stats says why (also for the
+  degenerate and the too-few-depths cases above; None otherwise), and the normalization
+  figure shows it.
 * **Proportions** (for the retarget method): every BODY_25 bone, the hand size and the
   face size as the median of ``length / H(f)`` over grounded frames, where ``H(f)`` is the
   fitted standing height at that frame's depth: unlike the frame's own head-to-ankle
@@ -268,18 +274,29 @@ def compute_stats(tracks: Sequence[KeypointTrack], names: Sequence[str] | None =
     line = None if degenerate else _height_line(f[with_height], body[with_height], far, near)
     if degenerate:
         far = near = float(np.median(fg))
-    if line is None:
-        # One depth, or heads seen at too few depths to fit the line: one height for all
-        # depths (the ankle positions still map when they span a range).
-        h_far = h_near = float(np.percentile(body[with_height], HEIGHT_PERCENTILE))
+    fallback = None
+    if degenerate:
+        fallback = f"ankle range degenerate (near - far < {MIN_SPAN_PX:g} px): one position, constant scale"
+    elif line is None:
+        fallback = "heads seen at fewer than two depths: constant scale"
     else:
         h_far, h_near = (line[0] * v + line[1] for v in (far, near))
-        if min(h_far, h_near) <= 0:
-            raise ValueError(f"{label}: height fit gives non-positive heights ({h_far:.1f}, {h_near:.1f})")
+        if h_near <= h_far:
+            # Nearer the camera a person looks taller; the opposite (one person on a box, a
+            # tilted camera, mixed-up detections) would make the mapping shrink what comes close.
+            fallback = (f"near height {h_near:.1f} px <= far height {h_far:.1f} px "
+                        "(expected taller when nearer): constant scale")
+            line = None
+    if line is None:
+        # One depth, heads at too few depths, or heights inverted: one height for all depths
+        # (the ankle positions still map when they span a range).
+        h_far = h_near = float(np.percentile(body[with_height], HEIGHT_PERCENTILE))
+    if fallback is not None:
+        log.warning("%s: %s", label, fallback)
 
     stats: dict[str, Any] = {
         "ankle_far": far, "ankle_near": near, "height_far": float(h_far), "height_near": float(h_near),
-        "degenerate": bool(degenerate),
+        "degenerate": bool(degenerate), "fallback": fallback,
         "height_line": None if line is None else {"slope": line[0], "intercept": line[1]},
         "frame_width": width, "frame_height": height,
         "fps": tracks[0].meta.get("fps"),

@@ -525,11 +525,27 @@ def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
              "keypoints_sha256": tensors_sha256({"keypoints": torch.from_numpy(c.keypoints)})} for c in clips]
 
 
+def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | None) -> list[set[int]] | None:
+    """Per clip, the frames its QC file does not call ok (None without QC files)."""
+    if clip_qc is None or len(clip_qc) == 0:
+        return None
+    if len(clip_qc) != len(clips):
+        raise ValueError(f"--clip-qc given {len(clip_qc)} times for {len(clips)} --clip: one QC file per clip, "
+                         "in the same order")
+    from pipeline.quality import bad_frames
+
+    return [bad_frames(path) for path in clip_qc]
+
+
 def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: C,
               make_task: Callable[[C, Runtime], GANTask], *, model_path: str | Path | None = None,
               dataset_options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
-              record: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record."""
+              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record.
+
+    ``clip_qc``: one `edn qc` file per clip (same order); pairs touching a frame it does not
+    call ok are left out, and run.json lists those frames per clip.
+    """
     out_dir = Path(out_dir)
     rt = start_runtime(cfg.device)
     try:
@@ -543,7 +559,9 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
                 log.warning("=" * 72)
             seed_everything(cfg.seed)
             loaded = [load_clip(*c) for c in clips]
-            dataset = PairDataset(loaded, cfg.width, cfg.height, cfg.holdout, **(dataset_options or {}))
+            excluded = qc_exclusions(clips, clip_qc)
+            dataset = PairDataset(loaded, cfg.width, cfg.height, cfg.holdout, **(dataset_options or {}),
+                                  excluded=excluded)
             task = make_task(cfg, rt)
             run_record = {**(record or {}), "params": cfg.as_dict(), "vgg_loss_requested": requested,
                           "vgg_off_reason": no_vgg, "model_config": task.model_config,
@@ -551,6 +569,10 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
                                      "keypoints": str(c.keypoints_path), "held_out_frames": held}
                                     for c, held in zip(loaded, dataset.held_out)],
                           "inputs": {"clips": clip_inputs(loaded), **(inputs or {})}}
+            if excluded is not None:
+                for entry, qc_path, frames in zip(run_record["clips"], clip_qc, excluded):
+                    entry.update({"qc": str(qc_path), "qc_excluded_frames": sorted(frames)})
+                run_record["inputs"]["qc_excluded_frames"] = [sorted(frames) for frames in excluded]
             return run_training(stage, task, dataset, out_dir, cfg, rt, run_record, model_path)
     finally:
         if rt.world > 1 and dist.is_initialized():
@@ -558,13 +580,14 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
 
 
 def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
-          model_path: str | Path | None = None) -> dict[str, Any]:
+          model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train the pose-to-frame generator; writes run.json, losses.csv, samples/, checkpoint.pt in
     ``out_dir`` and the generator to ``model_path`` (default ``out_dir/generator.pt``).
 
-    Resumes automatically from ``out_dir/checkpoint.pt``. Returns the run record.
+    Resumes automatically from ``out_dir/checkpoint.pt``. ``clip_qc``: see :func:`run_stage`.
+    Returns the run record.
     """
-    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path)
+    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path, clip_qc=clip_qc)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
@@ -577,5 +600,6 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
 
 
 def cli(args: argparse.Namespace) -> int:
-    train(args.out_dir, [tuple(c) for c in args.clip], config_from_args(TrainConfig, args), args.model_out)
+    train(args.out_dir, [tuple(c) for c in args.clip], config_from_args(TrainConfig, args), args.model_out,
+          clip_qc=args.clip_qc)
     return 0

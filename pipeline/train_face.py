@@ -84,7 +84,7 @@ class FaceTask(GANTask):
 
 
 def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[ClipFiles], cfg: FaceConfig,
-               model_path: str | Path | None = None) -> dict[str, Any]:
+               model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train the face GAN against the frozen ``generator_path``; writes ``out_dir``'s run files and
     the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`."""
     generator, gen_config = load_generator(generator_path)
@@ -101,10 +101,10 @@ def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[
     return run_stage("train-face", out_dir, clips, cfg, lambda c, rt: FaceTask(c, rt, generator, box),
                      model_path=model_path, dataset_options={"face_box_size": box, "require_face": True},
                      inputs={"generator_weights_sha256": tensors_sha256(generator.state_dict())},
-                     record={"generator": str(generator_path), "face_box_size": box})
+                     record={"generator": str(generator_path), "face_box_size": box}, clip_qc=clip_qc)
 
 
 def cli(args: argparse.Namespace) -> int:
     train_face(args.out_dir, args.generator, [tuple(c) for c in args.clip], config_from_args(FaceConfig, args),
-               args.model_out)
+               args.model_out, clip_qc=args.clip_qc)
     return 0

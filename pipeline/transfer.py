@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.data import indexed_images, read_rgb
 from pipeline.keypoints import read_keypoints
+from pipeline.normalize import repaired_frames
 from pipeline.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,18 @@ def _indexed(folder: Path, frames: np.ndarray, what: str) -> list[Path]:
         raise ValueError(f"{folder}: no {what} image for {len(missing)} of {len(frames)} frames "
                          f"(first: frame {missing[0]})")
     return [found[int(f)] for f in frames]
+
+
+def mark_repaired(panel: np.ndarray) -> np.ndarray:
+    """Flag a stick-figure panel (BGR) whose pose QC repaired: a red border and "QC: repaired", in place."""
+    import cv2
+
+    h, w = panel.shape[:2]
+    border = max(2, h // 64)
+    cv2.rectangle(panel, (0, 0), (w - 1, h - 1), (0, 0, 255), border)
+    cv2.putText(panel, "QC: repaired", (2 * border, 2 * border + max(8, h // 24)), cv2.FONT_HERSHEY_SIMPLEX,
+                max(0.3, h / 700), (0, 0, 255), max(1, h // 256), cv2.LINE_AA)
+    return panel
 
 
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
@@ -64,6 +77,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
         raise ValueError(f"{poses[0]}: stick figure is {first.shape[1]}x{first.shape[0]} but {normalized} is in "
                          f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
 
+    repaired = repaired_frames(track)  # source frames pose QC repaired (edn normalize --qc)
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
     models = load_models(generator, face, device)
     boxes = face_boxes(track.data, frame_size, models)
@@ -92,8 +106,10 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
         write_video(generated(), out, fps, crf=crf)
         if side_by_side_out:
             def panels() -> Iterator[np.ndarray]:
-                for pose, source, result in zip(poses, sources, generated()):
+                for frame, pose, source, result in zip(track.frames, poses, sources, generated()):
                     pose_bgr = cv2.cvtColor(model_pose(pose, models.size), cv2.COLOR_RGB2BGR)
+                    if int(frame) in repaired:
+                        mark_repaired(pose_bgr)
                     yield side_by_side(cv2.imread(str(source)), pose_bgr, result, height=models.size[1])
 
             write_video(panels(), side_by_side_out, fps, crf=crf)
@@ -108,6 +124,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
         "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
+        "qc_repaired": len(repaired), "qc_repaired_frames": sorted(repaired),
         "consecutive_differences": differences,
         "mean_consecutive_difference": float(np.mean(differences)) if differences else None,
     }

@@ -113,7 +113,8 @@ def workflow(workdir: Path, *targets: str, train: dict | None = None, videos: st
 def test_workflow_plans_both_training_rules(tmp_path):
     planned = workflow(tmp_path, "-n", "results/models/s/face.pt", videos="va vb")
     clips = ("--clip results/frames/va results/render/va results/keypoints/va/smooth.parquet "
-             "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet")
+             "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet "
+             "--clip-qc results/qc/va/smooth.parquet --clip-qc results/qc/vb/smooth.parquet")
     assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips} "
             "--model-out results/models/s/generator.pt") in planned
     assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pipeline.keypoints import read_keypoints
+from pipeline.quality import read_qc
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -79,7 +80,10 @@ def test_pose_half_produces_every_artifact(workflow_run):
     assert (normalized.meta["width"], normalized.meta["height"]) == (144, 256)
     assert len(list((wd / "results/render/clip_target").glob("*.png"))) == 24
     assert len(list((wd / "results/render_transfer/clip_source/subj").glob("*.png"))) == 12
-    for rule in ("extract", "detect", "smooth", "render"):
+    qc = read_qc(wd / "results/qc/clip_source/smooth.parquet")[0]
+    assert len(qc["frame"]) == 12  # one verdict per smoothed frame
+    assert normalized.meta["qc_repair"]["max_repair_gap"] == 10  # normalize got the source's QC
+    for rule in ("extract", "detect", "qc", "smooth", "render"):
         assert list((wd / "results/logs" / rule).glob("*.log")), rule
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
 
@@ -95,6 +99,7 @@ def test_smoothing_window_change_reruns_only_downstream(workflow_run, clip_path)
     rules = planned_rules(done.stdout + done.stderr)
     assert "extract" not in rules and "detect" not in rules, rules
     assert rules.get("smooth") == 2 and rules.get("normalize") == 1, rules
+    assert rules.get("qc") == 2, rules  # the smoothed tracks' QC, not the raw detections
     assert {"render_target", "render_transfer", "stats_subject", "stats_video"} <= set(rules), rules
 
 
@@ -134,7 +139,8 @@ def test_diagnostic_figures_are_made_for_the_report(workflow_run):
 
     wd = workflow_run
     figures = [wd / "results/plots/tracks/clip_target.png", wd / "results/plots/tracks/clip_source.png",
-               wd / "results/plots/normalization/clip_source/subj.png", wd / "results/plots/bones/clip_source/subj.png"]
+               wd / "results/plots/normalization/clip_source/subj.png", wd / "results/plots/bones/clip_source/subj.png",
+               wd / "results/plots/qc/clip_target.png", wd / "results/plots/qc/clip_source.png"]
     for path in figures:
         image = cv2.imread(str(path))
         assert image is not None and image.std() > 10, path

@@ -100,8 +100,15 @@ def pose_targets():
     targets = [f"results/render/{v}" for v in TARGETS.index]
     targets += [f"results/render_transfer/{s}/{t}" for s, t in transfer_pairs()]
     targets += [f"results/plots/tracks/{v}.png" for v in VIDEOS.index]
+    targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
     targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
     return targets
+
+
+def qc_flags():
+    """`edn qc` thresholds from config['qc'] (max_repair_gap is normalize's)."""
+    options = {k: v for k, v in config["qc"].items() if k != "max_repair_gap"}
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items())
 
 
 def render_flags():
@@ -117,7 +124,8 @@ def train_inputs(wildcards):
     videos = TARGETS.index[TARGETS["subject"] == wildcards.subject]
     return {"frames": [f"results/frames/{v}" for v in videos],
             "render": [f"results/render/{v}" for v in videos],
-            "keypoints": [f"results/keypoints/{v}/smooth.parquet" for v in videos]}
+            "keypoints": [f"results/keypoints/{v}/smooth.parquet" for v in videos],
+            "qc": [f"results/qc/{v}/smooth.parquet" for v in videos]}
 
 
 def train_clip_flags(wildcards):
@@ -125,6 +133,11 @@ def train_clip_flags(wildcards):
     inputs = train_inputs(wildcards)
     clips = zip(inputs["frames"], inputs["render"], inputs["keypoints"])
     return " ".join("--clip " + " ".join(shlex.quote(path) for path in clip) for clip in clips)
+
+
+def train_qc_flags(wildcards):
+    """`--clip-qc QC` for each clip of the subject, in train_clip_flags' order."""
+    return " ".join(f"--clip-qc {shlex.quote(path)}" for path in train_inputs(wildcards)["qc"])
 
 
 def train_flags(stage):

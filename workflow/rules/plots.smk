@@ -65,3 +65,25 @@ rule plot_bone_ratios:
         "results/benchmarks/plot_bone_ratios/{source}_{subject}.tsv"
     shell:
         "python -m pipeline.cli plot bones {input.normalized:q} {input.target_stats:q} {output:q} > {log} 2>&1"
+
+
+rule plot_qc:
+    input:
+        raw="results/qc/{video}/raw.parquet",
+        smooth="results/qc/{video}/smooth.parquet",
+        code=stage_code("plots"),
+    output:
+        report(
+            "results/plots/qc/{video}.png",
+            caption="../report/qc.rst",
+            category="Keypoints",
+            subcategory="{video}",
+        ),
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/plot_qc/{video}.log",
+    benchmark:
+        "results/benchmarks/plot_qc/{video}.tsv"
+    shell:
+        "python -m pipeline.cli plot qc {input.raw:q} {input.smooth:q} {output:q} > {log} 2>&1"

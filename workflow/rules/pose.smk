@@ -18,9 +18,32 @@ rule detect:
         " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
 
 
+# Pose quality control, on the raw detections (smoothing uses it) and on the smoothed track
+# (training skips its bad frames, normalization repairs them in the sources).
+rule qc:
+    input:
+        keypoints="results/keypoints/{video}/{stage}.parquet",
+        code=stage_code("quality"),
+    output:
+        "results/qc/{video}/{stage}.parquet",
+    wildcard_constraints:
+        stage="raw|smooth",
+    params:
+        options=qc_flags(),
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/qc/{video}_{stage}.log",
+    benchmark:
+        "results/benchmarks/qc/{video}_{stage}.tsv"
+    shell:
+        "python -m pipeline.cli qc {input.keypoints:q} {output:q} {params.options} > {log} 2>&1"
+
+
 rule smooth:
     input:
         keypoints="results/keypoints/{video}/raw.parquet",
+        qc="results/qc/{video}/raw.parquet",
         code=stage_code("smooth"),
     output:
         "results/keypoints/{video}/smooth.parquet",
@@ -35,7 +58,7 @@ rule smooth:
         "results/benchmarks/smooth/{video}.tsv"
     shell:
         "python -m pipeline.cli smooth {input.keypoints:q} {output:q} --window {params.window}"
-        " --max-gap {params.max_gap} > {log} 2>&1"
+        " --max-gap {params.max_gap} --qc {input.qc:q} > {log} 2>&1"
 
 
 rule stats_subject:
@@ -73,6 +96,7 @@ rule stats_video:
 rule normalize:
     input:
         source="results/keypoints/{source}/smooth.parquet",
+        source_qc="results/qc/{source}/smooth.parquet",
         source_stats="results/stats/video/{source}.json",
         target_stats="results/stats/subject/{subject}.json",
         code=stage_code("normalize"),
@@ -81,6 +105,7 @@ rule normalize:
     params:
         method=config["normalize"]["method"],
         center="--center-x" if config["normalize"]["center_x"] else "",
+        max_repair_gap=config["qc"]["max_repair_gap"],
     conda:
         "../../envs/pose.yaml"
     log:
@@ -89,7 +114,8 @@ rule normalize:
         "results/benchmarks/normalize/{source}_{subject}.tsv"
     shell:
         "python -m pipeline.cli normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
-        " --method {params.method} {params.center} > {log} 2>&1"
+        " --method {params.method} {params.center} --qc {input.source_qc:q}"
+        " --max-repair-gap {params.max_repair_gap} > {log} 2>&1"
 
 
 rule render_target:

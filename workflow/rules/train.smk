@@ -13,6 +13,7 @@ rule train_generator:
     params:
         run_dir="results/models/{subject}",
         clips=train_clip_flags,
+        qc=train_qc_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
     resources:
@@ -26,7 +27,7 @@ rule train_generator:
         "results/benchmarks/train/{subject}.tsv"
     shell:
         "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
-        " {params.clips} --model-out {output:q} {params.options} > {log} 2>&1"
+        " {params.clips} {params.qc} --model-out {output:q} {params.options} > {log} 2>&1"
 
 
 rule train_face:
@@ -39,6 +40,7 @@ rule train_face:
     params:
         run_dir="results/models/{subject}/face",
         clips=train_clip_flags,
+        qc=train_qc_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("face"),
     resources:
@@ -52,4 +54,5 @@ rule train_face:
         "results/benchmarks/train_face/{subject}.tsv"
     shell:
         "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face {params.run_dir:q}"
-        " {params.clips} --model-out {output:q} --generator {input.generator:q} {params.options} > {log} 2>&1"
+        " {params.clips} {params.qc} --model-out {output:q} --generator {input.generator:q} {params.options}"
+        " > {log} 2>&1"

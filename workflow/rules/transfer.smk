@@ -12,6 +12,7 @@ use rule train_generator as train_frame_by_frame with:
     params:
         run_dir="results/models/{subject}/frame_by_frame",
         clips=train_clip_flags,
+        qc=train_qc_flags,
         options=train_flags("generator") + " --no-temporal",
     log:
         "results/logs/train_frame_by_frame/{subject}.log",
