@@ -37,8 +37,9 @@ sampling; the ankles are the ankles, not the left ear).
   longer run, or one at either end of the clip, by holding the last ok pose (the first one,
   before it); an interpolation that pose QC itself calls implausible (neighbours that differ
   by a turn or a left/right swap collapse in between) holds the last ok pose instead. So the stick figures, and the transferred video, never show a pose QC calls
-  implausible. ``qc_repair`` in the metadata lists the frames (``interpolated``, ``held``);
-  :func:`repaired_frames` reads them back.
+  implausible. ``qc_repair`` in the metadata lists the frames (``interpolated``, ``held``;
+  :func:`repaired_frames` reads them back) and, as a check, the normalized frames pose QC
+  still calls implausible (``implausible_after_repair``, a warning when any).
 * **Output.** The target's frame size, the source's fps, a ``normalize`` record of the
   parameters used, and the per-frame mapping in the metadata under ``mapping`` (lists:
   frame, valid, p, k, ankle_x, ankle_y, mapped_ankle_x, mapped_ankle_y, translate_x,
@@ -246,7 +247,16 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
     out.meta = chain_provenance(out.meta, provenance("normalize", {"method": method, "center_x": bool(center_x)}))
     out.meta["normalize"] = params
     if repair is not None:
-        out.meta["qc_repair"] = {**repair, "max_repair_gap": int(max_repair_gap)}
+        from pipeline.quality import quality_scores
+
+        # The check that matters downstream: would pose QC call any output pose implausible?
+        after = quality_scores(out, qc_thresholds)
+        implausible = out.frames[~after["plausible"]].tolist()
+        if implausible:
+            log.warning("%d normalized frames still implausible after the QC repair: %s", len(implausible),
+                        implausible[:20])
+        out.meta["qc_repair"] = {**repair, "max_repair_gap": int(max_repair_gap),
+                                 "implausible_after_repair": implausible}
     out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])

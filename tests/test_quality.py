@@ -247,6 +247,7 @@ def test_two_person_source_gives_no_implausible_output_pose(tmp_path) -> None:
     out = normalize_track(smoothed, source_stats, STATS, qc=smooth_qc)
     assert repaired_frames(out) >= set(np.flatnonzero(~smooth_qc["ok"]).tolist())
     assert quality_scores(out)["plausible"].all()
+    assert out.meta["qc_repair"]["implausible_after_repair"] == []
     assert not quality_scores(normalize_track(smoothed, source_stats, STATS))["plausible"].all()  # without repair
 
 
@@ -319,3 +320,31 @@ def test_stats_fall_back_to_one_scale_when_near_is_not_taller(tmp_path, caplog) 
     assert with_note.shape[0] > without.shape[0]  # the note adds a line under the figure
     tail = with_note[without.shape[0] - 5:]
     assert ((tail[..., 2] > 150) & (tail[..., 0] < 100)).any()  # in red
+
+
+@pytest.mark.slow
+def test_transfer_flags_repaired_frames_in_the_side_by_side_video(tmp_path, synthetic_clip_factory) -> None:
+    import cv2
+
+    from pipeline.train import TrainConfig, train
+    from pipeline.transfer import transfer
+
+    frames, render, keypoints = synthetic_clip_factory(tmp_path / "clip", n_frames=6)
+    train(tmp_path / "run", [(frames, render, keypoints)],
+          TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0,
+                      vgg_loss=False, sample_every=0, max_steps=1))
+    track = read_keypoints(keypoints)
+    track.meta["qc_repair"] = {"interpolated": [3], "held": [], "max_repair_gap": 10}
+    write_keypoints(tmp_path / "normalized.parquet", track)
+    record = transfer(tmp_path / "normalized.parquet", render, frames, tmp_path / "run" / "generator.pt",
+                      tmp_path / "out.mp4", side_by_side_out=tmp_path / "sbs.mp4", device="cpu")
+    assert record["qc_repaired"] == 1 and record["qc_repaired_frames"] == [3]
+    video = cv2.VideoCapture(str(tmp_path / "sbs.mp4"))
+    red = []
+    while True:
+        got, image = video.read()
+        if not got:
+            break
+        red.append(int(((image[..., 2] > 150) & (image[..., 1] < 90) & (image[..., 0] < 90)).sum()))
+    assert len(red) == 6
+    assert red[3] > max(red[:3] + red[4:]) + 500, red  # the stick figures have red limbs too; the border adds ~800 px
