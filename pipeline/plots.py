@@ -131,18 +131,22 @@ def plot_bone_ratios(normalized: KeypointTrack, target_stats: dict[str, Any], ou
 def plot_qc(verdicts: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]], out: str | Path) -> None:
     """Pose QC over time: per QC file a verdict strip (ok / implausible / break) and its scores."""
     plt = _pyplot()
+    from matplotlib.patches import Patch
+
     fig, axes = plt.subplots(2 * len(verdicts), 1, figsize=(11, 2.6 * len(verdicts)), squeeze=False,
                              gridspec_kw={"height_ratios": [1, 3] * len(verdicts)})
     for k, (name, columns, meta) in enumerate(verdicts):
         strip, ax = axes[2 * k, 0], axes[2 * k + 1, 0]
         frames = columns["frame"]
         ok, plausible, brk = (columns[c].astype(bool) for c in ("ok", "plausible", "break"))
+        handles = []
         for mask, colour, label in ((ok, "C2", "ok"), (~plausible, "C3", "implausible"),
                                     (plausible & brk, "C1", "jump / person change")):
-            strip.bar(frames[mask], np.ones(mask.sum()), width=1.0, color=colour, label=f"{label} ({mask.sum()})")
+            strip.bar(frames[mask], np.ones(mask.sum()), width=1.0, color=colour)
+            handles.append(Patch(color=colour, label=f"{label} ({mask.sum()})"))  # also for empty classes
         strip.set_yticks([])
         strip.set_xlim(frames.min() - 0.5 if len(frames) else 0, frames.max() + 0.5 if len(frames) else 1)
-        strip.legend(fontsize=7, ncol=3, loc="upper right", bbox_to_anchor=(1, 1.6))
+        strip.legend(handles=handles, fontsize=7, ncol=3, loc="lower right", bbox_to_anchor=(1, 1.0), frameon=False)
         strip.set_title(f"{name}: {int((~ok).sum())} of {len(frames)} frames not ok", fontsize=9, loc="left")
         th = meta.get("thresholds", {})
         for column, colour, limit in (("max_limb_ratio", "C0", th.get("limb_long")),
@@ -152,15 +156,19 @@ def plot_qc(verdicts: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]
             if limit is not None:
                 ax.axhline(limit, color=colour, lw=0.8, ls="--")
         twin = ax.twinx()
-        twin.plot(frames, columns["jump"], lw=1, color="0.4", label="jump (body heights)")
-        if th.get("jump") is not None:
-            twin.axhline(th["jump"], color="0.4", lw=0.8, ls=":")
-        twin.set_ylabel("jump", fontsize=8)
+        for column, colour, limit, label in (("jump", "0.4", th.get("jump"), "jump (body heights)"),
+                                             ("moved_fraction", "C6", th.get("switch_joints"),
+                                              "fraction of joints jumping")):
+            twin.plot(frames, columns[column], lw=1, color=colour, label=label)
+            if limit is not None:
+                twin.axhline(limit, color=colour, lw=0.8, ls=":")
+        twin.set_ylabel("jump, fraction (dotted: thresholds)", fontsize=8)
+        twin.legend(fontsize=7, ncol=2, loc="upper right")
         ax.set_ylabel("ratio to usual", fontsize=8)
         ax.legend(fontsize=7, ncol=3, loc="upper left")
         ax.set_xlim(strip.get_xlim())
     axes[-1, 0].set_xlabel("frame")
-    fig.suptitle("Pose quality control (dashed: thresholds)")
+    fig.suptitle("Pose quality control (dashed, dotted: thresholds)")
     fig.tight_layout()
     _save(fig, out)
 

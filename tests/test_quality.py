@@ -110,6 +110,20 @@ def test_cli_writes_verdicts_with_provenance(tmp_path) -> None:
     assert main(["qc", str(tmp_path / "junk.parquet"), str(tmp_path / "q2.parquet")]) == 2
 
 
+def test_qc_figure_is_drawn(tmp_path) -> None:
+    import cv2
+
+    track = two_people(switch=60)
+    track.data[30, J["RWrist"], :2] += (300.0, 0.0)
+    write_keypoints(tmp_path / "raw.parquet", track)
+    assert main(["qc", str(tmp_path / "raw.parquet"), str(tmp_path / "qc.parquet")]) == 0
+    assert main(["plot", "qc", str(tmp_path / "qc.parquet"), str(tmp_path / "qc.parquet"),
+                 str(tmp_path / "qc.png")]) == 0
+    image = cv2.imread(str(tmp_path / "qc.png"))
+    assert image is not None and image.std() > 10
+    assert ((image[..., 2] > 180) & (image[..., 1] < 80) & (image[..., 0] < 80)).any()  # the red bad frame
+
+
 def test_cli_defaults_are_the_module_defaults() -> None:
     args = build_parser().parse_args(["qc", "in.parquet", "out.parquet"])
     assert {k: getattr(args, k) for k in DEFAULTS} == DEFAULTS
