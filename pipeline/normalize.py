@@ -133,15 +133,19 @@ def repair_track(track: KeypointTrack, qc: dict[str, np.ndarray], max_repair_gap
     Interpolated frames are checked with pose QC (``thresholds``, default its defaults): a run
     whose interpolation is itself implausible -- the two neighbours differ by a turn or a
     left/right swap, so the in-between poses collapse -- holds the last ok pose instead.
-    Returns the repaired track and ``{"interpolated": frames, "held": frames}``. Frames the
-    QC file does not list count as ok. ValueError when QC calls no frame ok.
+    Returns the repaired track and ``{"interpolated": frames, "held": frames}``. ValueError
+    when QC lacks a frame of the track or calls no frame ok.
     """
     from pipeline.quality import quality_scores
 
     if max_repair_gap < 0:
         raise ValueError(f"max_repair_gap must be >= 0, got {max_repair_gap}")
     verdict = {int(f): bool(ok) for f, ok in zip(qc["frame"], qc["ok"])}
-    good = np.array([verdict.get(int(f), True) for f in track.frames], dtype=bool)
+    unjudged = [int(f) for f in track.frames if int(f) not in verdict]
+    if unjudged:  # verdicts of another track (e.g. the raw detections or another video)
+        raise ValueError(f"the QC verdicts lack {len(unjudged)} of the track's {len(track.frames)} frames "
+                         f"(first: {unjudged[0]}); give the QC of this very track (edn qc SMOOTH.parquet)")
+    good = np.array([verdict[int(f)] for f in track.frames], dtype=bool)
     if not good.all() and not good.any():
         raise ValueError("pose QC calls no frame ok: nothing to repair the source from")
     hold = np.zeros(len(good), dtype=bool)  # runs whose interpolation failed QC

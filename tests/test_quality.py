@@ -240,6 +240,9 @@ def test_normalize_records_repairs_and_the_cli_reads_qc(tmp_path) -> None:
     assert repaired_frames(out) == {40}
     assert out.meta["qc_repair"]["interpolated"] == [40]
     assert repaired_frames(normalize_track(track, STATS, STATS)) == set()
+    partial = {"frame": track.frames[:50], "ok": np.ones(50, dtype=bool)}
+    with pytest.raises(ValueError, match="lack 70 of the track's 120 frames"):
+        normalize_track(track, STATS, STATS, qc=partial)
 
 
 def test_two_person_source_gives_no_implausible_output_pose(tmp_path) -> None:
