@@ -351,3 +351,44 @@ def test_workers_get_uint8_images_each_decoded_once(synthetic_clip, monkeypatch)
     on_device = batch_to_device(images["real_t"][None], Runtime(0, 1, torch.device("cpu")))
     expected = torch.from_numpy(real_read(reads[2])).permute(2, 0, 1).float() / 127.5 - 1
     assert on_device.dtype == torch.float32 and torch.equal(on_device[0], expected)
+
+
+def test_paper_preset_plans_the_three_phases_as_separate_jobs_in_order(tmp_path):
+    (tmp_path / "videos.tsv").write_text("name\tpath\trole\tsubject\nva\tva.mp4\ttarget\ts\n")
+    (tmp_path / "va.mp4").touch()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = "videos.tsv"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+                           str(REPO / "config" / "paper.yaml"), "-n", "-p", "--cores", "2",
+                           "results/models/s/face.pt", "results/models/s/frame_by_frame/generator.pt"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    out = done.stdout
+    baseline = out[out.index("rule train_frame_by_frame:"):]
+    baseline = baseline[:baseline.index("> results/logs")]
+    assert "--no-temporal --niter-fix-global 0" in baseline and "--init-global" not in baseline
+    jobs = [m for m in ("rule train_global:", "rule train_generator:", "rule train_face:") if m in out]
+    assert jobs == ["rule train_global:", "rule train_generator:", "rule train_face:"]
+    assert out.index("rule train_global:") < out.index("rule train_generator:") < out.index("rule train_face:")
+    glob = out[out.index("rule train_global:"):out.index("rule train_generator:")]
+    local = out[out.index("rule train_generator:"):out.index("rule train_face:")]
+    assert "--model-out results/models/s/global/generator.pt" in glob
+    assert all(f in glob for f in ("--width 512 ", "--height 256 ", "--ngf 64 ", "--epochs 20 "))
+    assert "--local-enhancer" not in glob and "--niter-fix-global" not in glob and "--init-global" not in glob
+    assert all(f in local for f in ("--width 1024 ", "--height 512 ", "--ngf 32 ", "--local-enhancer"))
+    assert "--niter-fix-global 10" in local and "--init-global results/models/s/global/generator.pt" in local
+    assert "--vgg-loss on" in local and "--vgg-loss on" in glob
+
+
+def test_global_phase_needs_the_local_enhancer(tmp_path):
+    (tmp_path / "videos.tsv").write_text("name\tpath\trole\tsubject\nva\tva.mp4\ttarget\ts\n")
+    (tmp_path / "va.mp4").touch()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = "videos.tsv"
+    config["train"]["global_phase"] = {"epochs": 2, "niter_decay": 1}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+                           "-n", "--cores", "1", "results/models/s/generator.pt"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "global_phase needs local_enhancer: true" in done.stderr + done.stdout
