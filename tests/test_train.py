@@ -392,3 +392,13 @@ def test_global_phase_needs_the_local_enhancer(tmp_path):
                            "-n", "--cores", "1", "results/models/s/generator.pt"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode != 0 and "global_phase needs local_enhancer: true" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_persistent_workers_give_the_same_run_as_loading_in_process(tmp_path, synthetic_clip):
+    # One loader for the whole run, its worker process kept between epochs: same order, same losses.
+    cfg = dict(TINY, epochs=2, niter_decay=1)
+    train(tmp_path / "inline", [synthetic_clip], TrainConfig(**cfg))
+    train(tmp_path / "workers", [synthetic_clip], TrainConfig(**{**cfg, "workers": 1}))
+    assert losses(tmp_path / "inline") == losses(tmp_path / "workers")
+    assert len(losses(tmp_path / "workers")) == 10
