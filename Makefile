@@ -47,6 +47,11 @@ bench-train: setup
 bench-data: setup
 	$(PY) scripts/bench_data.py
 
+# Every stage at 300 and 3,000 frames of the looped demo clip: frames/s, peak RSS, peak temp disk.
+# SCALE_ARGS, e.g. "--short 60 --long 240" for a quick look, or "--detect-args '...'" for chunked detection.
+bench-scale: setup
+	$(PY) scripts/bench_scale.py $(SCALE_ARGS)
+
 # On a CUDA machine: paper-size training steps (fp32, bf16), data feed, transfer frames/s.
 # Needs only torch, numpy and opencv, so it runs with the machine's own python too:
 #   python scripts/gpu_check.py
