@@ -366,13 +366,13 @@ def test_paper_preset_plans_the_three_phases_as_separate_jobs_in_order(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     out = done.stdout
     baseline = out[out.index("rule train_frame_by_frame:"):]
-    baseline = baseline[:baseline.index("> results/logs")]
+    baseline = baseline[:baseline.index("> results/logs")]  # its command
     assert "--no-temporal --niter-fix-global 0" in baseline and "--init-global" not in baseline
     jobs = [m for m in ("rule train_global:", "rule train_generator:", "rule train_face:") if m in out]
     assert jobs == ["rule train_global:", "rule train_generator:", "rule train_face:"]
     assert out.index("rule train_global:") < out.index("rule train_generator:") < out.index("rule train_face:")
-    glob = out[out.index("rule train_global:"):out.index("rule train_generator:")]
-    local = out[out.index("rule train_generator:"):out.index("rule train_face:")]
+    blocks = {b.split(":", 1)[0]: b for b in out.split("\nrule ")[1:]}  # job -> its block of the dry run
+    glob, local = blocks["train_global"], blocks["train_generator"]
     assert "--model-out results/models/s/global/generator.pt" in glob
     assert all(f in glob for f in ("--width 512 ", "--height 256 ", "--ngf 64 ", "--epochs 20 "))
     assert "--local-enhancer" not in glob and "--niter-fix-global" not in glob and "--init-global" not in glob
