@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo test test-fast bench bench-train lint report clean-results
+.PHONY: setup demo test test-fast bench bench-train bench-data bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,21 @@ bench: setup
 
 bench-train: setup
 	$(PY) scripts/bench_train.py
+
+# Samples/s of one data worker at 512x256 and 1024x512, beside what a GPU step needs (gpu-check's rows).
+bench-data: setup
+	$(PY) scripts/bench_data.py
+
+# Every stage at 300 and 3,000 frames of the looped demo clip: frames/s, peak RSS, peak temp disk.
+# SCALE_ARGS, e.g. "--short 60 --long 240" for a quick look, or "--detect-args '...'" for chunked detection.
+bench-scale: setup
+	$(PY) scripts/bench_scale.py $(SCALE_ARGS)
+
+# On a CUDA machine: paper-size training steps (fp32, bf16), data feed, transfer frames/s.
+# Needs only torch, numpy and opencv, so it runs with the machine's own python too:
+#   python scripts/gpu_check.py
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.py
 
 lint: setup
 	$(VENV)/bin/snakemake --lint

@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--local-enhancer", action="store_true",
                            help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
             p.add_argument("--n-blocks-local", type=int, default=3, help="local enhancer residual blocks" + dflt)
+            p.add_argument("--init-global", default=None, metavar="GENERATOR_PT",
+                           help="start the local enhancer's global part from this global generator.pt "
+                           "(trained with ngf = 2 x --ngf at half the resolution; the reference schedule)")
+            p.add_argument("--niter-fix-global", type=int, default=0,
+                           help="first epochs in which only the local enhancer's own layers learn" + dflt)
             p.add_argument("--no-temporal", dest="temporal", action="store_false",
                            help="the paper's frame-by-frame ablation: no previous-frame input, single-frame "
                            "discriminator")
@@ -193,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="last epochs, over which the learning rate falls linearly to 0" + dflt)
         p.add_argument("--batch-size", type=int, default=1, help="samples per step and process" + dflt)
         p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate" + dflt)
+        p.add_argument("--lr-scaling", choices=("none", "linear"), default="none",
+                       help="none: --lr as given whatever the GPU count; linear: --lr x batch-size x processes"
+                       + dflt)
         p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1" + dflt)
         p.add_argument("--ndf", type=int, default=64, help="discriminator's first filters" + dflt)
         p.add_argument("--n-layers-d", type=int, default=3, help="discriminator layers (3: 70x70 patches)" + dflt)

@@ -177,8 +177,9 @@ def split_holdout(n_frames: int, holdout: float) -> tuple[range, range]:
 class PairDataset:
     """Samples (t, t+1) of consecutive training frames of all clips, at the model resolution.
 
-    Each item is a dict: ``pose_t, pose_t1, real_t, real_t1`` float (3, H, W) tensors in
-    [-1, 1]; ``box_t1`` int64 (4,) face box of frame t+1 (-1s when none); ``has_face``;
+    Each item is a dict: ``pose_t, pose_t1, real_t, real_t1`` uint8 (3, H, W) tensors (a quarter
+    of float32's bytes between the workers and the GPU; ``pipeline.train.batch_to_device`` makes
+    them float in [-1, 1] on the device), each of the four images decoded once; ``box_t1`` int64 (4,) face box of frame t+1 (-1s when none); ``has_face``;
     ``clip`` and ``frame`` (index of frame t) for bookkeeping.
 
     ``excluded``: per clip, frame indices (the frames' numbering) that no sample may use,
@@ -228,7 +229,7 @@ class PairDataset:
         import torch
 
         image = fit_to_size(read_rgb(path), self.width, self.height)
-        return torch.from_numpy(image).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         import torch

@@ -47,10 +47,14 @@ log = logging.getLogger(__name__)
 ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figure dir, keypoints Parquet
 # Settings that may differ between a checkpoint and the run resuming it (training length and
 # housekeeping); every other setting shapes the networks, losses or data order and must match.
+# (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
 _FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "sample_every", "max_steps", "workers",
-                   "deterministic", "vgg_weights"}
+                   "deterministic", "vgg_weights", "init_global"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
+
+
+LR_SCALING = ("none", "linear")
 
 
 @dataclass
@@ -86,6 +90,13 @@ class TrainConfig:
     deterministic: bool = False
     # False: the paper's frame-by-frame ablation (no previous-frame input, single-frame discriminator)
     temporal: bool = True
+    # The reference schedule's second phase: the local enhancer's global part starts from this
+    # global generator.pt (ngf = 2 x ngf) and takes no updates for the first niter_fix_global epochs.
+    init_global: str | None = None
+    niter_fix_global: int = 0
+    # Learning rate with several processes/samples per step: "none" keeps lr; "linear" multiplies it
+    # by the global batch (batch_size x processes; the paper's batch is 1).
+    lr_scaling: str = "none"
 
     def __post_init__(self) -> None:
         bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
@@ -96,9 +107,16 @@ class TrainConfig:
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
+        bad += [f"lr_scaling={self.lr_scaling!r}"] if self.lr_scaling not in LR_SCALING else []
+        bad += [f"niter_fix_global={self.niter_fix_global}"] if not 0 <= self.niter_fix_global <= self.epochs else []
+        if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
+            bad += [f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} "
+                    "without local_enhancer"]
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
-                             "0 <= niter_decay <= epochs, 0 <= holdout < 1, vgg_loss true/false/auto)")
+                             "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
+                             "vgg_loss true/false/auto, lr_scaling none/linear, init_global and "
+                             "niter_fix_global need the local enhancer)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -231,11 +249,23 @@ class GANTask(abc.ABC):
                            for k, m in self.models.items()}
 
     def inputs(self, batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
-        return [self.rt.tensor(batch[k]) for k in keys]
+        return [batch_to_device(batch[k], self.rt) for k in keys]
+
+    # Parameters of G left unchanged by the current update (see :meth:`frozen_parameters`).
+    frozen: list[nn.Parameter] = []
+
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        """Parameters of G that take no update in ``epoch`` (none unless a task freezes some)."""
+        return []
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         self.optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        if name == "G":
+            # Their gradients are computed (and all-reduced by DDP, whose buckets must stay the same)
+            # and then dropped: Adam leaves a parameter without a gradient untouched.
+            for p in self.frozen:
+                p.grad = None
         self.optimizers[name].step()
 
     def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
@@ -313,9 +343,18 @@ class PoseTask(GANTask):
             n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
             temporal=cfg.temporal)
         d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
-        super().__init__(cfg, rt, build_generator(config),
-                         MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
+        generator = build_generator(config)
+        if cfg.init_global is not None:
+            init_local_from_global(generator, config, cfg.init_global)
+        super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
+                         config)
         self.pair = rt.wrap(TemporalPair(self.G, cfg.temporal))
+
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        # pix2pixHD's niter_fix_global: only the local branch learns at first.
+        if self.cfg.local_enhancer and epoch < self.cfg.niter_fix_global:
+            return list(self.G.model.parameters())
+        return []
 
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
@@ -334,6 +373,32 @@ class PoseTask(GANTask):
         losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight)
         losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
+
+
+def batch_to_device(images: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """A batch of images as the model takes it: uint8 (N, 3, H, W) from the data workers (a quarter of
+    float32's bytes through the loader and the host-to-device copy) -> float in [-1, 1] on the device.
+
+    Float input (already converted) passes through unchanged.
+    """
+    t = rt.tensor(images)
+    if t.dtype == torch.uint8:
+        t = t.float().div_(127.5).sub_(1.0)
+    return t
+
+
+def init_local_from_global(local: nn.Module, config: dict[str, Any], global_path: str | Path) -> None:
+    """Load a trained global generator (``edn train`` without --local-enhancer) into the global part
+    of ``local``, a LocalEnhancer built from ``config``; errors name the file and the mismatch."""
+    from pipeline.models.generator import load_global_into_local, load_generator
+
+    global_model, global_config = load_generator(global_path)
+    load_global_into_local(local, config, global_model, global_config, global_path)
+
+
+def scaled_lr(cfg: TrainConfig, world: int) -> float:
+    """The learning rate this run uses: ``lr``, or with ``lr_scaling: linear`` lr x global batch."""
+    return cfg.lr * cfg.batch_size * world if cfg.lr_scaling == "linear" else cfg.lr
 
 
 # ------------------------------------------------------------------------------------------ engine
@@ -357,6 +422,25 @@ def _write_grid(path: Path, images: list[torch.Tensor]) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
             raise RuntimeError(f"{path}: cannot write sample image")
+
+
+class _EpochOrder:
+    """The sample order of the current epoch (set before each pass), as a sampler of a loader built once."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.indices))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _worker_init(worker_id: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
 
 
 class _LossLog:
@@ -396,7 +480,12 @@ def _check_resumable(path: Path, state: dict[str, Any], stage: str, cfg: TrainCo
     if state.get("stage") != stage:
         changed.append(f"stage {state.get('stage')} != {stage}")
     if state.get("world", 1) != rt.world:
-        changed.append(f"{state.get('world', 1)} processes != {rt.world}")
+        # The data order and the optimiser state belong to that many processes: no exact resume otherwise.
+        raise ValueError(
+            f"{path}: checkpoint was made by {state.get('world', 1)} process(es) (GPUs), this run has {rt.world}; "
+            f"resume with {state.get('world', 1)} (edn: `python -m pipeline.launch --gpus "
+            f"{state.get('world', 1)}`; workflow: train: gpus, or the SLURM profile's gpu), or delete the "
+            "checkpoint / use another OUT_DIR to start over with the new count")
     if state.get("inputs") != inputs:
         changed.append("input clips or model")
     if changed:
@@ -415,6 +504,11 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     from torch.utils.data.distributed import DistributedSampler
     from tqdm import tqdm
 
+    lr = scaled_lr(cfg, rt.world)
+    for o in task.optimizers.values():
+        for group in o.param_groups:
+            group["lr"] = lr
+
     out_dir = Path(out_dir)
     model_path = Path(model_path) if model_path is not None else out_dir / task.model_file
     ckpt_path = out_dir / "checkpoint.pt"
@@ -427,6 +521,13 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     total = cfg.epochs * steps_per_epoch
     stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
 
+    order = _EpochOrder()
+    # Built once: persistent workers keep their processes (and open state) from epoch to epoch; each
+    # epoch only sets the order, a pure function of (seed, epoch, step), so resume stays exact.
+    # Own generator: the loader's seed draw must not advance the global RNG a resumed run restores.
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
+                        pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
+                        persistent_workers=cfg.workers > 0, worker_init_fn=_worker_init if cfg.workers else None)
     step = 0
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path)
@@ -442,7 +543,8 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         if rt.is_main:
             log.info("%s: resuming at step %d of %d", ckpt_path, step, stop)
     record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
-                   "world_size": rt.world, "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
+                   "world_size": rt.world, "global_batch": cfg.batch_size * rt.world, "lr_used": lr,
+                   "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
                    "total_steps": stop, "device": str(rt.device), "bf16": rt.bf16, "status": "running",
                    "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
     if rt.is_main:
@@ -469,10 +571,8 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     while step < stop:
         epoch, skip = divmod(step, steps_per_epoch)
         sampler.set_epoch(epoch)
-        order = list(sampler)[skip * cfg.batch_size:]
-        # Own generator: the loader's seed draw must not advance the global RNG a resumed run restores.
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
-                            pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
+        order.indices = list(sampler)[skip * cfg.batch_size:]
+        task.frozen = task.frozen_parameters(epoch)
         for batch in loader:
             step += 1
             losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
@@ -587,7 +687,13 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
     Resumes automatically from ``out_dir/checkpoint.pt``. ``clip_qc``: see :func:`run_stage`.
     Returns the run record.
     """
-    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path, clip_qc=clip_qc)
+    inputs = None
+    if cfg.init_global is not None:  # the weights it starts from, not the path, decide whether a resume fits
+        from pipeline.models.generator import load_generator
+
+        inputs = {"init_global_sha256": tensors_sha256(load_generator(cfg.init_global)[0].state_dict())}
+    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path, inputs=inputs,
+                     clip_qc=clip_qc)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

@@ -54,7 +54,7 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
     face_args = parser.parse_args(["train-face", "out", "--generator", "g.pt", "--clip", "f", "r", "k"])
     assert config_from_args(FaceConfig, face_args) == FaceConfig()
     from_generator = {"width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
-                      "temporal"}
+                      "temporal", "init_global", "niter_fix_global"}
     assert set(FaceConfig.__dataclass_fields__) - from_generator <= set(vars(face_args))
     assert config_from_args(TrainConfig, parser.parse_args(
         ["train", "o", "--clip", "f", "r", "k", "--no-vgg-loss"])).vgg_loss is False
@@ -250,3 +250,156 @@ def test_workflow_trains_both_models_and_a_rerun_resumes(tmp_path, synthetic_cli
     logs = tmp_path / "results" / "logs"
     assert "checkpoint.pt: resuming at step 5 of 5" in (logs / "train" / "s.log").read_text()
     assert "face/checkpoint.pt: resuming at step 5 of 5" in (logs / "train_face" / "s.log").read_text()
+
+
+# --------------------------------------------------------------- the reference schedule (global -> local)
+
+LOCAL = dict(TINY, local_enhancer=True, ngf=4)  # its global part: ngf 8, like TINY's global generator
+
+
+def _global_generator(tmp_path, synthetic_clip) -> Path:
+    # The global phase at half the local phase's resolution (64x128 -> 32x64), ngf = 2 x 4.
+    train(tmp_path / "global", [synthetic_clip], TrainConfig(**{**TINY, "width": 32, "height": 64}, max_steps=2))
+    return tmp_path / "global" / "generator.pt"
+
+
+def _split_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    glob = {k: v for k, v in state.items() if k.startswith("model.")}
+    return glob, {k: v for k, v in state.items() if not k.startswith("model.")}
+
+
+@pytest.mark.slow
+def test_local_phase_starts_from_the_global_phase_and_keeps_it_fixed_at_first(tmp_path, synthetic_clip):
+    from pipeline.train import PoseTask, Runtime
+
+    global_pt = _global_generator(tmp_path, synthetic_clip)
+    trained = torch.load(global_pt, weights_only=True)["state_dict"]
+    from pipeline.models.generator import GlobalGenerator
+
+    kept = len(GlobalGenerator(ngf=8, n_downsample=2, n_blocks=1).model) - 3  # all but the last pad/conv/tanh
+    expected = {k: v for k, v in trained.items() if int(k.split(".")[1]) < kept}
+    cfg = TrainConfig(**LOCAL, init_global=str(global_pt), niter_fix_global=1, epochs=2, niter_decay=0)
+    task = PoseTask(cfg, Runtime(0, 1, torch.device("cpu")))  # step 0: built, no update yet
+    glob, _ = _split_state(task.G.state_dict())
+    assert glob.keys() == expected.keys() and all(torch.equal(glob[k], expected[k]) for k in glob)
+    fresh, _ = _split_state(PoseTask(dataclasses_replace(cfg, init_global=None), Runtime(0, 1, torch.device("cpu"))
+                                     ).G.state_dict())
+    assert not all(torch.equal(fresh[k], expected[k]) for k in fresh)  # the test can tell the difference
+
+    # Epoch 0 of 2 (5 steps): the global part frozen, the local branch learning; epoch 1: both.
+    train(tmp_path / "local1", [synthetic_clip], dataclasses_replace(cfg, max_steps=5))
+    train(tmp_path / "local2", [synthetic_clip], cfg)
+    after_epoch0 = torch.load(tmp_path / "local1" / "generator.pt", weights_only=True)["state_dict"]
+    after_epoch1 = torch.load(tmp_path / "local2" / "generator.pt", weights_only=True)["state_dict"]
+    g0, l0 = _split_state(after_epoch0)
+    g1, _ = _split_state(after_epoch1)
+    _, l_start = _split_state(task.G.state_dict())
+    assert all(torch.equal(g0[k], expected[k]) for k in g0)
+    assert any(not torch.equal(l0[k], l_start[k]) for k in l0)
+    assert any(not torch.equal(g1[k], expected[k]) for k in g1)
+    assert run_json(tmp_path / "local2")["inputs"]["init_global_sha256"]
+
+
+def dataclasses_replace(cfg, **changes):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
+
+
+def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
+    from pipeline.models.generator import GlobalGenerator, build_generator, default_generator_config, \
+        load_global_into_local
+
+    config = default_generator_config(kind="local", ngf=4, n_downsample=2, n_blocks=1)
+    local = build_generator(config)
+    # its global part keeps every activation (one shared ReLU module used to be dropped after the first)
+    relus = sum(isinstance(m, torch.nn.ReLU) for m in GlobalGenerator(ngf=8, n_downsample=2, n_blocks=1).model)
+    assert sum(isinstance(m, torch.nn.ReLU) for m in local.model) == relus
+    wrong = default_generator_config(kind="global", ngf=4, n_downsample=2, n_blocks=1)  # needs ngf 8
+    with pytest.raises(ValueError, match=r"g.pt: global generator does not fit this local enhancer: ngf 4 \(needs 8\)"):
+        load_global_into_local(local, config, GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1), wrong, "g.pt")
+    with pytest.raises(ValueError, match="without local_enhancer"):
+        TrainConfig(init_global="g.pt")
+
+
+def test_learning_rate_rule_and_a_resume_on_another_gpu_count_is_refused(tmp_path):
+    from pipeline.train import Runtime, _check_resumable, scaled_lr
+
+    assert scaled_lr(TrainConfig(batch_size=2), 8) == 2e-4  # none (default): lr whatever the GPU count
+    assert scaled_lr(TrainConfig(batch_size=2, lr_scaling="linear"), 8) == pytest.approx(2e-4 * 16)
+    with pytest.raises(ValueError, match="lr_scaling='sqrt'"):
+        TrainConfig(lr_scaling="sqrt")
+    cfg = TrainConfig()
+    state = {"config": cfg.as_dict(), "stage": "train", "world": 2, "inputs": {}}
+    with pytest.raises(ValueError, match=r"ckpt.pt: checkpoint was made by 2 process\(es\) \(GPUs\), this run has "
+                                         r"1; resume with 2 .*--gpus 2.* or delete the checkpoint"):
+        _check_resumable(Path("ckpt.pt"), state, "train", cfg, Runtime(0, 1, torch.device("cpu")), {})
+    _check_resumable(Path("ckpt.pt"), state, "train", cfg, Runtime(0, 2, torch.device("cpu")), {})  # same count
+
+
+def test_workers_get_uint8_images_each_decoded_once(synthetic_clip, monkeypatch):
+    import pipeline.data as data
+    from pipeline.train import Runtime, batch_to_device
+
+    dataset = data.PairDataset([data.load_clip(*synthetic_clip)], 64, 128, 0.2)
+    reads: list[Path] = []
+    real_read = data.read_rgb
+    monkeypatch.setattr(data, "read_rgb", lambda path: reads.append(path) or real_read(path))
+    item = dataset[2]
+    assert len(reads) == len(set(reads)) == 4  # frames t, t+1 and their stick figures, one decode each
+    images = {k: item[k] for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
+    assert all(t.dtype == torch.uint8 and t.shape == (3, 128, 64) for t in images.values())
+    on_device = batch_to_device(images["real_t"][None], Runtime(0, 1, torch.device("cpu")))
+    expected = torch.from_numpy(real_read(reads[2])).permute(2, 0, 1).float() / 127.5 - 1
+    assert on_device.dtype == torch.float32 and torch.equal(on_device[0], expected)
+
+
+def test_paper_preset_plans_the_three_phases_as_separate_jobs_in_order(tmp_path):
+    (tmp_path / "videos.tsv").write_text("name\tpath\trole\tsubject\nva\tva.mp4\ttarget\ts\n")
+    (tmp_path / "va.mp4").touch()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = "videos.tsv"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+                           str(REPO / "config" / "paper.yaml"), "-n", "-p", "--cores", "2",
+                           "results/models/s/face.pt", "results/models/s/frame_by_frame/generator.pt"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    out = done.stdout
+    baseline = out[out.index("rule train_frame_by_frame:"):]
+    baseline = baseline[:baseline.index("> results/logs")]  # its command
+    assert "--no-temporal --niter-fix-global 0" in baseline and "--init-global" not in baseline
+    jobs = [m for m in ("rule train_global:", "rule train_generator:", "rule train_face:") if m in out]
+    assert jobs == ["rule train_global:", "rule train_generator:", "rule train_face:"]
+    assert out.index("rule train_global:") < out.index("rule train_generator:") < out.index("rule train_face:")
+    blocks = {b.split(":", 1)[0]: b for b in out.split("\nrule ")[1:]}  # job -> its block of the dry run
+    glob, local = blocks["train_global"], blocks["train_generator"]
+    assert "--model-out results/models/s/global/generator.pt" in glob
+    assert all(f in glob for f in ("--width 512 ", "--height 256 ", "--ngf 64 ", "--epochs 20 "))
+    assert "--local-enhancer" not in glob and "--niter-fix-global" not in glob and "--init-global" not in glob
+    assert all(f in local for f in ("--width 1024 ", "--height 512 ", "--ngf 32 ", "--local-enhancer"))
+    assert "--niter-fix-global 10" in local and "--init-global results/models/s/global/generator.pt" in local
+    assert "--vgg-loss on" in local and "--vgg-loss on" in glob
+
+
+def test_global_phase_needs_the_local_enhancer(tmp_path):
+    (tmp_path / "videos.tsv").write_text("name\tpath\trole\tsubject\nva\tva.mp4\ttarget\ts\n")
+    (tmp_path / "va.mp4").touch()
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["videos"] = "videos.tsv"
+    config["train"]["global_phase"] = {"epochs": 2, "niter_decay": 1}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    done = subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
+                           "-n", "--cores", "1", "results/models/s/generator.pt"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "global_phase needs local_enhancer: true" in done.stderr + done.stdout
+
+
+@pytest.mark.slow
+def test_persistent_workers_give_the_same_run_as_loading_in_process(tmp_path, synthetic_clip):
+    # One loader for the whole run, its worker process kept between epochs: same order, same losses.
+    cfg = dict(TINY, epochs=2, niter_decay=1)
+    train(tmp_path / "inline", [synthetic_clip], TrainConfig(**cfg))
+    train(tmp_path / "workers", [synthetic_clip], TrainConfig(**{**cfg, "workers": 1}))
+    assert losses(tmp_path / "inline") == losses(tmp_path / "workers")
+    assert len(losses(tmp_path / "workers")) == 10

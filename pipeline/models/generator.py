@@ -102,7 +102,9 @@ class LocalEnhancer(nn.Module):
         if global_generator is None:
             global_generator = GlobalGenerator(input_nc, output_nc, ngf * 2, n_downsample_global,
                                                n_blocks_global, norm, padding_type)
-        self.model = nn.Sequential(*list(global_generator.model.children())[:-3])
+        # Iterating the Sequential, not .children(): children() skips repeats of one module, and the
+        # global generator reuses one ReLU, so children() would drop every activation after the first.
+        self.model = nn.Sequential(*list(global_generator.model)[:-3])
         self.model_downsample = nn.Sequential(
             nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7), norm_layer(ngf), nn.ReLU(True),
             nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1), norm_layer(ngf * 2), nn.ReLU(True))
@@ -148,6 +150,27 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
                              n_blocks_global=config["n_blocks"], n_blocks_local=config["n_blocks_local"],
                              **common)
     raise ValueError(f"unknown generator kind {config['kind']!r}")
+
+
+def load_global_into_local(local: nn.Module, local_config: dict[str, Any], global_model: nn.Module,
+                           global_config: dict[str, Any], source: str | Path = "global generator") -> None:
+    """Copy a trained GlobalGenerator's layers (all but its final pad/conv/tanh) into the global part
+    of a LocalEnhancer, as pix2pixHD starts its local phase; ``source`` names the file in errors."""
+    if not isinstance(local, LocalEnhancer) or not isinstance(global_model, GlobalGenerator):
+        raise ValueError(f"{source}: a global generator initialises a local enhancer only "
+                         f"(got {type(global_model).__name__} -> {type(local).__name__})")
+    wanted = {"ngf": 2 * local_config["ngf"], "n_downsample": local_config["n_downsample"],
+              "n_blocks": local_config["n_blocks"], "input_nc": local_config["input_nc"],
+              "output_nc": local_config["output_nc"], "norm": local_config["norm"],
+              "padding_type": local_config["padding_type"], "temporal": is_temporal(local_config)}
+    found = {**global_config, "temporal": is_temporal(global_config)}
+    wrong = [f"{k} {found.get(k)} (needs {v})" for k, v in wanted.items() if found.get(k) != v]
+    if wrong:
+        raise ValueError(f"{source}: global generator does not fit this local enhancer: {', '.join(wrong)}")
+    kept = len(local.model)  # the global generator's layers minus the last three
+    state = {k.split(".", 1)[1]: v for k, v in global_model.state_dict().items()
+             if k.startswith("model.") and int(k.split(".")[1]) < kept}
+    local.model.load_state_dict(state, strict=True)
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None

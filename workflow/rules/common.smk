@@ -146,9 +146,16 @@ def train_flags(stage):
     The face run takes the generator's architecture and resolution from generator.pt, and its
     epochs and network from train: face:.
     """
-    options = {k: v for k, v in config["train"].items() if k not in ("gpus", "cpu_processes", "mem_mb", "face")}
+    options = {k: v for k, v in config["train"].items()
+               if k not in ("gpus", "cpu_processes", "mem_mb", "face", "global_phase")}
+    if stage == "global":  # the reference schedule's first phase: what the local enhancer's global part is
+        options = {k: v for k, v in options.items() if k not in ("local_enhancer", "niter_fix_global", "n_blocks_local")}
+        options.update(width=options["width"] // 2, height=options["height"] // 2, ngf=2 * options["ngf"],
+                       **(config["train"]["global_phase"] or {}))
     if stage == "face":
-        generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "local_enhancer", "num_d")
+        options.pop("niter_fix_global", None)
+        generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
+                          "num_d")
         options = {k: v for k, v in options.items() if k not in generator_only}
         options.update({k if k in ("epochs", "niter_decay") else f"face_{k}": v
                         for k, v in config["train"]["face"].items()})
@@ -160,6 +167,30 @@ def train_flags(stage):
             continue
         flags += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return " ".join(shlex.quote(f) for f in flags)
+
+
+def global_phase():
+    """Whether the generator is trained in two phases (global, then local from it); checks the keys."""
+    train = config["train"]
+    if train["global_phase"] is None:
+        return False
+    if not train["local_enhancer"]:
+        raise ValueError("config train: global_phase needs local_enhancer: true (the global generator "
+                         "initialises the local enhancer's global part)")
+    divisor = 2 ** (train["n_downsample"] + 1)
+    if train["width"] % divisor or train["height"] % divisor:
+        raise ValueError(f"config train: width and height must be multiples of {divisor} (the global phase "
+                         "runs at half of them)")
+    return True
+
+
+def global_generator_input(wildcards):
+    """The global phase's generator.pt, when the config has one (input of the local phase)."""
+    return [f"results/models/{wildcards.subject}/global/generator.pt"] if global_phase() else []
+
+
+def init_global_flags(wildcards, input):
+    return f"--init-global {shlex.quote(input.init_global[0])}" if global_phase() else ""
 
 
 def train_mem_mb(wildcards, attempt):

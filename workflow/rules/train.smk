@@ -7,6 +7,7 @@
 rule train_generator:
     input:
         unpack(train_inputs),
+        init_global=global_generator_input,
         code=stage_code("train"),
     output:
         "results/models/{subject}/generator.pt",
@@ -16,6 +17,7 @@ rule train_generator:
         qc=train_qc_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
+        init_global=init_global_flags,
     resources:
         gpu=config["train"]["gpus"],
         mem_mb=train_mem_mb,
@@ -27,7 +29,29 @@ rule train_generator:
         "results/benchmarks/train/{subject}.tsv"
     shell:
         "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
-        " {params.clips} {params.qc} --model-out {output:q} {params.options} > {log} 2>&1"
+        " {params.clips} {params.qc} --model-out {output:q} {params.options} {params.init_global} > {log} 2>&1"
+
+
+# The reference schedule's first phase (config train: global_phase): a global generator at half the
+# resolution with twice the filters, cached in its own folder so that changing the local or face phase
+# does not retrain it. Its generator.pt starts the local enhancer of train_generator.
+use rule train_generator as train_global with:
+    input:
+        unpack(train_inputs),
+        code=stage_code("train"),
+    output:
+        "results/models/{subject}/global/generator.pt",
+    params:
+        run_dir="results/models/{subject}/global",
+        clips=train_clip_flags,
+        qc=train_qc_flags,
+        cpu_processes=config["train"]["cpu_processes"],
+        options=train_flags("global"),
+        init_global="",
+    log:
+        "results/logs/train_global/{subject}.log",
+    benchmark:
+        "results/benchmarks/train_global/{subject}.tsv"
 
 
 rule train_face:

@@ -7,13 +7,17 @@
 # The paper's frame-by-frame baseline: the same training without the previous-frame input.
 # Trained only when config evaluate: rows lists frame_by_frame.
 use rule train_generator as train_frame_by_frame with:
+    input:  # from scratch: the global phase's generator takes the previous frame, this one does not
+        unpack(train_inputs),
+        code=stage_code("train"),
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
     params:
         run_dir="results/models/{subject}/frame_by_frame",
         clips=train_clip_flags,
         qc=train_qc_flags,
-        options=train_flags("generator") + " --no-temporal",
+        options=train_flags("generator") + " --no-temporal --niter-fix-global 0",
+        init_global="",
     log:
         "results/logs/train_frame_by_frame/{subject}.log",
     benchmark:

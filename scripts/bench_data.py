@@ -1,0 +1,104 @@
+"""`make bench-data`: how many training samples per second one data worker makes.
+
+A sample is what PairDataset.__getitem__ does: decode two JPEG frames and two PNG stick figures,
+fit them to the model size, hand over uint8 CHW tensors. Synthetic images at each model size
+(the frames already at the model height, as extract: height gives them), one cv2 thread, as a
+worker has. Beside it: the samples per second one GPU step needs, from make gpu-check's GPU rows
+when there are any, and the workers (CPUs) per GPU that follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SIZES = ((512, 256), (1024, 512))
+
+
+def _write_images(folder: Path, width: int, height: int, n: int) -> tuple[list[Path], list[Path]]:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    frames, poses = [], []
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i in range(n):
+        # smooth gradient plus noise: JPEG sizes like a real frame's, not a flat image's
+        image = np.stack([(xx * 255 // width + i) % 256, yy * 255 // height, (xx + yy) % 256], -1).astype(np.uint8)
+        image = cv2.add(image, rng.integers(0, 40, image.shape, dtype=np.uint8))
+        frames.append(folder / f"{i:06d}.jpg")
+        cv2.imwrite(str(frames[-1]), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        pose = np.zeros_like(image)
+        cv2.line(pose, (width // 2, height // 5), (width // 2 + i, height * 4 // 5), (255, 0, 85), max(2, height // 64))
+        poses.append(folder / f"{i:06d}.png")
+        cv2.imwrite(str(poses[-1]), pose)
+    return frames, poses
+
+
+def samples_per_second(width: int, height: int, n_images: int = 24, seconds: float = 2.0) -> float:
+    """One worker's rate (samples/s) at a model size: 4 decodes + fit + uint8 tensor per sample."""
+    import cv2
+    import torch
+
+    from pipeline.data import fit_to_size, read_rgb
+
+    cv2.setNumThreads(1)  # as pipeline.train's worker_init_fn sets it
+    with tempfile.TemporaryDirectory() as tmp:
+        frames, poses = _write_images(Path(tmp), width, height, n_images)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds or done < 4:
+            t = done % (n_images - 1)
+            for path in (poses[t], poses[t + 1], frames[t], frames[t + 1]):
+                image = fit_to_size(read_rgb(path), width, height)
+                torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+            done += 1
+        return done / (time.perf_counter() - start)
+
+
+def gpu_step_rates(bench_train_json: Path) -> dict[str, float]:
+    """Samples/s one GPU step consumes, by model size, from make gpu-check's JSON (GPU rows only)."""
+    if not bench_train_json.is_file():
+        return {}
+    rows = json.loads(bench_train_json.read_text()).get("rows", [])
+    return {f"{r['width']}x{r['height']}": r.get("batch_size", 1) / r["s_per_step"] for r in rows
+            if str(r.get("device", "")).startswith("cuda") and r.get("s_per_step")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipeline.provenance import provenance, write_json
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=2.0, help="time per size")
+    p.add_argument("--bench-train", type=Path, default=Path("results/bench/gpu_check.json"),
+                   help="JSON with GPU rows (width, height, s_per_step, device): make gpu-check writes it")
+    p.add_argument("--out", type=Path, default=Path("results/bench/data.json"))
+    args = p.parse_args(argv)
+    needed = gpu_step_rates(args.bench_train)
+    rows = []
+    print(f"{'size':>10} {'samples/s/worker':>17} {'GPU needs (samples/s)':>22} {'workers per GPU':>16}")
+    for width, height in SIZES:
+        rate = samples_per_second(width, height, seconds=args.seconds)
+        need = needed.get(f"{width}x{height}")
+        workers = math.ceil(need / rate) if need else None
+        rows.append({"width": width, "height": height, "samples_per_s_per_worker": rate,
+                     "gpu_samples_per_s": need, "workers_per_gpu": workers})
+        print(f"{width}x{height:<5} {rate:17.1f} {need if need else 'unknown':>22} {workers or '-':>16}")
+    if not needed:
+        print(f"no GPU rows in {args.bench_train} yet (make gpu-check on a CUDA machine writes them): "
+              "the GPU's samples/s is unknown; workers per GPU = GPU samples/s / samples/s per worker")
+    write_json(args.out, {"provenance": provenance("bench-data", vars(args) | {"bench_train": str(args.bench_train),
+                                                                               "out": str(args.out)}),
+                          "rows": rows})
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""`make gpu-check`: the figures a CUDA machine owes the README, in one command.
+
+Training steps of the paper-size generators (global: ngf 64, 9 blocks; local enhancer: ngf 32
+around it) at 512x256 and 1024x512 in fp32 and bf16: s/step, peak memory and achieved FLOP/s as
+a fraction of the GPU's dense bf16 peak (FLOPs counted by torch.utils.flop_counter); one data
+worker's samples/s; transfer (generation) frames/s at 1024x512. Prints a table, writes JSON.
+Needs torch, numpy, opencv only (no snakemake, no mediapipe). The VGG loss is off (its weights
+need not be on the machine), so a step here is the GAN's step without the perceptual loss.
+``--device cpu --tiny`` runs all of it with a tiny model (the test does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's pipeline package
+
+# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity).
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
+                    "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+
+
+def bf16_peak(device_name: str) -> float | None:
+    """The GPU's dense bf16 peak in FLOP/s from its name, or None when the name is not in the table."""
+    for key in sorted(BF16_PEAK_TFLOPS, key=len, reverse=True):  # most specific name first
+        if key.lower() in device_name.lower():
+            return BF16_PEAK_TFLOPS[key] * 1e12
+    return None
+
+
+def count_flops(fn: Any) -> int:
+    """FLOPs of one call of ``fn`` (forward and backward, as torch's flop counter sees them)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def models(tiny: bool) -> list[dict[str, Any]]:
+    """(name, model settings, sizes) of the measured generators."""
+    if tiny:
+        net = dict(n_downsample=2, n_blocks=1, ndf=4, n_layers_d=2, num_d=1)
+        return [{"name": "global", "cfg": dict(net, ngf=8), "sizes": [(64, 32), (128, 64)]},
+                {"name": "local", "cfg": dict(net, ngf=4, local_enhancer=True), "sizes": [(128, 64)]}]
+    net = dict(n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
+    return [{"name": "global ngf64", "cfg": dict(net, ngf=64), "sizes": [(512, 256), (1024, 512)]},
+            {"name": "local ngf32", "cfg": dict(net, ngf=32, local_enhancer=True), "sizes": [(1024, 512)]}]
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_row(name: str, net: dict[str, Any], width: int, height: int, precision: str, device: Any,
+              steps: int, peak: float | None) -> dict[str, Any]:
+    import torch
+
+    from pipeline.train import PoseTask, Runtime, TrainConfig
+
+    cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, **net)
+    rt = Runtime(0, 1, device, bf16=precision == "bf16")
+    task = PoseTask(cfg, rt)
+    g = torch.Generator().manual_seed(0)
+    batch = {k: torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8, generator=g)
+             for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
+    task.step(batch)  # warm-up: cuDNN autotuning, allocations
+    flops = count_flops(lambda: task.step(batch))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        task.step(batch)
+    _sync(device)
+    s_per_step = (time.perf_counter() - start) / steps
+    achieved = flops / s_per_step
+    return {"model": name, "width": width, "height": height, "precision": precision, "device": str(device),
+            "batch_size": 1, "s_per_step": s_per_step, "flops_per_step": flops, "achieved_tflops": achieved / 1e12,
+            "fraction_of_bf16_peak": achieved / peak if peak else None,
+            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+
+
+def transfer_row(net: dict[str, Any], width: int, height: int, device: Any, frames: int) -> dict[str, Any]:
+    """Frames/s of the temporal generator over a sequence (bf16 on CUDA), output back on the host."""
+    import torch
+
+    from pipeline.models.generator import build_generator, default_generator_config, generate_sequence
+
+    config = default_generator_config(kind="local" if net.get("local_enhancer") else "global", ngf=net["ngf"],
+                                      n_downsample=net["n_downsample"], n_blocks=net["n_blocks"])
+    generator = build_generator(config).to(device).eval()
+    poses = [torch.rand(1, 3, height, width) * 2 - 1 for _ in range(4)]
+    for _ in generate_sequence(generator, poses[:2], device=device, amp=True):
+        pass  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in generate_sequence(generator, (poses[i % 4] for i in range(frames)), device=device, amp=True):
+        pass
+    return {"width": width, "height": height, "device": str(device), "frames": frames,
+            "frames_per_s": frames / (time.perf_counter() - start)}
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """Rows as an aligned text table; columns are (key, title, format); None prints as '-'."""
+    cells = [[title for _, title, _ in columns]]
+    for row in rows:
+        cells.append(["-" if row.get(k) is None else format(row[k], fmt) for k, _, fmt in columns])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells)
+
+
+TRAIN_COLUMNS = [("model", "model", "s"), ("width", "W", "d"), ("height", "H", "d"), ("precision", "precision", "s"),
+                 ("s_per_step", "s/step", ".3f"), ("peak_memory_gib", "peak GiB", ".2f"),
+                 ("achieved_tflops", "TFLOP/s", ".2f"), ("fraction_of_bf16_peak", "of bf16 peak", ".1%")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    p.add_argument("--tiny", action="store_true", help="tiny models and sizes (a check of the script itself)")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps per row")
+    p.add_argument("--frames", type=int, default=100, help="frames generated for the transfer rate")
+    p.add_argument("--out", type=Path, default=Path("results/bench/gpu_check.json"))
+    args = p.parse_args(argv)
+
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("gpu-check: no CUDA device (torch.cuda.is_available() is False): run it on a GPU machine, "
+              "or `python scripts/gpu_check.py --device cpu --tiny` to check the script itself", file=sys.stderr)
+        return 3
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    peak = bf16_peak(name) if device.type == "cuda" else None
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    rows = []
+    for spec in models(args.tiny):
+        for width, height in spec["sizes"]:
+            for precision in ("fp32", "bf16"):
+                rows.append(train_row(spec["name"], spec["cfg"], width, height, precision, device, args.steps, peak))
+                print(format_table(rows[-1:], TRAIN_COLUMNS).splitlines()[-1], flush=True)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_data import samples_per_second
+
+    big = models(args.tiny)[-1]
+    width, height = big["sizes"][-1]
+    feed = {"width": width, "height": height, "samples_per_s_per_worker": samples_per_second(width, height, 12, 1.0)}
+    transfer = transfer_row(big["cfg"], width, height, device, args.frames)
+    print(f"\n{name}: dense bf16 peak {peak / 1e12 if peak else 'unknown'} TFLOP/s")
+    print(format_table(rows, TRAIN_COLUMNS))
+    print(f"data feed at {width}x{height}: {feed['samples_per_s_per_worker']:.1f} samples/s per worker (one cv2 thread)")
+    print(f"transfer at {width}x{height}: {transfer['frames_per_s']:.1f} frames/s")
+    from pipeline.provenance import provenance, write_json
+
+    write_json(args.out, {"provenance": provenance("gpu-check", {k: str(v) for k, v in vars(args).items()}),
+                          "device_name": name, "bf16_peak_flops": peak, "rows": rows, "data_feed": feed,
+                          "transfer": transfer})
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
