@@ -245,7 +245,9 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp_dir:
+    owned = r"metrics\.parquet|frames\.parquet|tables\.(md|html)|samples\.png|evaluation\.json"
+    inputs = (Path(generator),) + tuple(Path(p) for clip in clips for p in clip)
+    with atomic_dir(out_dir, "evaluate", owned, inputs=inputs, marker="evaluation.json") as tmp_dir:
         table.to_parquet(tmp_dir / "metrics.parquet", index=False)
         per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
         tables = result_tables(table, rows, lpips is not None)

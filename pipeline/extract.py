@@ -15,6 +15,7 @@ from pipeline.media import ffmpeg_exe, probe_video
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
+FRAME_FILES = r"\d{6}\.(jpg|png)|meta\.json"  # everything extract_frames writes
 
 # Clockwise rotation -> ffmpeg transpose filters.
 _ROTATE_FILTERS = {0: [], 90: [("transpose", "clock")], 180: [("hflip", None), ("vflip", None)],
@@ -63,7 +64,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         disp_w, disp_h = w, h
     stream = stream.filter("scale", -2, height, flags="area")
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "extract", FRAME_FILES, inputs=(video,)) as tmp:
         output_args: dict[str, Any] = {"start_number": 0}
         if image_format == "jpg":
             output_args["q:v"] = 2
