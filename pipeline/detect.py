@@ -145,7 +145,13 @@ def _read_images(paths: Sequence[Path], crop: Box | None) -> Iterator[np.ndarray
     import cv2
 
     def load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        data = path.read_bytes()
+        # cv2 decodes a cut-off JPEG as a grey-filled image (a frame "without anybody");
+        # our frames are whole files, so a missing end marker means a broken extraction.
+        ends = {".jpg": (b"\xff\xd9",), ".png": (b"IEND\xaeB`\x82",)}.get(path.suffix, ())
+        if ends and not data.rstrip(b"\x00").endswith(ends):
+            raise ValueError(f"{path}: truncated frame image (no end marker); extract the video again")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{path}: cannot read frame image")
         if crop is not None:
@@ -177,6 +183,8 @@ def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None) -> Keyp
     frames_dir = Path(frames_dir)
     paths = list_frames(frames_dir)
     meta = read_frames_meta(frames_dir)
+    if meta.get("frame_count") not in (None, len(paths)):
+        raise ValueError(f"{frames_dir}: {len(paths)} frame images but meta.json says {meta['frame_count']}")
     width, height = int(meta["width"]), int(meta["height"])
     _check_crop(crop, width, height, frames_dir)
     offset = (crop[0], crop[1]) if crop else (0, 0)

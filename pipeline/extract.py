@@ -83,6 +83,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
             raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")
+        _check_frame_count(video, len(frames), info.duration, out_fps, max_frames)
         import cv2
 
         out_h, out_w = cv2.imread(str(frames[0])).shape[:2]
@@ -99,6 +100,25 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     log.info("%s: %d frames at %.3g fps, %dx%d -> %s", video, meta["frame_count"], out_fps, out_w,
              out_h, out_dir)
     return meta
+
+
+def _check_frame_count(video: Path, decoded: int, duration: float, fps: float, max_frames: int | None) -> None:
+    """Fail when far fewer frames decode than the container's duration promises (a cut-off file).
+
+    A few frames short is normal (audio longer than video, rounding of the fps filter) and only
+    logged; more than 5% (at least 3 frames) short is an error naming both numbers.
+    """
+    if duration <= 0:
+        return  # the container gives no duration to compare with
+    expected = round(duration * fps)
+    if max_frames is not None:
+        expected = min(expected, max_frames)
+    short = expected - decoded
+    if short > max(2, round(0.05 * expected)):
+        raise ValueError(f"{video}: only {decoded} of the {expected} frames its duration ({duration:.2f} s at "
+                         f"{fps:.3g} fps) promises could be decoded; the file is truncated or damaged")
+    if short > 0:
+        log.warning("%s: %d frames decoded, %d expected from the duration", video, decoded, expected)
 
 
 def list_frames(frames_dir: str | Path) -> list[Path]:
