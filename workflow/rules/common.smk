@@ -114,6 +114,26 @@ def detect_options(wildcards):
     return f"--backend {config['detect']['backend']}"
 
 
+def n_chunks(video):
+    """Detection chunks of a video: its frame count (extract's meta.json, a checkpoint) / chunk_frames."""
+    import json
+
+    frames_dir = checkpoints.extract.get(video=video).output[0]
+    n_frames = json.loads((Path(frames_dir) / "meta.json").read_text())["frame_count"]
+    return -(-n_frames // config["detect"]["chunk_frames"])
+
+
+def detect_chunks(wildcards):
+    return [f"results/keypoints/{wildcards.video}/chunks/{i}.parquet" for i in range(n_chunks(wildcards.video))]
+
+
+def chunk_range(wildcards):
+    """`--start S --stop E` of chunk i; the last chunk runs to the video's end."""
+    size, i = config["detect"]["chunk_frames"], int(wildcards.chunk)
+    stop = "" if i == n_chunks(wildcards.video) - 1 else f" --stop {(i + 1) * size}"
+    return f"--start {i * size}{stop}"
+
+
 def subject_clips(wildcards):
     return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
 
