@@ -205,3 +205,15 @@ def test_pickled_lpips_weights_give_a_clear_error(tmp_path):
     torch.save({"features.0.weight": Path("not a tensor")}, weights)  # needs full unpickling
     with pytest.raises(ValueError, match=f"{weights}: unreadable AlexNet weight file"):
         LPIPS.load(weights)
+
+
+def test_evaluate_refuses_a_foreign_folder_before_any_work(tmp_path):
+    from pipeline.evaluate import evaluate
+
+    out = tmp_path / "evaluation"
+    out.mkdir()
+    (out / "paper.pdf").write_bytes(b"x")
+    # The generator file does not exist: the refusal must come first.
+    with pytest.raises(ValueError, match="paper.pdf"):
+        evaluate(out, [(tmp_path / "f", tmp_path / "r", tmp_path / "k.parquet")], tmp_path / "missing.pt")
+    assert (out / "paper.pdf").read_bytes() == b"x"
