@@ -74,7 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="x,y,w,h in frame pixels: only the person inside this box is kept")
     p.add_argument("--min-detected-fraction", type=float, default=0.0,
                    help="fail when fewer frames than this fraction have a person")
+    p.add_argument("--start", type=int, default=0, help="first frame of a chunk (see gather-keypoints)")
+    p.add_argument("--stop", type=int, default=None, help="frame after the chunk's last (default: the end)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="frames before --start the tracker sees first, then dropped (mediapipe)")
     p.set_defaults(func=_handler("pipeline.detect", "cli"))
+
+    p = sub.add_parser("gather-keypoints", help="chunks of `edn detect --start/--stop` -> one keypoint file")
+    p.add_argument("frames_dir", type=Path, help="the frames folder the chunks were detected on")
+    p.add_argument("out", type=Path)
+    p.add_argument("chunks", type=Path, nargs="+")
+    p.add_argument("--min-detected-fraction", type=float, default=0.0,
+                   help="fail when fewer frames than this fraction have a person")
+    p.set_defaults(func=_handler("pipeline.detect", "cli_gather"))
 
     p = sub.add_parser("smooth", help="median pre-smoothing with short-gap filling")
     p.add_argument("input", type=Path)

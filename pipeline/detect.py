@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.extract import list_frames, read_frames_meta
 from pipeline.keypoints import (BODY, FACE, LEFT_HAND, N_BODY, N_FACE, N_HAND, RIGHT_HAND, J, KeypointTrack,
-                                empty_track, mark_missing, write_keypoints)
+                                empty_track, mark_missing, read_keypoints, write_keypoints)
 from pipeline.provenance import provenance
 from pipeline.smooth import chain_provenance
 
@@ -145,7 +145,13 @@ def _read_images(paths: Sequence[Path], crop: Box | None) -> Iterator[np.ndarray
     import cv2
 
     def load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        data = path.read_bytes()
+        # cv2 decodes a cut-off JPEG as a grey-filled image (a frame "without anybody");
+        # our frames are whole files, so a missing end marker means a broken extraction.
+        ends = {".jpg": (b"\xff\xd9",), ".png": (b"IEND\xaeB`\x82",)}.get(path.suffix, ())
+        if ends and not data.rstrip(b"\x00").endswith(ends):
+            raise ValueError(f"{path}: truncated frame image (no end marker); extract the video again")
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"{path}: cannot read frame image")
         if crop is not None:
@@ -169,17 +175,35 @@ def _check_crop(crop: Box | None, width: int, height: int, where: Path) -> None:
         raise ValueError(f"{where}: crop box {crop} lies outside the {width}x{height} frames")
 
 
-def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None) -> KeypointTrack:
-    """Run MediaPipe Holistic over an extracted frames folder; one row of 137 joints per frame."""
+def frame_range(n_frames: int, start: int, stop: int | None, where: Path) -> tuple[int, int]:
+    """``[start, stop)`` checked against a folder of ``n_frames`` frames (``stop`` None: the end)."""
+    stop = n_frames if stop is None else stop
+    if not 0 <= start < stop <= n_frames:
+        raise ValueError(f"{where}: frame range {start}..{stop} is not inside its {n_frames} frames")
+    return start, stop
+
+
+def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None, start: int = 0,
+                     stop: int | None = None, warmup: int = 0) -> KeypointTrack:
+    """Run MediaPipe Holistic over an extracted frames folder; one row of 137 joints per frame.
+
+    Only frames ``[start, stop)`` are returned; the tracker first sees up to ``warmup`` frames
+    before ``start`` (dropped), so a chunk of a long video starts as if tracking had run on.
+    """
     import mediapipe as mp
     from tqdm import tqdm
 
     frames_dir = Path(frames_dir)
     paths = list_frames(frames_dir)
     meta = read_frames_meta(frames_dir)
+    if meta.get("frame_count") not in (None, len(paths)):
+        raise ValueError(f"{frames_dir}: {len(paths)} frame images but meta.json says {meta['frame_count']}")
     width, height = int(meta["width"]), int(meta["height"])
     _check_crop(crop, width, height, frames_dir)
     offset = (crop[0], crop[1]) if crop else (0, 0)
+    start, stop = frame_range(len(paths), start, stop, frames_dir)
+    first = max(0, start - warmup)
+    paths = paths[first:stop]
     data = empty_track(len(paths))
     holistic = mp.solutions.holistic.Holistic(static_image_mode=False, model_complexity=MODEL_COMPLEXITY,
                                               refine_face_landmarks=True, smooth_landmarks=True)
@@ -199,7 +223,8 @@ def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None) -> Keyp
                                    (pixels(res.left_hand_landmarks), pixels(res.right_hand_landmarks)),
                                    (width, height))
     frames = np.array([int(p.stem) for p in paths], dtype=np.int32)
-    return KeypointTrack(data, frames, _track_meta(meta, "mediapipe", {
+    keep = slice(start - first, None)
+    return KeypointTrack(data[keep], frames[keep], _track_meta(meta, "mediapipe", {
         "model_complexity": MODEL_COMPLEXITY, "refine_face_landmarks": True,
         "visibility_threshold": VISIBILITY_THRESHOLD, "crop": list(crop) if crop else None}))
 
@@ -364,22 +389,74 @@ def summarize(track: KeypointTrack) -> dict[str, Any]:
 
 def detect(frames_dir: str | Path, out: str | Path, *, backend: str = "mediapipe",
            json_dir: str | Path | None = None, json_size: tuple[int, int] | None = None,
-           crop: Box | None = None, min_detected_fraction: float = 0.0
-           ) -> KeypointTrack:
-    """Detect, check that a person was found often enough, and write ``out`` (contract Parquet)."""
+           crop: Box | None = None, min_detected_fraction: float = 0.0, start: int = 0,
+           stop: int | None = None, warmup: int = 0) -> KeypointTrack:
+    """Detect, check that a person was found often enough, and write ``out`` (contract Parquet).
+
+    With ``start``/``stop`` only that frame range is written (a chunk for
+    :func:`gather_keypoints`, which checks the whole video instead; a chunk may hold nobody).
+    """
     if not 0.0 <= min_detected_fraction <= 1.0:
         raise ValueError(f"detect: min_detected_fraction must be in [0, 1], got {min_detected_fraction}")
+    chunk = start != 0 or stop is not None
     if backend == "mediapipe":
-        track = detect_mediapipe(frames_dir, crop=crop)
+        track = detect_mediapipe(frames_dir, crop=crop, start=start, stop=stop, warmup=warmup)
     elif backend == "openpose-json":
         if json_dir is None:
             raise ValueError("detect: --backend openpose-json needs --json-dir (OpenPose --write_json folder)")
         track = detect_openpose_json(frames_dir, json_dir, json_size=json_size, crop=crop)
+        first, last = frame_range(len(track.frames), start, stop, Path(frames_dir))
+        track = KeypointTrack(track.data[first:last], track.frames[first:last], track.meta)
     else:
         raise ValueError(f"detect: unknown backend {backend!r} (mediapipe or openpose-json)")
+    if chunk:
+        track.meta["chunk"] = {"start": int(track.frames[0]), "stop": int(track.frames[-1]) + 1, "warmup": warmup}
+        write_keypoints(out, track)
+        return track
+    _check_and_write(track, out, frames_dir if backend == "mediapipe" else json_dir, backend,
+                     min_detected_fraction)
+    return track
+
+
+def gather_keypoints(chunks: Sequence[str | Path], frames_dir: str | Path, out: str | Path, *,
+                     min_detected_fraction: float = 0.0) -> KeypointTrack:
+    """One keypoint file from the chunks of ``edn detect --start/--stop`` of ``frames_dir``.
+
+    The chunks must tile the video's frames exactly (no gap, no overlap) and agree on size,
+    frame rate, backend and detection parameters; the whole is checked as ``detect`` would.
+    """
+    frames_dir = Path(frames_dir)
+    n_frames = len(list_frames(frames_dir))
+    tracks = [read_keypoints(c) for c in chunks]
+    if not tracks:
+        raise ValueError(f"{frames_dir}: no chunks to gather")
+    order = sorted(range(len(tracks)), key=lambda i: int(tracks[i].frames[0]) if len(tracks[i].frames) else -1)
+    expected, first = 0, tracks[order[0]]
+    same = ("width", "height", "fps", "backend")
+    params = {k: v for k, v in first.meta["provenance"]["params"].items()}
+    for i in order:
+        track, name = tracks[i], Path(chunks[i])
+        if list(track.frames) != list(range(expected, expected + len(track.frames))) or not len(track.frames):
+            raise ValueError(f"{name}: chunk frames {track.frames[:1].tolist()}..{track.frames[-1:].tolist()} do not "
+                             f"continue at frame {expected} (gap or overlap between chunks)")
+        if any(track.meta.get(k) != first.meta.get(k) for k in same) or track.meta["provenance"]["params"] != params:
+            raise ValueError(f"{name}: chunk made with other metadata or parameters than {Path(chunks[order[0]])}")
+        expected += len(track.frames)
+    if expected != n_frames:
+        raise ValueError(f"{frames_dir}: chunks cover frames 0..{expected}, the folder has {n_frames}")
+    meta = {k: v for k, v in first.meta.items() if k != "chunk"}
+    meta = chain_provenance(meta, provenance("gather-keypoints", {
+        "chunks": [str(chunks[i]) for i in order], "warmup": first.meta.get("chunk", {}).get("warmup")}))
+    track = KeypointTrack(np.concatenate([tracks[i].data for i in order]),
+                          np.concatenate([tracks[i].frames for i in order]), meta)
+    _check_and_write(track, out, frames_dir, str(meta.get("backend")), min_detected_fraction)
+    return track
+
+
+def _check_and_write(track: KeypointTrack, out: str | Path, source: str | Path | None, backend: str,
+                     min_detected_fraction: float) -> None:
     summary = summarize(track)
     found, total = summary["frames_with_person"], summary["frames"]
-    source = frames_dir if backend == "mediapipe" else json_dir
     if found == 0:
         raise ValueError(f"{source}: nobody found in any of its {total} frames ({backend})")
     if found < min_detected_fraction * total:
@@ -388,12 +465,17 @@ def detect(frames_dir: str | Path, out: str | Path, *, backend: str = "mediapipe
     track.meta["detect_summary"] = summary
     track.meta["provenance"]["params"]["min_detected_fraction"] = min_detected_fraction
     write_keypoints(out, track)
-    log.info("%s: person in %d/%d frames, mean joints found %s -> %s", frames_dir, found, total,
+    log.info("%s: person in %d/%d frames, mean joints found %s -> %s", source, found, total,
              summary["mean_joints_found"], out)
-    return track
 
 
 def cli(args: argparse.Namespace) -> int:
     detect(args.frames_dir, args.out, backend=args.backend, json_dir=args.json_dir, json_size=args.json_size,
-           crop=args.crop, min_detected_fraction=args.min_detected_fraction)
+           crop=args.crop, min_detected_fraction=args.min_detected_fraction, start=args.start, stop=args.stop,
+           warmup=args.warmup)
+    return 0
+
+
+def cli_gather(args: argparse.Namespace) -> int:
+    gather_keypoints(args.chunks, args.frames_dir, args.out, min_detected_fraction=args.min_detected_fraction)
     return 0

@@ -151,12 +151,22 @@ def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> t
     return ssim(a, b), (lpips(a, b) if lpips is not None else math.nan)
 
 
+_OWNED = r"metrics\.parquet|frames\.parquet|tables\.(md|html)|samples\.png|evaluation\.json"  # what evaluate writes
+
+
 def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]], generator: str | Path,
              *, face: str | Path | None = None, frame_by_frame: str | Path | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
              device: str = "auto", samples: int = 4) -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
     samples.png and evaluation.json into ``out_dir``. Returns the record."""
+    import re
+
+    from pipeline.provenance import check_output_dir
+
+    # Refuse a folder that is not ours before the long computation, not only at the end.
+    inputs = (Path(generator),) + tuple(Path(p) for clip in clips for p in clip)
+    check_output_dir(Path(out_dir), "evaluate", re.compile(_OWNED), inputs, marker="evaluation.json")
     import pandas as pd
     import torch
 
@@ -245,7 +255,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp_dir:
+    with atomic_dir(out_dir, "evaluate", _OWNED, inputs=inputs, marker="evaluation.json") as tmp_dir:
         table.to_parquet(tmp_dir / "metrics.parquet", index=False)
         per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
         tables = result_tables(table, rows, lpips is not None)

@@ -11,14 +11,29 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.media import ffmpeg_exe, probe_video
+from pipeline.media import VideoInfo, ffmpeg_exe, probe_video
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
+FRAME_FILES = r"\d{6}\.(jpg|png)|meta\.json"  # everything extract_frames writes
 
 # Clockwise rotation -> ffmpeg transpose filters.
 _ROTATE_FILTERS = {0: [], 90: [("transpose", "clock")], 180: [("hflip", None), ("vflip", None)],
                    270: [("transpose", "cclock")]}
+
+
+def check_crop(info: VideoInfo, rotation: int | None, crop: tuple[int, int, int, int]) -> None:
+    """Fail when the x, y, w, h ``crop`` box is not inside the frame as displayed after ``rotation``.
+
+    The workflow calls this for every sheet row at start, before any stage runs.
+    """
+    disp_w, disp_h = info.width, info.height
+    if rotation is not None:
+        stored_w, stored_h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+        disp_w, disp_h = (stored_h, stored_w) if rotation in (90, 270) else (stored_w, stored_h)
+    x, y, w, h = crop
+    if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > disp_w or y + h > disp_h:
+        raise ValueError(f"{info.path}: crop box {tuple(crop)} lies outside the {disp_w}x{disp_h} frame")
 
 
 def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None = None,
@@ -49,21 +64,15 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     stream = ffmpeg.input(str(video), **input_args).video
     # The fps filter resamples to a constant rate, so frame i is at time i / fps.
     stream = stream.filter("fps", fps=out_fps)
-    disp_w, disp_h = info.width, info.height  # only needed to check the crop box
     if rotation is not None:
         for name, arg in _ROTATE_FILTERS[rotation]:
             stream = stream.filter(name, arg) if arg else stream.filter(name)
-        stored_w, stored_h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
-        disp_w, disp_h = (stored_h, stored_w) if rotation in (90, 270) else (stored_w, stored_h)
     if crop is not None:
-        x, y, w, h = crop
-        if x < 0 or y < 0 or x + w > disp_w or y + h > disp_h:
-            raise ValueError(f"{video}: crop box {crop} lies outside the {disp_w}x{disp_h} frame")
-        stream = stream.crop(x, y, w, h)
-        disp_w, disp_h = w, h
+        check_crop(info, rotation, crop)
+        stream = stream.crop(*crop)
     stream = stream.filter("scale", -2, height, flags="area")
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "extract", FRAME_FILES, inputs=(video,)) as tmp:
         output_args: dict[str, Any] = {"start_number": 0}
         if image_format == "jpg":
             output_args["q:v"] = 2
@@ -82,6 +91,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
             raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")
+        _check_frame_count(video, len(frames), info.duration, out_fps, max_frames)
         import cv2
 
         out_h, out_w = cv2.imread(str(frames[0])).shape[:2]
@@ -98,6 +108,25 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     log.info("%s: %d frames at %.3g fps, %dx%d -> %s", video, meta["frame_count"], out_fps, out_w,
              out_h, out_dir)
     return meta
+
+
+def _check_frame_count(video: Path, decoded: int, duration: float, fps: float, max_frames: int | None) -> None:
+    """Fail when far fewer frames decode than the container's duration promises (a cut-off file).
+
+    A few frames short is normal (audio longer than video, rounding of the fps filter) and only
+    logged; more than 5% (at least 3 frames) short is an error naming both numbers.
+    """
+    if duration <= 0:
+        return  # the container gives no duration to compare with
+    expected = round(duration * fps)
+    if max_frames is not None:
+        expected = min(expected, max_frames)
+    short = expected - decoded
+    if short > max(2, round(0.05 * expected)):
+        raise ValueError(f"{video}: only {decoded} of the {expected} frames its duration ({duration:.2f} s at "
+                         f"{fps:.3g} fps) promises could be decoded; the file is truncated or damaged")
+    if short > 0:
+        log.warning("%s: %d frames decoded, %d expected from the duration", video, decoded, expected)
 
 
 def list_frames(frames_dir: str | Path) -> list[Path]:

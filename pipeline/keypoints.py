@@ -160,18 +160,52 @@ def read_keypoints(path: str | Path) -> KeypointTrack:
     missing = expected - set(table.column_names)
     if missing:
         raise KeypointFileError(f"{path}: missing columns {sorted(missing)}")
-    raw_meta = (table.schema.metadata or {}).get(METADATA_KEY)
-    meta = json.loads(raw_meta) if raw_meta else {}
+    meta = _read_meta(path, table.schema.metadata or {})
+    import pyarrow as pa
+
+    for name in ("frame", "joint"):
+        column = table.column(name)
+        if not pa.types.is_integer(column.type):
+            raise KeypointFileError(f"{path}: column '{name}' must hold integers, found {column.type}")
+        if column.null_count:
+            raise KeypointFileError(f"{path}: column '{name}' has {column.null_count} empty values")
+    for name in ("x", "y", "confidence"):
+        if not (pa.types.is_floating(table.column(name).type) or pa.types.is_integer(table.column(name).type)):
+            raise KeypointFileError(f"{path}: column '{name}' must hold numbers, found {table.column(name).type}")
     frame = table.column("frame").to_numpy().astype(np.int64)
     joint = table.column("joint").to_numpy().astype(np.int64)
     if len(joint) and (joint.min() < 0 or joint.max() >= N_JOINTS):
         raise KeypointFileError(f"{path}: joint index outside 0..{N_JOINTS - 1}")
+    if len(frame) and frame.min() < 0:
+        raise KeypointFileError(f"{path}: negative frame index {frame.min()}")
+    if len(np.unique(frame * N_JOINTS + joint)) != len(frame):
+        raise KeypointFileError(f"{path}: a (frame, joint) pair appears more than once")
     frames = np.unique(frame)
     data = empty_track(len(frames))
     row = np.searchsorted(frames, frame)
     for i, col in enumerate(("x", "y", "confidence")):
         data[row, joint, i] = table.column(col).to_numpy(zero_copy_only=False).astype(np.float32)
     conf = data[..., 2]
+    if np.isnan(conf).any():
+        raise KeypointFileError(f"{path}: confidence is NaN in some rows (a missing joint has 0)")
     if np.any((conf < 0) | (conf > 1)):
         raise KeypointFileError(f"{path}: confidence outside [0, 1]")
     return KeypointTrack(mark_missing(data), frames.astype(np.int32), meta)
+
+
+def _read_meta(path: Path, schema_meta: dict[bytes, bytes]) -> dict[str, Any]:
+    """The ``edn`` metadata, checked for the keys every stage relies on."""
+    raw = schema_meta.get(METADATA_KEY)
+    if raw is None:
+        raise KeypointFileError(f"{path}: no 'edn' metadata (not written by edn detect/smooth/normalize?)")
+    try:
+        meta = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise KeypointFileError(f"{path}: 'edn' metadata is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise KeypointFileError(f"{path}: 'edn' metadata is not a JSON object")
+    for key in ("width", "height", "fps"):
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise KeypointFileError(f"{path}: 'edn' metadata lacks a positive '{key}' (found {value!r})")
+    return meta

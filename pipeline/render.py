@@ -122,11 +122,11 @@ def encode_png(bgr: np.ndarray) -> bytes:
 
 
 def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int] | None = None, *,
-                 face: bool = True, hands: bool = True) -> int:
+                 face: bool = True, hands: bool = True, inputs: tuple[str | Path, ...] = ()) -> int:
     """Write ``out_dir/{frame:06d}.png`` for every frame of ``track``; return the count.
 
     Keypoints are scaled from the track's frame size to ``size`` when they differ in height;
-    widths then follow (same aspect expected).
+    widths then follow (same aspect expected). ``out_dir`` may not hold ``inputs``.
     """
     src_w, src_h = int(track.meta["width"]), int(track.meta["height"])
     size = size or (src_w, src_h)
@@ -135,7 +135,7 @@ def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, "render", r"\d{6}\.png|meta\.json", inputs=inputs) as tmp:
         def write(i: int) -> None:
             image = render_frame(track.data[i], size, scale=scale, face=face, hands=hands)
             (tmp / f"{int(track.frames[i]):06d}.png").write_bytes(encode_png(image))
@@ -154,6 +154,7 @@ def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int
 
 def cli(args: argparse.Namespace) -> int:
     track = read_keypoints(args.keypoints)
-    n = render_track(track, args.out_dir, args.size, face=not args.no_face, hands=not args.no_hands)
+    n = render_track(track, args.out_dir, args.size, face=not args.no_face, hands=not args.no_hands,
+                     inputs=(args.keypoints,))
     log.info("%s: %d stick figures -> %s", args.keypoints, n, args.out_dir)
     return 0

@@ -85,9 +85,11 @@ def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
 def test_evaluation_refuses_other_clips_and_missing_models(tmp_path, trained, synthetic_clip_factory):
     other = synthetic_clip_factory(tmp_path / "other", n_frames=10, width=64, height=128, fps=24.0)
     # Same length: only the recorded keypoint fingerprint tells that training never split this clip.
-    keypoints = pd.read_parquet(other[2])
-    keypoints["x"] += 1.0
-    keypoints.to_parquet(other[2])
+    from pipeline.keypoints import read_keypoints, write_keypoints
+
+    keypoints = read_keypoints(other[2])  # keeps the edn metadata, which pandas would drop
+    keypoints.data[..., 0] += 1.0
+    write_keypoints(other[2], keypoints)
     with pytest.raises(ValueError, match="is not the clip this model was trained on"):
         evaluate(tmp_path / "e", [other], trained["generator"], rows=["temporal"], device="cpu")
     with pytest.raises(ValueError, match="temporal_face needs the face GAN"):

@@ -41,7 +41,35 @@ def load_videos(path):
     return sheet.set_index("name", drop=False)
 
 
+def check_config_sizes(config):
+    """What the schema cannot say: model sizes that the generator's downsamplings divide."""
+    train = config["train"]
+    divisor = 2 ** (train["n_downsample"] + (1 if train["local_enhancer"] else 0))
+    for key in ("width", "height"):
+        if train[key] % divisor:
+            raise ValueError(f"config train.{key} = {train[key]} must be a multiple of {divisor} "
+                             f"(2 ** n_downsample{' + 1 for the local enhancer' if train['local_enhancer'] else ''})")
+
+
+def check_crops(sheet, path):
+    """Each sheet crop box inside its video's frame (a header read per cropped video, no decoding)."""
+    from pipeline.extract import check_crop
+    from pipeline.media import probe_video
+
+    for name, row in sheet.iterrows():
+        if not row["crop"] or not Path(row["path"]).is_file():
+            continue  # a video made by the workflow (the demo) is checked when extracted
+        crop = tuple(int(v) for v in row["crop"].split(","))
+        info = probe_video(row["path"], count_frames=False)
+        try:
+            check_crop(info, int(row["rotation"]) if row["rotation"] else None, crop)
+        except ValueError as exc:
+            raise ValueError(f"{path}: video {name}: {exc}") from None
+
+
+check_config_sizes(config)
 VIDEOS = load_videos(config["videos"])
+check_crops(VIDEOS, config["videos"])
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
 SOURCES = VIDEOS[VIDEOS["role"] == "source"]
 SUBJECTS = sorted(TARGETS["subject"].unique())
@@ -84,6 +112,26 @@ def detect_options(wildcards):
     if json_dir:
         return f"--backend openpose-json --json-dir {shlex.quote(json_dir)}"
     return f"--backend {config['detect']['backend']}"
+
+
+def n_chunks(video):
+    """Detection chunks of a video: its frame count (extract's meta.json, a checkpoint) / chunk_frames."""
+    import json
+
+    frames_dir = checkpoints.extract.get(video=video).output[0]
+    n_frames = json.loads((Path(frames_dir) / "meta.json").read_text())["frame_count"]
+    return -(-n_frames // config["detect"]["chunk_frames"])
+
+
+def detect_chunks(wildcards):
+    return [f"results/keypoints/{wildcards.video}/chunks/{i}.parquet" for i in range(n_chunks(wildcards.video))]
+
+
+def chunk_range(wildcards):
+    """`--start S --stop E` of chunk i; the last chunk runs to the video's end."""
+    size, i = config["detect"]["chunk_frames"], int(wildcards.chunk)
+    stop = "" if i == n_chunks(wildcards.video) - 1 else f" --stop {(i + 1) * size}"
+    return f"--start {i * size}{stop}"
 
 
 def subject_clips(wildcards):

@@ -15,7 +15,8 @@ rule fetch_demo:
         "python -m pipeline.cli fetch-demo {params.out_dir} --wheel-dir {params.wheel_dir} > {log} 2>&1"
 
 
-rule extract:
+# A checkpoint so chunked detection (detect.chunk_frames) learns the frame count from meta.json.
+checkpoint extract:
     input:
         video=video_path,
         code=stage_code("extract"),

@@ -1,21 +1,66 @@
-rule detect:
-    input:
-        frames="results/frames/{video}",
-        code=stage_code("detect"),
-    output:
-        "results/keypoints/{video}/raw.parquet",
-    params:
-        options=detect_options,
-        min_fraction=config["detect"]["min_detected_fraction"],
-    conda:
-        "../../envs/pose.yaml"
-    log:
-        "results/logs/detect/{video}.log",
-    benchmark:
-        "results/benchmarks/detect/{video}.tsv"
-    shell:
-        "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options}"
-        " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
+if config["detect"]["chunk_frames"]:
+
+    rule detect_chunk:
+        input:
+            frames="results/frames/{video}",
+            code=stage_code("detect"),
+        output:
+            temp("results/keypoints/{video}/chunks/{chunk}.parquet"),
+        wildcard_constraints:
+            chunk=r"\d+",
+        params:
+            options=detect_options,
+            range=chunk_range,
+            warmup=config["detect"]["chunk_overlap"],
+        conda:
+            "../../envs/pose.yaml"
+        log:
+            "results/logs/detect/{video}_chunk{chunk}.log",
+        benchmark:
+            "results/benchmarks/detect/{video}_chunk{chunk}.tsv"
+        shell:
+            "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options} {params.range}"
+            " --warmup {params.warmup} > {log} 2>&1"
+
+    rule gather_keypoints:
+        input:
+            frames="results/frames/{video}",
+            chunks=detect_chunks,
+            code=stage_code("detect"),
+        output:
+            "results/keypoints/{video}/raw.parquet",
+        params:
+            min_fraction=config["detect"]["min_detected_fraction"],
+        conda:
+            "../../envs/pose.yaml"
+        log:
+            "results/logs/detect/{video}.log",
+        benchmark:
+            "results/benchmarks/detect/{video}.tsv"
+        shell:
+            "python -m pipeline.cli gather-keypoints {input.frames:q} {output:q} {input.chunks:q}"
+            " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
+
+else:
+
+    rule detect:
+        input:
+            frames="results/frames/{video}",
+            code=stage_code("detect"),
+        output:
+            "results/keypoints/{video}/raw.parquet",
+        params:
+            options=detect_options,
+            min_fraction=config["detect"]["min_detected_fraction"],
+        conda:
+            "../../envs/pose.yaml"
+        log:
+            "results/logs/detect/{video}.log",
+        benchmark:
+            "results/benchmarks/detect/{video}.tsv"
+        shell:
+            "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options}"
+            " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
 
 
 # Pose quality control, on the raw detections (smoothing uses it) and on the smoothed track
