@@ -237,7 +237,7 @@ def test_workflow_trains_both_models_and_a_rerun_resumes(tmp_path, synthetic_cli
     shutil.copy(keypoints, tmp_path / "results" / "keypoints" / "va" / "smooth.parquet")
     tiny = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, epochs=1, niter_decay=0,
                 workers=0, face={"epochs": 1, "niter_decay": 0, "ngf": 4, "n_blocks": 1, "size": None})
-    only_training = ["--allowed-rules", "train_generator", "train_face"]  # the inputs above stand as they are
+    only_training = ["--allowed-rules", "qc", "train_generator", "train_face"]  # the inputs above stand as they are
     workflow(tmp_path, "results/models/s/face.pt", *only_training, train=tiny)
     models = tmp_path / "results" / "models" / "s"
     assert load_generator(models / "generator.pt")[1]["width"] == 64
