@@ -47,11 +47,19 @@ ROWS = {
 }
 PARTS = ("body", "face", "hands", "overall")
 BODY_MARGIN = 0.1  # the body crop: keypoints' bounding box grown by this fraction of its size
-# The paper's published values (Chan et al. 2018, Tables 1-4) are not printed beside ours: they
-# could not be checked against the paper here, and numbers from memory are not reported.
-PAPER_NOTE = ("The paper's published values (Chan et al. 2018, Tables 1-4) are not reproduced here: they "
-              "could not be checked against the paper when this was written, and are left out rather than "
-              "quoted from memory. The paper's numbers are for 1024x512 models trained for hours on GPUs.")
+# Our joint counts beside the paper's (23 body, 70 face, 21 per hand, 135 overall): MediaPipe has no
+# small toes, so our body is BODY_25 less LSmallToe/RSmallToe (23; the paper does not name its two);
+# face 70 = 68 OpenPose points mapped from the face mesh + 2 pupils; hands 2 x 21; overall 135 found
+# of the 137 columns.
+JOINT_NOTE = ("Joint counts: the paper counts body 23 (BODY_25 less two joints it does not name), face 70, "
+              "hands 21 per hand, overall 135. Ours: body 23 = BODY_25 less LSmallToe and RSmallToe, which "
+              "MediaPipe does not detect; face 70 = the 68 OpenPose face points mapped from MediaPipe's face "
+              "mesh plus 2 pupils (iris centres); hands 2 x 21 from MediaPipe's hand models; overall 135 "
+              "(137 columns less the two small toes). Our keypoints come from MediaPipe, theirs from OpenPose.")
+PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published values of Chan et al. 2018, "
+              "Tables 1-4, for pix2pixHD (beside our frame-by-frame row), T.S. (temporal) and T.S. + Face "
+              "(temporal + face GAN): their own subjects, ~20 min targets at 120 fps, many GPU-days; a "
+              "reference, not a target. Their pose distances' resolution is not stated (model 1024x512).")
 
 
 @dataclass
@@ -248,7 +256,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     with atomic_dir(out_dir) as tmp_dir:
         table.to_parquet(tmp_dir / "metrics.parquet", index=False)
         per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
-        tables = result_tables(table, rows, lpips is not None)
+        tables = result_tables(table, rows, lpips is not None, size)
         intro = _intro(record, rows)
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))
         (tmp_dir / "tables.html").write_text(tables_html(tables, intro))
@@ -275,23 +283,42 @@ def _fmt(value: float, digits: int) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def result_tables(metrics: Any, rows: Sequence[str], lpips: bool) -> list[Table]:
-    """The paper's four tables (and temporal instability) as text cells."""
+def result_tables(metrics: Any, rows: Sequence[str], lpips: bool,
+                  size: tuple[int, int] | None = None) -> list[Table]:
+    """The paper's four tables (and temporal instability) as text cells, the paper's rows beside ours.
+
+    ``size`` (width, height) is the resolution our pixel distances were measured at; Table 3 then
+    also gives them scaled to 512 px height (the height of the paper's model).
+    """
+    from pipeline.paper_tables import PAPER_LABEL, PAPER_NAMES, paper_cell, paper_value
+
     def value(table: str, row: str, metric: str) -> float:
         hit = metrics[(metrics["table"] == table) & (metrics["ablation"] == row) & (metrics["metric"] == metric)]
         return float(hit["value"].iloc[0]) if len(hit) else math.nan
+
+    def paper_rows(table: str, metrics_: Sequence[str]) -> list[list[str]]:
+        return [[f"{PAPER_LABEL}: {PAPER_NAMES[r]}"] + [paper_cell(paper_value(table, r, m)) for m in metrics_]
+                for r in rows if r in PAPER_NAMES]
 
     tables: list[Table] = []
     for number, table, where in ((1, "body", "the crop to the body's bounding box"), (2, "face", "the face box")):
         cells = [[ROWS[r], _fmt(value(table, r, "ssim"), 4),
                   _fmt(value(table, r, "lpips"), 4) if lpips else "unavailable"] for r in rows]
         tables.append((f"Table {number}: images, {where}", ["", "SSIM (higher is better)",
-                                                            "LPIPS (lower is better)"], cells))
-    header = ["", "Body", "Face", "Hands", "Overall"]
-    tables.append(("Table 3: pose distance (mean L2 in model pixels, lower is better)", header,
-                   [[ROWS[r]] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]))
+                                                            "LPIPS (lower is better)"],
+                       cells + paper_rows(table, ("ssim", "lpips"))))
+    header = ["", "Body (23)", "Face (70)", "Hands (2 x 21)", "Overall (135)"]
+    at = f"at {size[0]}x{size[1]}" if size else "in model pixels"
+    distance = [[f"{ROWS[r]} ({at})"] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]
+    if size:
+        scale = 512 / size[1]
+        distance += [[f"{ROWS[r]} (scaled to 512 px height, x{scale:.3g})"]
+                     + [_fmt(value("pose_distance", r, p) * scale, 2) for p in PARTS] for r in rows]
+    tables.append((f"Table 3: pose distance (mean L2 in pixels, lower is better; ours measured {at})", header,
+                   distance + paper_rows("pose_distance", PARTS)))
     tables.append(("Table 4: missed detections per image (lower is better)", header,
-                   [[ROWS[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]))
+                   [[ROWS[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]
+                   + paper_rows("missed_detections", PARTS)))
     tables.append(("Beyond the paper: temporal instability (mean absolute difference of consecutive frames, "
                    "0-255)", ["", "Generated", "Real footage"],
                    [[ROWS[r], _fmt(value("temporal_instability", r, "generated"), 2),
@@ -313,7 +340,7 @@ def _intro(record: dict[str, Any], rows: Sequence[str]) -> list[str]:
                      "never computed with random weights.")
     if record["real_faces_detected"] == 0:
         lines.append("No face keypoints were found on the real frames, so face pose distance and misses are n/a.")
-    lines.append(PAPER_NOTE)
+    lines += [PAPER_NOTE, JOINT_NOTE]
     return lines
 
 

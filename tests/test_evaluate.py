@@ -137,8 +137,30 @@ def test_tables_show_the_values_and_say_what_is_missing():
     text = tables_markdown(result_tables(metrics, ["temporal"], lpips=False), ["intro line"])
     assert "| Temporal smoothing | 0.8123 | unavailable |" in text
     assert "| Temporal smoothing | n/a | unavailable |" in text  # no face box: n/a, not 0
-    assert "| Temporal smoothing | n/a | n/a | 7.50 | n/a |" in text
+    assert "| Temporal smoothing (in model pixels) | n/a | n/a | 7.50 | n/a |" in text
     assert "| Temporal smoothing | n/a | n/a | n/a | 2.00 |" in text
     with_lpips = tables_markdown(result_tables(pd.concat([metrics, pd.DataFrame([
         {"table": "body", "ablation": "temporal", "metric": "lpips", "value": 0.1}])]), ["temporal"], lpips=True), [])
     assert "| Temporal smoothing | 0.8123 | 0.1000 |" in with_lpips
+
+
+def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint_counts():
+    from pipeline.evaluate import JOINT_NOTE, _intro
+
+    metrics = pd.DataFrame([
+        {"table": "pose_distance", "ablation": r, "metric": "body", "value": 3.0} for r in ROWS] + [
+        {"table": "body", "ablation": "temporal", "metric": "ssim", "value": 0.5}])
+    text = tables_markdown(result_tables(metrics, list(ROWS), lpips=True, size=(128, 256)), ["intro"])
+    # Table 1-4: the paper's rows, exact numbers, for the three rows it has
+    assert "| paper (their data, 1024x512): pix2pixHD | 0.89564 | 0.03189 |" in text
+    assert "| paper (their data, 1024x512): T.S. + Face | 0.83046 | 0.03304 |" in text
+    assert "| paper (their data, 1024x512): T.S. | 2.63446 | 1.14348 | 3.76056 | 2.06884 |" in text
+    assert "| paper (their data, 1024x512): T.S. + Face | 0.15578 | 0.47392 | 1.66366 | 2.29336 |" in text
+    # ours at the resolution measured and scaled to 512 px height
+    assert "| Temporal smoothing (at 128x256) | 3.00 | n/a | n/a | n/a |" in text
+    assert "| Temporal smoothing (scaled to 512 px height, x2) | 6.00 | n/a | n/a | n/a |" in text
+    only_ours = tables_markdown(result_tables(metrics, ["temporal"], lpips=True, size=(128, 256)), [])
+    assert "pix2pixHD" not in only_ours and only_ours.count("paper (their data") == 4
+    record = {"held_out": [{"frames_dir": "x/c", "frames": [3, 4]}], "n_frames": 2, "size": [128, 256],
+              "lpips": True, "real_faces_detected": 1}
+    assert JOINT_NOTE in _intro(record, ["temporal"]) and "LSmallToe and RSmallToe" in JOINT_NOTE
