@@ -45,6 +45,10 @@ ROWS = {
     "temporal": "Temporal smoothing",
     "temporal_face": "Temporal smoothing + Face GAN",
 }
+# Which loaded model makes each row and whether the face GAN refines its frames: rows of one model
+# come from one generator pass (temporal_face is the face GAN on the temporal row's frames).
+ROW_SOURCES = {"frame_by_frame": ("frame_by_frame", False), "temporal": ("temporal", False),
+               "temporal_face": ("temporal", True)}
 PARTS = ("body", "face", "hands", "overall")
 BODY_MARGIN = 0.1  # the body crop: keypoints' bounding box grown by this fraction of its size
 # Our joint counts beside the paper's (23 body, 70 face, 21 per hand, 135 overall): MediaPipe has no
@@ -200,20 +204,33 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     data = load_held_out(clips, held, run_path, size)
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
 
-    frame_rows, generated = [], {}
-    for row in rows:
-        model = models["frame_by_frame" if row == "frame_by_frame" else "temporal"]
-        generated[row] = []
+    frame_rows, generated = [], {row: [] for row in rows}
+    for source in dict.fromkeys(ROW_SOURCES[r][0] for r in rows):  # each model once, in row order
+        model = models[source]
+        mine = [r for r in rows if ROW_SOURCES[r][0] == source]
+        refined = [r for r in mine if ROW_SOURCES[r][1]]
+        plain = [r for r in mine if not ROW_SOURCES[r][1]]
         for c, h in enumerate(data):
             boxes = face_boxes(h.keypoints, size, model)  # keypoints are in model pixels already
-            fakes = list(generate_frames(model, h.poses, boxes, use_face=row == "temporal_face"))
-            generated[row].append(fakes)
-            for i, (real, fake) in enumerate(zip(h.real, fakes)):
-                body = _image_scores(real, fake, keypoint_box(h.keypoints[i], BODY_MARGIN), lpips)
-                face_scores = _image_scores(real, fake, boxes[i], lpips)
-                frame_rows.append({"ablation": row, "clip": c, "frame": h.frames[i], "ssim_body": body[0],
-                                   "lpips_body": body[1], "ssim_face": face_scores[0], "lpips_face": face_scores[1]})
-        log.info("%s: generated %d held-out frames", ROWS[row], sum(len(f) for f in generated[row]))
+            stream = generate_frames(model, h.poses, boxes, use_face=bool(refined),
+                                     with_plain=bool(refined and plain))
+            fakes: dict[str, list[np.ndarray]] = {r: [] for r in mine}
+            for item in stream:
+                pair = item if refined and plain else (item, item)
+                for r in mine:
+                    fakes[r].append(pair[1] if ROW_SOURCES[r][1] else pair[0])
+            for row in mine:
+                generated[row].append(fakes[row])
+                for i, (real, fake) in enumerate(zip(h.real, fakes[row])):
+                    body = _image_scores(real, fake, keypoint_box(h.keypoints[i], BODY_MARGIN), lpips)
+                    face_scores = _image_scores(real, fake, boxes[i], lpips)
+                    frame_rows.append({"ablation": row, "clip": c, "frame": h.frames[i], "ssim_body": body[0],
+                                       "lpips_body": body[1], "ssim_face": face_scores[0],
+                                       "lpips_face": face_scores[1]})
+        for row in mine:
+            log.info("%s: generated %d held-out frames", ROWS[row], sum(len(f) for f in generated[row]))
+    order = {r: k for k, r in enumerate(rows)}
+    frame_rows.sort(key=lambda f: order[f["ablation"]])  # row by row, as before
     per_frame = pd.DataFrame(frame_rows)
 
     metrics = []

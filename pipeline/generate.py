@@ -106,11 +106,12 @@ def face_boxes(keypoints: np.ndarray, src_size: tuple[int, int], models: Models)
 
 
 def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence[Box | None] | None = None,
-                    *, use_face: bool = True) -> Iterator[np.ndarray]:
+                    *, use_face: bool = True, with_plain: bool = False) -> Iterator[Any]:
     """Frames (RGB uint8 at the model size) for consecutive stick figures (RGB uint8 at the model size).
 
     The first frame's previous-frame input is zeros, as in training. With ``use_face`` and a face
-    GAN loaded, ``boxes[i]`` (None: no face found) is refined.
+    GAN loaded, ``boxes[i]`` (None: no face found) is refined. ``with_plain`` yields
+    (generator's frame, face-refined frame) pairs from the one generator pass.
     """
     refine = use_face and models.face is not None
     if refine and boxes is None:
@@ -125,7 +126,8 @@ def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence
     outputs = generate_sequence(models.generator, tensors(), device=models.device, amp=models.amp,
                                 temporal=models.temporal)
     for i, out in enumerate(outputs):
+        plain = tensor_to_image(out) if with_plain else None
         if refine and boxes[i] is not None:
             with torch.autocast(models.device.type, dtype=torch.bfloat16, enabled=models.amp):
                 out = enhance_face(models.face, current[0].to(models.device), out.to(models.device), boxes[i])
-        yield tensor_to_image(out)
+        yield (plain, tensor_to_image(out)) if with_plain else tensor_to_image(out)

@@ -164,3 +164,30 @@ def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint
     record = {"held_out": [{"frames_dir": "x/c", "frames": [3, 4]}], "n_frames": 2, "size": [128, 256],
               "lpips": True, "real_faces_detected": 1}
     assert JOINT_NOTE in _intro(record, ["temporal"]) and "LSmallToe and RSmallToe" in JOINT_NOTE
+
+
+@pytest.mark.slow
+def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_path, trained, monkeypatch):
+    import pipeline.generate as generate
+    from pipeline.generate import face_boxes, generate_frames, load_models
+    from pipeline.evaluate import load_held_out, held_out_frames
+
+    models = load_models(trained["generator"], trained["face"], "cpu")
+    held, run_path = held_out_frames(trained["generator"], [trained["clip"]])
+    h = load_held_out([trained["clip"]], held, run_path, models.size)[0]
+    boxes = face_boxes(h.keypoints, models.size, models)
+    plain = list(generate_frames(models, h.poses, boxes, use_face=False))
+    refined = list(generate_frames(models, h.poses, boxes, use_face=True))
+    pairs = list(generate_frames(models, h.poses, boxes, with_plain=True))
+    assert all(np.array_equal(a, p) and np.array_equal(b, r) for (a, b), p, r in zip(pairs, plain, refined))
+    assert any(not np.array_equal(p, r) for p, r in zip(plain, refined))  # the face GAN changes something
+
+    passes = []
+    original = generate.generate_sequence
+    monkeypatch.setattr(generate, "generate_sequence", lambda *a, **k: passes.append(1) or original(*a, **k))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    evaluate(tmp_path / "eval", [trained["clip"]], trained["generator"], face=trained["face"],
+             rows=["temporal", "temporal_face"], device="cpu")
+    assert len(passes) == 1  # one generator pass per clip makes both rows
+    frames = pd.read_parquet(tmp_path / "eval" / "frames.parquet")
+    assert list(frames["ablation"]) == ["temporal"] * 2 + ["temporal_face"] * 2
