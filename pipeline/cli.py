@@ -198,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", type=Path, default=None, help="also write source | stick figure | result here")
     p.add_argument("--record", type=Path, default=None, help="JSON record (default: OUT with suffix .json)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
     p.set_defaults(func=_handler("pipeline.transfer", "cli"))
 
@@ -217,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-weights", default=None,
                    help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                   help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + dflt)
     p.set_defaults(func=_handler("pipeline.evaluate", "cli"))
 

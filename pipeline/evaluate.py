@@ -166,7 +166,7 @@ def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> t
 def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]], generator: str | Path,
              *, face: str | Path | None = None, frame_by_frame: str | Path | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
-             device: str = "auto", samples: int = 4) -> dict[str, Any]:
+             device: str = "auto", samples: int = 4, precision: str = "auto") -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
     samples.png and evaluation.json into ``out_dir``. Returns the record."""
     import pandas as pd
@@ -186,9 +186,9 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
                          "(--frame-by-frame, made by `edn train --no-temporal`)")
     started = time.perf_counter()
     torch.manual_seed(0)
-    models = {"temporal": load_models(generator, face, device)}
+    models = {"temporal": load_models(generator, face, device, precision)}
     if frame_by_frame is not None and "frame_by_frame" in rows:
-        models["frame_by_frame"] = load_models(frame_by_frame, None, device)
+        models["frame_by_frame"] = load_models(frame_by_frame, None, device, precision)
         if models["frame_by_frame"].temporal:
             raise ValueError(f"{frame_by_frame}: this generator takes the previous frame; the frame-by-frame row "
                              "needs one trained with `edn train --no-temporal`")
@@ -261,6 +261,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     table = pd.DataFrame(metrics)
     record = {
         "provenance": provenance("evaluate", {"rows": list(rows), "device": str(models["temporal"].device),
+                                              "precision": models["temporal"].precision,
                                               "lpips_weights": str(lpips_weights) if lpips_weights else None,
                                               "body_margin": BODY_MARGIN, "seed": 0}),
         "models": {k: m.records for k, m in models.items()}, "training_run": str(run_path),
@@ -408,5 +409,5 @@ def write_samples(path: Path, data: list[HeldOutClip], generated: dict[str, list
 def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
              frame_by_frame=args.frame_by_frame, rows=args.rows, lpips_weights=args.lpips_weights,
-             device=args.device, samples=args.samples)
+             device=args.device, samples=args.samples, precision=args.precision)
     return 0

@@ -77,7 +77,8 @@ def _prefetch(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
 
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
-             record_out: str | Path | None = None, device: str = "auto", crf: int = 18) -> dict[str, Any]:
+             record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
+             precision: str = "auto") -> dict[str, Any]:
     """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record."""
     import cv2
     import torch
@@ -102,7 +103,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                          f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
 
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
-    models = load_models(generator, face, device)
+    models = load_models(generator, face, device, precision)
     boxes = face_boxes(track.data, frame_size, models)
     log.info("%s: %d frames at %.6g fps, model %dx%d on %s%s", normalized, len(poses), fps, *models.size,
              models.device, " with the face GAN" if models.face is not None else "")
@@ -146,9 +147,9 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     record = {
         "provenance": provenance("transfer", {"normalized": str(normalized), "render": str(render_dir),
                                               "source_frames": str(source_frames), "device": str(models.device),
-                                              "bf16": models.amp, "crf": crf, "seed": 0}),
+                                              "precision": models.precision, "crf": crf, "seed": 0}),
         "models": models.records, "frames": len(poses), "first_frame": int(track.frames[0]), "fps": fps,
-        "size": list(models.size), "device": str(models.device), "generation_seconds": round(seconds, 3),
+        "size": list(models.size), "device": str(models.device), "precision": models.precision, "generation_seconds": round(seconds, 3),
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
         "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
@@ -164,7 +165,7 @@ def cli(args: argparse.Namespace) -> int:
     record = transfer(args.normalized, args.render_dir, args.source_frames, args.generator, args.out,
                       face=args.face, side_by_side_out=args.side_by_side,
                       record_out=args.record or args.out.with_suffix(".json"),
-                      device=args.device, crf=args.crf)
+                      device=args.device, crf=args.crf, precision=args.precision)
     log.info("%s: %d frames at %.6g fps (%.1f generated frames/s on %s)", args.out, record["frames"],
              record["fps"], record["frames_per_second"] or 0.0, record["device"])
     return 0

@@ -175,3 +175,33 @@ def test_cuda_is_refused_clearly_without_a_gpu():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
         assert pick_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, models, precision):
+    (frames, render, keypoints), generator, face = models
+    out = tmp_path / "low.mp4"
+    assert main(["transfer", str(keypoints), str(render), str(frames), str(out), "--generator", str(generator),
+                 "--face", str(face), "--device", "cpu", "--precision", precision]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["precision"] == precision and record["provenance"]["params"]["precision"] == precision
+    assert probe_video(out).frame_count == 10
+    from pipeline.generate import generate_frames, load_models, model_pose
+
+    poses = [model_pose(p, (64, 128)) for p in sorted(render.glob("*.png"))][:3]
+    exact = list(generate_frames(load_models(generator, None, "cpu", "fp32"), poses))
+    low = list(generate_frames(load_models(generator, None, "cpu", precision), poses))
+    errors = [np.abs(a.astype(float) - b).mean() for a, b in zip(exact, low)]
+    assert 0 < max(errors) < 8, errors  # autocast really ran (not bit-identical), close to fp32
+
+
+def test_auto_precision_is_fp32_on_the_cpu():
+    import torch
+
+    from pipeline.generate import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("fp8", torch.device("cpu"))
