@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="VGG19 ImageNet weights (vgg19-dcbbb0d1.pth; default: the torch hub cache)")
         p.add_argument("--seed", type=int, default=0, help="seed of weights and data order" + dflt)
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
+        p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+                       help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32; fp16 "
+                       "with loss scaling" + dflt)
         p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + dflt)
         p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids, 0: none" + dflt)
         p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")

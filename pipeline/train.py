@@ -78,6 +78,7 @@ class TrainConfig:
     vgg_weights: str | None = None  # None: the torch hub cache
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler
     checkpoint_every: int = 500
     sample_every: int = 500  # 0: no sample grids
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
@@ -93,6 +94,7 @@ class TrainConfig:
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
+        bad += [f"precision={self.precision!r}"] if self.precision not in ("auto", "bf16", "fp16", "fp32") else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
@@ -108,20 +110,27 @@ class TrainConfig:
 
 @dataclass
 class Runtime:
-    """This process's place in the job: rank, world size, device and whether to compute in bf16."""
+    """This process's place in the job: rank, world size, device and the resolved precision."""
 
     rank: int
     world: int
     device: torch.device
-    bf16: bool = False
+    precision: str = "fp32"  # bf16, fp16 (with loss scaling) or fp32
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def autocast(self) -> torch.autocast:
-        # bf16 needs no loss scaling; CPU runs stay fp32 so they are exact and testable.
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        from pipeline.generate import AUTOCAST_DTYPES
+
+        # bf16 needs no loss scaling, fp16 does (GANTask's GradScaler); fp32 runs without autocast.
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES.get(self.precision, torch.bfloat16),
+                              enabled=self.precision != "fp32")
 
     def wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -141,7 +150,7 @@ class Runtime:
         return t.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and t.dim() == 4 else t
 
 
-def start_runtime(device: str = "auto") -> Runtime:
+def start_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
     """Pick the device; join the process group when launched by ``torchrun`` (RANK/WORLD_SIZE set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -152,7 +161,9 @@ def start_runtime(device: str = "auto") -> Runtime:
         dev = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(rank, world, dev, bf16=dev.type == "cuda")
+    from pipeline.generate import resolve_precision
+
+    return Runtime(rank, world, dev, resolve_precision(precision, dev))
 
 
 def seed_everything(seed: int) -> None:
@@ -235,6 +246,14 @@ class GANTask(abc.ABC):
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
         self.optimizers[name].zero_grad(set_to_none=True)
+        if self.rt.precision == "fp16":  # fp16 gradients underflow without loss scaling
+            if not hasattr(self, "scalers"):
+                self.scalers = {k: torch.amp.GradScaler(self.rt.device.type) for k in self.optimizers}
+            scaler = self.scalers[name]
+            scaler.scale(loss).backward()
+            scaler.step(self.optimizers[name])
+            scaler.update()
+            return
         loss.backward()
         self.optimizers[name].step()
 
@@ -443,7 +462,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
             log.info("%s: resuming at step %d of %d", ckpt_path, step, stop)
     record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
                    "world_size": rt.world, "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
-                   "total_steps": stop, "device": str(rt.device), "bf16": rt.bf16, "status": "running",
+                   "total_steps": stop, "device": str(rt.device), "precision": rt.precision, "status": "running",
                    "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
     if rt.is_main:
         write_json(out_dir / "run.json", record)
@@ -531,7 +550,7 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
               record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record."""
     out_dir = Path(out_dir)
-    rt = start_runtime(cfg.device)
+    rt = start_runtime(cfg.device, cfg.precision)
     try:
         with determinism(cfg.deterministic, rt):
             requested = cfg.vgg_loss

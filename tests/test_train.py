@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -249,3 +250,23 @@ def test_workflow_trains_both_models_and_a_rerun_resumes(tmp_path, synthetic_cli
     logs = tmp_path / "results" / "logs"
     assert "checkpoint.pt: resuming at step 5 of 5" in (logs / "train" / "s.log").read_text()
     assert "face/checkpoint.pt: resuming at step 5 of 5" in (logs / "train_face" / "s.log").read_text()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_one_step_in_reduced_precision_on_cpu_autocast(tmp_path, synthetic_clip, precision):
+    record = train(tmp_path / "run", [synthetic_clip], TrainConfig(**{**TINY, "max_steps": 1}, precision=precision))
+    assert run_json(tmp_path / "run")["precision"] == precision
+    assert [int(r["step"]) for r in losses(tmp_path / "run")] == [1]
+    row = losses(tmp_path / "run")[0]
+    assert all(math.isfinite(float(row[k])) for k in ("D_fake", "D_real", "G_GAN", "G_FM"))
+    generator, _ = load_generator(tmp_path / "run" / "generator.pt")
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in generator.parameters())
+    assert record["status"] == "finished" and record["final_step"] == 1
+
+
+def test_auto_precision_trains_in_fp32_on_cpu(tmp_path, synthetic_clip):
+    from pipeline.train import start_runtime
+
+    assert start_runtime("cpu", "auto").precision == "fp32" and not start_runtime("cpu", "auto").bf16
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainConfig(precision="fp8")
