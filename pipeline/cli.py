@@ -182,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                        help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32; fp16 "
                        "with loss scaling" + dflt)
+        p.add_argument("--channels-last", action="store_true",
+                       help="channels_last memory format (off: InstanceNorm returns NCHW, so it costs transposes)")
         p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + dflt)
         p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids, 0: none" + dflt)
         p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")

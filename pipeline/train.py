@@ -79,6 +79,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler
+    # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
+    # off unless a benchmark on the machine shows it faster
+    channels_last: bool = False
     checkpoint_every: int = 500
     sample_every: int = 500  # 0: no sample grids
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
@@ -116,6 +119,7 @@ class Runtime:
     world: int
     device: torch.device
     precision: str = "fp32"  # bf16, fp16 (with loss scaling) or fp32
+    channels_last: bool = False
 
     @property
     def bf16(self) -> bool:
@@ -142,15 +146,14 @@ class Runtime:
 
     def prepare(self, module: nn.Module) -> nn.Module:
         module = module.to(self.device)
-        # channels-last lets cuDNN use tensor-core convolution kernels without transposes
-        return module.to(memory_format=torch.channels_last) if self.device.type == "cuda" else module
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         t = t.to(self.device, non_blocking=True)
-        return t.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and t.dim() == 4 else t
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.dim() == 4 else t
 
 
-def start_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
+def start_runtime(device: str = "auto", precision: str = "auto", channels_last: bool = False) -> Runtime:
     """Pick the device; join the process group when launched by ``torchrun`` (RANK/WORLD_SIZE set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -163,7 +166,7 @@ def start_runtime(device: str = "auto", precision: str = "auto") -> Runtime:
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     from pipeline.generate import resolve_precision
 
-    return Runtime(rank, world, dev, resolve_precision(precision, dev))
+    return Runtime(rank, world, dev, resolve_precision(precision, dev), channels_last)
 
 
 def seed_everything(seed: int) -> None:
@@ -550,7 +553,7 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
               record: dict[str, Any] | None = None) -> dict[str, Any]:
     """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record."""
     out_dir = Path(out_dir)
-    rt = start_runtime(cfg.device, cfg.precision)
+    rt = start_runtime(cfg.device, cfg.precision, cfg.channels_last)
     try:
         with determinism(cfg.deterministic, rt):
             requested = cfg.vgg_loss

@@ -270,3 +270,17 @@ def test_auto_precision_trains_in_fp32_on_cpu(tmp_path, synthetic_clip):
     assert start_runtime("cpu", "auto").precision == "fp32" and not start_runtime("cpu", "auto").bf16
     with pytest.raises(ValueError, match="precision='fp8'"):
         TrainConfig(precision="fp8")
+
+
+def test_channels_last_is_an_option_off_by_default():
+    from torch import nn
+
+    from pipeline.train import Runtime
+
+    assert TrainConfig().channels_last is False
+    conv = nn.Conv2d(3, 4, 3)
+    assert Runtime(0, 1, torch.device("cpu")).prepare(conv).weight.is_contiguous()
+    on = Runtime(0, 1, torch.device("cpu"), channels_last=True)
+    assert on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous(memory_format=torch.channels_last)
+    assert on.tensor(torch.zeros(1, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
+    assert not on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous()
