@@ -45,13 +45,25 @@ ROWS = {
     "temporal": "Temporal smoothing",
     "temporal_face": "Temporal smoothing + Face GAN",
 }
+# Which loaded model makes each row and whether the face GAN refines its frames: rows of one model
+# come from one generator pass (temporal_face is the face GAN on the temporal row's frames).
+ROW_SOURCES = {"frame_by_frame": ("frame_by_frame", False), "temporal": ("temporal", False),
+               "temporal_face": ("temporal", True)}
 PARTS = ("body", "face", "hands", "overall")
 BODY_MARGIN = 0.1  # the body crop: keypoints' bounding box grown by this fraction of its size
-# The paper's published values (Chan et al. 2018, Tables 1-4) are not printed beside ours: they
-# could not be checked against the paper here, and numbers from memory are not reported.
-PAPER_NOTE = ("The paper's published values (Chan et al. 2018, Tables 1-4) are not reproduced here: they "
-              "could not be checked against the paper when this was written, and are left out rather than "
-              "quoted from memory. The paper's numbers are for 1024x512 models trained for hours on GPUs.")
+# Our joint counts beside the paper's (23 body, 70 face, 21 per hand, 135 overall): MediaPipe has no
+# small toes, so our body is BODY_25 less LSmallToe/RSmallToe (23; the paper does not name its two);
+# face 70 = 68 OpenPose points mapped from the face mesh + 2 pupils; hands 2 x 21; overall 135 found
+# of the 137 columns.
+JOINT_NOTE = ("Joint counts: the paper counts body 23 (BODY_25 less two joints it does not name), face 70, "
+              "hands 21 per hand, overall 135. Ours: body 23 = BODY_25 less LSmallToe and RSmallToe, which "
+              "MediaPipe does not detect; face 70 = the 68 OpenPose face points mapped from MediaPipe's face "
+              "mesh plus 2 pupils (iris centres); hands 2 x 21 from MediaPipe's hand models; overall 135 "
+              "(137 columns less the two small toes). Our keypoints come from MediaPipe, theirs from OpenPose.")
+PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published values of Chan et al. 2018, "
+              "Tables 1-4, for pix2pixHD (beside our frame-by-frame row), T.S. (temporal) and T.S. + Face "
+              "(temporal + face GAN): their own subjects, ~20 min targets at 120 fps, many GPU-days; a "
+              "reference, not a target. Their pose distances' resolution is not stated (model 1024x512).")
 
 
 @dataclass
@@ -157,7 +169,7 @@ _OWNED = r"metrics\.parquet|frames\.parquet|tables\.(md|html)|samples\.png|evalu
 def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]], generator: str | Path,
              *, face: str | Path | None = None, frame_by_frame: str | Path | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
-             device: str = "auto", samples: int = 4) -> dict[str, Any]:
+             device: str = "auto", samples: int = 4, precision: str = "auto") -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
     samples.png and evaluation.json into ``out_dir``. Returns the record."""
     import re
@@ -184,9 +196,9 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
                          "(--frame-by-frame, made by `edn train --no-temporal`)")
     started = time.perf_counter()
     torch.manual_seed(0)
-    models = {"temporal": load_models(generator, face, device)}
+    models = {"temporal": load_models(generator, face, device, precision)}
     if frame_by_frame is not None and "frame_by_frame" in rows:
-        models["frame_by_frame"] = load_models(frame_by_frame, None, device)
+        models["frame_by_frame"] = load_models(frame_by_frame, None, device, precision)
         if models["frame_by_frame"].temporal:
             raise ValueError(f"{frame_by_frame}: this generator takes the previous frame; the frame-by-frame row "
                              "needs one trained with `edn train --no-temporal`")
@@ -202,20 +214,33 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     data = load_held_out(clips, held, run_path, size)
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
 
-    frame_rows, generated = [], {}
-    for row in rows:
-        model = models["frame_by_frame" if row == "frame_by_frame" else "temporal"]
-        generated[row] = []
+    frame_rows, generated = [], {row: [] for row in rows}
+    for source in dict.fromkeys(ROW_SOURCES[r][0] for r in rows):  # each model once, in row order
+        model = models[source]
+        mine = [r for r in rows if ROW_SOURCES[r][0] == source]
+        refined = [r for r in mine if ROW_SOURCES[r][1]]
+        plain = [r for r in mine if not ROW_SOURCES[r][1]]
         for c, h in enumerate(data):
             boxes = face_boxes(h.keypoints, size, model)  # keypoints are in model pixels already
-            fakes = list(generate_frames(model, h.poses, boxes, use_face=row == "temporal_face"))
-            generated[row].append(fakes)
-            for i, (real, fake) in enumerate(zip(h.real, fakes)):
-                body = _image_scores(real, fake, keypoint_box(h.keypoints[i], BODY_MARGIN), lpips)
-                face_scores = _image_scores(real, fake, boxes[i], lpips)
-                frame_rows.append({"ablation": row, "clip": c, "frame": h.frames[i], "ssim_body": body[0],
-                                   "lpips_body": body[1], "ssim_face": face_scores[0], "lpips_face": face_scores[1]})
-        log.info("%s: generated %d held-out frames", ROWS[row], sum(len(f) for f in generated[row]))
+            stream = generate_frames(model, h.poses, boxes, use_face=bool(refined),
+                                     with_plain=bool(refined and plain))
+            fakes: dict[str, list[np.ndarray]] = {r: [] for r in mine}
+            for item in stream:
+                pair = item if refined and plain else (item, item)
+                for r in mine:
+                    fakes[r].append(pair[1] if ROW_SOURCES[r][1] else pair[0])
+            for row in mine:
+                generated[row].append(fakes[row])
+                for i, (real, fake) in enumerate(zip(h.real, fakes[row])):
+                    body = _image_scores(real, fake, keypoint_box(h.keypoints[i], BODY_MARGIN), lpips)
+                    face_scores = _image_scores(real, fake, boxes[i], lpips)
+                    frame_rows.append({"ablation": row, "clip": c, "frame": h.frames[i], "ssim_body": body[0],
+                                       "lpips_body": body[1], "ssim_face": face_scores[0],
+                                       "lpips_face": face_scores[1]})
+        for row in mine:
+            log.info("%s: generated %d held-out frames", ROWS[row], sum(len(f) for f in generated[row]))
+    order = {r: k for k, r in enumerate(rows)}
+    frame_rows.sort(key=lambda f: order[f["ablation"]])  # row by row, as before
     per_frame = pd.DataFrame(frame_rows)
 
     metrics = []
@@ -246,6 +271,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     table = pd.DataFrame(metrics)
     record = {
         "provenance": provenance("evaluate", {"rows": list(rows), "device": str(models["temporal"].device),
+                                              "precision": models["temporal"].precision,
                                               "lpips_weights": str(lpips_weights) if lpips_weights else None,
                                               "body_margin": BODY_MARGIN, "seed": 0}),
         "models": {k: m.records for k, m in models.items()}, "training_run": str(run_path),
@@ -258,7 +284,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     with atomic_dir(out_dir, "evaluate", _OWNED, inputs=inputs, marker="evaluation.json") as tmp_dir:
         table.to_parquet(tmp_dir / "metrics.parquet", index=False)
         per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
-        tables = result_tables(table, rows, lpips is not None)
+        tables = result_tables(table, rows, lpips is not None, size)
         intro = _intro(record, rows)
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))
         (tmp_dir / "tables.html").write_text(tables_html(tables, intro))
@@ -285,23 +311,42 @@ def _fmt(value: float, digits: int) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def result_tables(metrics: Any, rows: Sequence[str], lpips: bool) -> list[Table]:
-    """The paper's four tables (and temporal instability) as text cells."""
+def result_tables(metrics: Any, rows: Sequence[str], lpips: bool,
+                  size: tuple[int, int] | None = None) -> list[Table]:
+    """The paper's four tables (and temporal instability) as text cells, the paper's rows beside ours.
+
+    ``size`` (width, height) is the resolution our pixel distances were measured at; Table 3 then
+    also gives them scaled to 512 px height (the height of the paper's model).
+    """
+    from pipeline.paper_tables import PAPER_LABEL, PAPER_NAMES, paper_cell, paper_value
+
     def value(table: str, row: str, metric: str) -> float:
         hit = metrics[(metrics["table"] == table) & (metrics["ablation"] == row) & (metrics["metric"] == metric)]
         return float(hit["value"].iloc[0]) if len(hit) else math.nan
+
+    def paper_rows(table: str, metrics_: Sequence[str]) -> list[list[str]]:
+        return [[f"{PAPER_LABEL}: {PAPER_NAMES[r]}"] + [paper_cell(paper_value(table, r, m)) for m in metrics_]
+                for r in rows if r in PAPER_NAMES]
 
     tables: list[Table] = []
     for number, table, where in ((1, "body", "the crop to the body's bounding box"), (2, "face", "the face box")):
         cells = [[ROWS[r], _fmt(value(table, r, "ssim"), 4),
                   _fmt(value(table, r, "lpips"), 4) if lpips else "unavailable"] for r in rows]
         tables.append((f"Table {number}: images, {where}", ["", "SSIM (higher is better)",
-                                                            "LPIPS (lower is better)"], cells))
-    header = ["", "Body", "Face", "Hands", "Overall"]
-    tables.append(("Table 3: pose distance (mean L2 in model pixels, lower is better)", header,
-                   [[ROWS[r]] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]))
+                                                            "LPIPS (lower is better)"],
+                       cells + paper_rows(table, ("ssim", "lpips"))))
+    header = ["", "Body (23)", "Face (70)", "Hands (2 x 21)", "Overall (135)"]
+    at = f"at {size[0]}x{size[1]}" if size else "in model pixels"
+    distance = [[f"{ROWS[r]} ({at})"] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]
+    if size:
+        scale = 512 / size[1]
+        distance += [[f"{ROWS[r]} (scaled to 512 px height, x{scale:.3g})"]
+                     + [_fmt(value("pose_distance", r, p) * scale, 2) for p in PARTS] for r in rows]
+    tables.append((f"Table 3: pose distance (mean L2 in pixels, lower is better; ours measured {at})", header,
+                   distance + paper_rows("pose_distance", PARTS)))
     tables.append(("Table 4: missed detections per image (lower is better)", header,
-                   [[ROWS[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]))
+                   [[ROWS[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]
+                   + paper_rows("missed_detections", PARTS)))
     tables.append(("Beyond the paper: temporal instability (mean absolute difference of consecutive frames, "
                    "0-255)", ["", "Generated", "Real footage"],
                    [[ROWS[r], _fmt(value("temporal_instability", r, "generated"), 2),
@@ -323,7 +368,7 @@ def _intro(record: dict[str, Any], rows: Sequence[str]) -> list[str]:
                      "never computed with random weights.")
     if record["real_faces_detected"] == 0:
         lines.append("No face keypoints were found on the real frames, so face pose distance and misses are n/a.")
-    lines.append(PAPER_NOTE)
+    lines += [PAPER_NOTE, JOINT_NOTE]
     return lines
 
 
@@ -374,5 +419,5 @@ def write_samples(path: Path, data: list[HeldOutClip], generated: dict[str, list
 def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
              frame_by_frame=args.frame_by_frame, rows=args.rows, lpips_weights=args.lpips_weights,
-             device=args.device, samples=args.samples)
+             device=args.device, samples=args.samples, precision=args.precision)
     return 0

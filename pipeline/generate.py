@@ -41,6 +41,25 @@ def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], st
             "training_provenance": stored.get("provenance")}
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16 on a GPU that computes it natively (compute capability >= 8.0), else fp32.
+
+    bf16 and fp16 run under autocast, also on the CPU (slow there; for tests of the GPU path).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported() \
+            and torch.cuda.get_device_capability(device) >= (8, 0):
+        return "bf16"
+    return "fp32"  # V100/T4 would emulate bf16 slowly; the CPU stays exact
+
+
 @dataclass
 class Models:
     """A trained generator, optionally its face GAN, on one device."""
@@ -51,6 +70,7 @@ class Models:
     face: torch.nn.Module | None = None
     face_config: dict[str, Any] | None = None
     records: dict[str, Any] | None = None
+    precision: str = "fp32"  # resolved: bf16, fp16 or fp32
 
     @property
     def size(self) -> tuple[int, int]:
@@ -69,10 +89,15 @@ class Models:
 
     @property
     def amp(self) -> bool:
-        return self.device.type == "cuda"  # bf16 on GPUs, exact fp32 on the CPU
+        return self.precision != "fp32"
+
+    @property
+    def amp_dtype(self) -> torch.dtype:
+        return AUTOCAST_DTYPES.get(self.precision, torch.bfloat16)
 
 
-def load_models(generator_path: str | Path, face_path: str | Path | None = None, device: str = "auto") -> Models:
+def load_models(generator_path: str | Path, face_path: str | Path | None = None, device: str = "auto",
+                precision: str = "auto") -> Models:
     """Load ``generator.pt`` (and ``face.pt``); the face GAN must have been trained at the generator's size."""
     dev = pick_device(device)
     generator_path = Path(generator_path)
@@ -90,7 +115,7 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
             raise ValueError(f"{face_path}: face GAN trained at {face_config.get('width')}x{face_config.get('height')}"
                              f" but {generator_path} at {config['width']}x{config['height']}")
         records["face"] = _model_record(face_path, face, face_config, face_stored)
-    return Models(generator, config, dev, face, face_config, records)
+    return Models(generator, config, dev, face, face_config, records, resolve_precision(precision, dev))
 
 
 def model_pose(path: str | Path, size: tuple[int, int]) -> np.ndarray:
@@ -106,11 +131,12 @@ def face_boxes(keypoints: np.ndarray, src_size: tuple[int, int], models: Models)
 
 
 def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence[Box | None] | None = None,
-                    *, use_face: bool = True) -> Iterator[np.ndarray]:
+                    *, use_face: bool = True, with_plain: bool = False) -> Iterator[Any]:
     """Frames (RGB uint8 at the model size) for consecutive stick figures (RGB uint8 at the model size).
 
     The first frame's previous-frame input is zeros, as in training. With ``use_face`` and a face
-    GAN loaded, ``boxes[i]`` (None: no face found) is refined.
+    GAN loaded, ``boxes[i]`` (None: no face found) is refined. ``with_plain`` yields
+    (generator's frame, face-refined frame) pairs from the one generator pass.
     """
     refine = use_face and models.face is not None
     if refine and boxes is None:
@@ -123,9 +149,11 @@ def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence
             yield current[0]
 
     outputs = generate_sequence(models.generator, tensors(), device=models.device, amp=models.amp,
+                                dtype=models.amp_dtype,
                                 temporal=models.temporal)
     for i, out in enumerate(outputs):
+        plain = tensor_to_image(out) if with_plain else None
         if refine and boxes[i] is not None:
-            with torch.autocast(models.device.type, dtype=torch.bfloat16, enabled=models.amp):
+            with torch.autocast(models.device.type, dtype=models.amp_dtype, enabled=models.amp):
                 out = enhance_face(models.face, current[0].to(models.device), out.to(models.device), boxes[i])
-        yield tensor_to_image(out)
+        yield (plain, tensor_to_image(out)) if with_plain else tensor_to_image(out)

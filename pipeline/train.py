@@ -82,6 +82,10 @@ class TrainConfig:
     vgg_weights: str | None = None  # None: the torch hub cache
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler
+    # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
+    # off unless a benchmark on the machine shows it faster
+    channels_last: bool = False
     checkpoint_every: int = 500
     sample_every: int = 500  # 0: no sample grids
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
@@ -104,6 +108,7 @@ class TrainConfig:
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
+        bad += [f"precision={self.precision!r}"] if self.precision not in ("auto", "bf16", "fp16", "fp32") else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
@@ -126,20 +131,28 @@ class TrainConfig:
 
 @dataclass
 class Runtime:
-    """This process's place in the job: rank, world size, device and whether to compute in bf16."""
+    """This process's place in the job: rank, world size, device and the resolved precision."""
 
     rank: int
     world: int
     device: torch.device
-    bf16: bool = False
+    precision: str = "fp32"  # bf16, fp16 (with loss scaling) or fp32
+    channels_last: bool = False
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def autocast(self) -> torch.autocast:
-        # bf16 needs no loss scaling; CPU runs stay fp32 so they are exact and testable.
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+        from pipeline.generate import AUTOCAST_DTYPES
+
+        # bf16 needs no loss scaling, fp16 does (GANTask's GradScaler); fp32 runs without autocast.
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES.get(self.precision, torch.bfloat16),
+                              enabled=self.precision != "fp32")
 
     def wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -151,15 +164,14 @@ class Runtime:
 
     def prepare(self, module: nn.Module) -> nn.Module:
         module = module.to(self.device)
-        # channels-last lets cuDNN use tensor-core convolution kernels without transposes
-        return module.to(memory_format=torch.channels_last) if self.device.type == "cuda" else module
+        return module.to(memory_format=torch.channels_last) if self.channels_last else module
 
     def tensor(self, t: torch.Tensor) -> torch.Tensor:
         t = t.to(self.device, non_blocking=True)
-        return t.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" and t.dim() == 4 else t
+        return t.contiguous(memory_format=torch.channels_last) if self.channels_last and t.dim() == 4 else t
 
 
-def start_runtime(device: str = "auto") -> Runtime:
+def start_runtime(device: str = "auto", precision: str = "auto", channels_last: bool = False) -> Runtime:
     """Pick the device; join the process group when launched by ``torchrun`` (RANK/WORLD_SIZE set)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -170,7 +182,9 @@ def start_runtime(device: str = "auto") -> Runtime:
         dev = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(rank, world, dev, bf16=dev.type == "cuda")
+    from pipeline.generate import resolve_precision
+
+    return Runtime(rank, world, dev, resolve_precision(precision, dev), channels_last)
 
 
 def seed_everything(seed: int) -> None:
@@ -259,14 +273,24 @@ class GANTask(abc.ABC):
         return []
 
     def _update(self, name: str, loss: torch.Tensor) -> None:
-        self.optimizers[name].zero_grad(set_to_none=True)
-        loss.backward()
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        scaler = None
+        if self.rt.precision == "fp16":  # fp16 gradients underflow without loss scaling
+            if not hasattr(self, "scalers"):
+                self.scalers = {k: torch.amp.GradScaler(self.rt.device.type) for k in self.optimizers}
+            scaler = self.scalers[name]
+        (scaler.scale(loss) if scaler is not None else loss).backward()
         if name == "G":
             # Their gradients are computed (and all-reduced by DDP, whose buckets must stay the same)
             # and then dropped: Adam leaves a parameter without a gradient untouched.
             for p in self.frozen:
                 p.grad = None
-        self.optimizers[name].step()
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
 
     def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
                  vgg_weight: float = 1.0) -> dict[str, torch.Tensor]:
@@ -545,7 +569,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
                    "world_size": rt.world, "global_batch": cfg.batch_size * rt.world, "lr_used": lr,
                    "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
-                   "total_steps": stop, "device": str(rt.device), "bf16": rt.bf16, "status": "running",
+                   "total_steps": stop, "device": str(rt.device), "precision": rt.precision, "status": "running",
                    "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
     if rt.is_main:
         write_json(out_dir / "run.json", record)
@@ -647,7 +671,7 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
     call ok are left out, and run.json lists those frames per clip.
     """
     out_dir = Path(out_dir)
-    rt = start_runtime(cfg.device)
+    rt = start_runtime(cfg.device, cfg.precision, cfg.channels_last)
     try:
         with determinism(cfg.deterministic, rt):
             requested = cfg.vgg_loss

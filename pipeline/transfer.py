@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
+import contextlib
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,9 +52,46 @@ def mark_repaired(panel: np.ndarray) -> np.ndarray:
     return panel
 
 
+def _prefetch(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
+    """``items`` produced ahead in a thread, at most ``depth`` waiting (decode overlaps generation)."""
+    pending: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        pending.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pending.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, raised there
+            pending.put(("error", exc))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = pending.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
-             record_out: str | Path | None = None, device: str = "auto", crf: int = 18) -> dict[str, Any]:
+             record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
+             precision: str = "auto") -> dict[str, Any]:
     """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record."""
     import cv2
     import torch
@@ -60,8 +99,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
 
     from pipeline.generate import face_boxes, generate_frames, load_models, model_pose
     from pipeline.media import probe_video
-    from pipeline.metrics import consecutive_differences
-    from pipeline.video import side_by_side, write_video
+    from pipeline.video import VideoEncoder, side_by_side
 
     normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
     track = read_keypoints(normalized)
@@ -79,48 +117,55 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
 
     repaired = repaired_frames(track)  # source frames pose QC repaired (edn normalize --qc)
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
-    models = load_models(generator, face, device)
+    models = load_models(generator, face, device, precision)
     boxes = face_boxes(track.data, frame_size, models)
     log.info("%s: %d frames at %.6g fps, model %dx%d on %s%s", normalized, len(poses), fps, *models.size,
              models.device, " with the face GAN" if models.face is not None else "")
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
-        # Generated frames go to lossless PNGs once, then to both videos: nothing is held in memory.
-        generated_paths: list[Path] = []
-        stream = generate_frames(models, (model_pose(p, models.size) for p in poses), boxes)
+    # One pass, nothing written but the videos and nothing held but a few frames: stick figures are
+    # read ahead in a thread, each generated frame goes straight to both encoders, and consecutive
+    # differences are taken on the fly.
+    differences: list[float] = []
+    previous: np.ndarray | None = None
+    with contextlib.ExitStack() as stack:
+        main = stack.enter_context(VideoEncoder(out, fps, crf=crf))
+        panel_video = stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf)) if side_by_side_out else None
+        fitted = _prefetch(model_pose(p, models.size) for p in poses)
+        shown: list[np.ndarray] = []
+
+        def remembered() -> Iterator[np.ndarray]:
+            for pose in fitted:
+                shown[:] = [pose]  # the stick figure of the frame being generated, for the side-by-side
+                yield pose
+
+        stream = generate_frames(models, remembered(), boxes)
         for i, frame in enumerate(tqdm(stream, total=len(poses), desc=f"transfer {out.stem}", unit="frame",
                                        mininterval=1.0)):
-            path = Path(tmp) / f"{i:06d}.png"
-            if not cv2.imwrite(str(path), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
-                raise RuntimeError(f"{path}: cannot write generated frame")
-            generated_paths.append(path)
+            result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+            current = result.astype(np.float32)
+            if previous is not None:
+                differences.append(float(np.abs(current - previous).mean()))
+            previous = current
+            main.write(result)
+            if panel_video is not None:
+                source = cv2.imread(str(sources[i]))
+                if source is None:
+                    raise ValueError(f"{sources[i]}: cannot read source frame")
+                pose_bgr = cv2.cvtColor(shown[0], cv2.COLOR_RGB2BGR)
+                if int(track.frames[i]) in repaired:
+                    mark_repaired(pose_bgr)
+                panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))
         seconds = time.perf_counter() - started
-
-        def generated() -> Iterator[np.ndarray]:
-            for path in generated_paths:
-                yield cv2.imread(str(path))
-
-        differences = consecutive_differences(generated())
-        write_video(generated(), out, fps, crf=crf)
-        if side_by_side_out:
-            def panels() -> Iterator[np.ndarray]:
-                for frame, pose, source, result in zip(track.frames, poses, sources, generated()):
-                    pose_bgr = cv2.cvtColor(model_pose(pose, models.size), cv2.COLOR_RGB2BGR)
-                    if int(frame) in repaired:
-                        mark_repaired(pose_bgr)
-                    yield side_by_side(cv2.imread(str(source)), pose_bgr, result, height=models.size[1])
-
-            write_video(panels(), side_by_side_out, fps, crf=crf)
 
     info = probe_video(out)
     record = {
         "provenance": provenance("transfer", {"normalized": str(normalized), "render": str(render_dir),
                                               "source_frames": str(source_frames), "device": str(models.device),
-                                              "bf16": models.amp, "crf": crf, "seed": 0}),
+                                              "precision": models.precision, "crf": crf, "seed": 0}),
         "models": models.records, "frames": len(poses), "first_frame": int(track.frames[0]), "fps": fps,
-        "size": list(models.size), "device": str(models.device), "generation_seconds": round(seconds, 3),
+        "size": list(models.size), "device": str(models.device), "precision": models.precision, "generation_seconds": round(seconds, 3),
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
         "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
@@ -137,7 +182,7 @@ def cli(args: argparse.Namespace) -> int:
     record = transfer(args.normalized, args.render_dir, args.source_frames, args.generator, args.out,
                       face=args.face, side_by_side_out=args.side_by_side,
                       record_out=args.record or args.out.with_suffix(".json"),
-                      device=args.device, crf=args.crf)
+                      device=args.device, crf=args.crf, precision=args.precision)
     log.info("%s: %d frames at %.6g fps (%.1f generated frames/s on %s)", args.out, record["frames"],
              record["fps"], record["frames_per_second"] or 0.0, record["device"])
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -12,46 +12,66 @@ from pipeline.media import ffmpeg_exe
 from pipeline.provenance import atomic_path
 
 
-def write_video(frames: Iterable[np.ndarray], out: str | Path, fps: float, *, crf: int = 18) -> int:
-    """Encode BGR uint8 frames of one size to ``out``; return the frame count.
+class VideoEncoder:
+    """An H.264 MP4 being written frame by frame (BGR uint8 of one size) through one ffmpeg process.
 
-    yuv420p needs even sizes, so odd widths or heights are padded by one black pixel.
-    The file appears only when the encoder finished.
+    Use as a context manager: the file appears only when every frame was written and the encoder
+    finished; on an error nothing is left behind. yuv420p needs even sizes, so odd widths or
+    heights are padded by one black pixel. Nothing but the frame being written is held.
     """
-    out = Path(out)
-    iterator = iter(frames)
-    try:
-        first = next(iterator)
-    except StopIteration:
-        raise ValueError(f"{out}: no frames to write") from None
-    height, width = first.shape[:2]
-    pad_w, pad_h = width % 2, height % 2
-    count = 0
-    with atomic_path(out) as tmp:
+
+    def __init__(self, out: str | Path, fps: float, *, crf: int = 18) -> None:
+        self.out, self.fps, self.crf, self.count = Path(out), fps, crf, 0
+        self._proc: subprocess.Popen | None = None
+        self._size: tuple[int, int] | None = None
+        self._atomic: Any = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> "VideoEncoder":
+        self._atomic = atomic_path(self.out)
+        self._tmp = self._atomic.__enter__()
+        return self
+
+    def _start(self, width: int, height: int) -> None:
         cmd = [ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{width}x{height}", "-r", f"{fps:.6g}", "-i", "-", "-an",
-               "-vf", f"pad={width + pad_w}:{height + pad_h}", "-c:v", "libx264", "-preset", "medium",
-               "-crf", str(crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            for frame in _chain(first, iterator):
-                if frame.shape[:2] != (height, width):
-                    raise ValueError(f"{out}: frame {count} is {frame.shape[1]}x{frame.shape[0]}, "
-                                     f"expected {width}x{height}")
-                proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
-                count += 1
-        finally:
-            proc.stdin.close()
-            stderr = proc.stderr.read().decode(errors="replace")
-            proc.wait()
-        if proc.returncode != 0:
-            raise RuntimeError(f"{out}: ffmpeg failed to encode: {stderr.strip()[-500:]}")
-    return count
+               "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}", "-i", "-", "-an",
+               "-vf", f"pad={width + width % 2}:{height + height % 2}", "-c:v", "libx264", "-preset", "medium",
+               "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._size = (width, height)
+
+    def write(self, frame: np.ndarray) -> None:
+        height, width = frame.shape[:2]
+        if self._proc is None:
+            self._start(width, height)
+        if (width, height) != self._size:
+            raise ValueError(f"{self.out}: frame {self.count} is {width}x{height}, "
+                             f"expected {self._size[0]}x{self._size[1]}")
+        self._proc.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        stderr = ""
+        if self._proc is not None:
+            self._proc.stdin.close()
+            stderr = self._proc.stderr.read().decode(errors="replace")
+            self._proc.wait()
+        if exc_type is None and self._proc is None:
+            exc = ValueError(f"{self.out}: no frames to write")
+        elif exc_type is None and self._proc.returncode != 0:
+            exc = RuntimeError(f"{self.out}: ffmpeg failed to encode: {stderr.strip()[-500:]}")
+        if exc_type is None and exc is not None:
+            self._atomic.__exit__(type(exc), exc, None)
+            raise exc
+        return bool(self._atomic.__exit__(exc_type, exc, tb))
 
 
-def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    yield first
-    yield from rest
+def write_video(frames: Iterable[np.ndarray], out: str | Path, fps: float, *, crf: int = 18) -> int:
+    """Encode BGR uint8 frames of one size to ``out`` (see :class:`VideoEncoder`); return the frame count."""
+    with VideoEncoder(out, fps, crf=crf) as encoder:
+        for frame in frames:
+            encoder.write(frame)
+    return encoder.count
 
 
 def side_by_side(*panels: np.ndarray, height: int | None = None) -> np.ndarray:

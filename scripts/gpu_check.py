@@ -67,7 +67,7 @@ def train_row(name: str, net: dict[str, Any], width: int, height: int, precision
     from pipeline.train import PoseTask, Runtime, TrainConfig
 
     cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, **net)
-    rt = Runtime(0, 1, device, bf16=precision == "bf16")
+    rt = Runtime(0, 1, device, precision=precision)
     task = PoseTask(cfg, rt)
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8, generator=g)

@@ -139,8 +139,57 @@ def test_tables_show_the_values_and_say_what_is_missing():
     text = tables_markdown(result_tables(metrics, ["temporal"], lpips=False), ["intro line"])
     assert "| Temporal smoothing | 0.8123 | unavailable |" in text
     assert "| Temporal smoothing | n/a | unavailable |" in text  # no face box: n/a, not 0
-    assert "| Temporal smoothing | n/a | n/a | 7.50 | n/a |" in text
+    assert "| Temporal smoothing (in model pixels) | n/a | n/a | 7.50 | n/a |" in text
     assert "| Temporal smoothing | n/a | n/a | n/a | 2.00 |" in text
     with_lpips = tables_markdown(result_tables(pd.concat([metrics, pd.DataFrame([
         {"table": "body", "ablation": "temporal", "metric": "lpips", "value": 0.1}])]), ["temporal"], lpips=True), [])
     assert "| Temporal smoothing | 0.8123 | 0.1000 |" in with_lpips
+
+
+def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint_counts():
+    from pipeline.evaluate import JOINT_NOTE, _intro
+
+    metrics = pd.DataFrame([
+        {"table": "pose_distance", "ablation": r, "metric": "body", "value": 3.0} for r in ROWS] + [
+        {"table": "body", "ablation": "temporal", "metric": "ssim", "value": 0.5}])
+    text = tables_markdown(result_tables(metrics, list(ROWS), lpips=True, size=(128, 256)), ["intro"])
+    # Table 1-4: the paper's rows, exact numbers, for the three rows it has
+    assert "| paper (their data, 1024x512): pix2pixHD | 0.89564 | 0.03189 |" in text
+    assert "| paper (their data, 1024x512): T.S. + Face | 0.83046 | 0.03304 |" in text
+    assert "| paper (their data, 1024x512): T.S. | 2.63446 | 1.14348 | 3.76056 | 2.06884 |" in text
+    assert "| paper (their data, 1024x512): T.S. + Face | 0.15578 | 0.47392 | 1.66366 | 2.29336 |" in text
+    # ours at the resolution measured and scaled to 512 px height
+    assert "| Temporal smoothing (at 128x256) | 3.00 | n/a | n/a | n/a |" in text
+    assert "| Temporal smoothing (scaled to 512 px height, x2) | 6.00 | n/a | n/a | n/a |" in text
+    only_ours = tables_markdown(result_tables(metrics, ["temporal"], lpips=True, size=(128, 256)), [])
+    assert "pix2pixHD" not in only_ours and only_ours.count("paper (their data") == 4
+    record = {"held_out": [{"frames_dir": "x/c", "frames": [3, 4]}], "n_frames": 2, "size": [128, 256],
+              "lpips": True, "real_faces_detected": 1}
+    assert JOINT_NOTE in _intro(record, ["temporal"]) and "LSmallToe and RSmallToe" in JOINT_NOTE
+
+
+@pytest.mark.slow
+def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_path, trained, monkeypatch):
+    import pipeline.generate as generate
+    from pipeline.generate import face_boxes, generate_frames, load_models
+    from pipeline.evaluate import load_held_out, held_out_frames
+
+    models = load_models(trained["generator"], trained["face"], "cpu")
+    held, run_path = held_out_frames(trained["generator"], [trained["clip"]])
+    h = load_held_out([trained["clip"]], held, run_path, models.size)[0]
+    boxes = face_boxes(h.keypoints, models.size, models)
+    plain = list(generate_frames(models, h.poses, boxes, use_face=False))
+    refined = list(generate_frames(models, h.poses, boxes, use_face=True))
+    pairs = list(generate_frames(models, h.poses, boxes, with_plain=True))
+    assert all(np.array_equal(a, p) and np.array_equal(b, r) for (a, b), p, r in zip(pairs, plain, refined))
+    assert any(not np.array_equal(p, r) for p, r in zip(plain, refined))  # the face GAN changes something
+
+    passes = []
+    original = generate.generate_sequence
+    monkeypatch.setattr(generate, "generate_sequence", lambda *a, **k: passes.append(1) or original(*a, **k))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    evaluate(tmp_path / "eval", [trained["clip"]], trained["generator"], face=trained["face"],
+             rows=["temporal", "temporal_face"], device="cpu")
+    assert len(passes) == 1  # one generator pass per clip makes both rows
+    frames = pd.read_parquet(tmp_path / "eval" / "frames.parquet")
+    assert list(frames["ablation"]) == ["temporal"] * 2 + ["temporal_face"] * 2

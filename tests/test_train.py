@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -403,3 +404,37 @@ def test_persistent_workers_give_the_same_run_as_loading_in_process(tmp_path, sy
     train(tmp_path / "workers", [synthetic_clip], TrainConfig(**{**cfg, "workers": 1}))
     assert losses(tmp_path / "inline") == losses(tmp_path / "workers")
     assert len(losses(tmp_path / "workers")) == 10
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_one_step_in_reduced_precision_on_cpu_autocast(tmp_path, synthetic_clip, precision):
+    record = train(tmp_path / "run", [synthetic_clip], TrainConfig(**{**TINY, "max_steps": 1}, precision=precision))
+    assert run_json(tmp_path / "run")["precision"] == precision
+    assert [int(r["step"]) for r in losses(tmp_path / "run")] == [1]
+    row = losses(tmp_path / "run")[0]
+    assert all(math.isfinite(float(row[k])) for k in ("D_fake", "D_real", "G_GAN", "G_FM"))
+    generator, _ = load_generator(tmp_path / "run" / "generator.pt")
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in generator.parameters())
+    assert record["status"] == "finished" and record["final_step"] == 1
+
+
+def test_auto_precision_trains_in_fp32_on_cpu(tmp_path, synthetic_clip):
+    from pipeline.train import start_runtime
+
+    assert start_runtime("cpu", "auto").precision == "fp32" and not start_runtime("cpu", "auto").bf16
+    with pytest.raises(ValueError, match="precision='fp8'"):
+        TrainConfig(precision="fp8")
+
+
+def test_channels_last_is_an_option_off_by_default():
+    from torch import nn
+
+    from pipeline.train import Runtime
+
+    assert TrainConfig().channels_last is False
+    conv = nn.Conv2d(3, 4, 3)
+    assert Runtime(0, 1, torch.device("cpu")).prepare(conv).weight.is_contiguous()
+    on = Runtime(0, 1, torch.device("cpu"), channels_last=True)
+    assert on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous(memory_format=torch.channels_last)
+    assert on.tensor(torch.zeros(1, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
+    assert not on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous()

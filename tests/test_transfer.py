@@ -89,6 +89,57 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
     errors = [np.abs(d - e).mean() for d, e in zip(decoded, expected)]
     assert max(errors) < 2.0, errors
     assert np.abs(expected[0] - expected[5]).mean() > 2 * max(errors)  # another frame differs by far more
+    # differences taken on the fly are those of the generated frames themselves (not of the decoded video)
+    from pipeline.metrics import consecutive_differences
+
+    record = json.loads(out.with_suffix(".json").read_text())
+    bgr = [cv2.cvtColor(e, cv2.COLOR_RGB2BGR) for e in generate_frames(loaded, poses)]
+    assert record["consecutive_differences"] == pytest.approx(consecutive_differences(bgr), abs=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "plain.mp4"]  # no temp frames written
+
+
+def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
+    from pipeline.transfer import _prefetch
+
+    produced = []
+
+    def items():
+        for i in range(100):
+            produced.append(i)
+            yield i
+
+    stream = _prefetch(items(), depth=3)
+    assert next(stream) == 0
+    import time
+
+    time.sleep(0.3)
+    assert len(produced) <= 1 + 3 + 1  # the one taken, a full queue, one waiting to be put
+    assert list(stream) == list(range(1, 100))
+
+    def failing():
+        yield 1
+        raise ValueError("bad frame file")
+
+    with pytest.raises(ValueError, match="bad frame file"):
+        list(_prefetch(failing()))
+
+
+def test_video_encoder_leaves_nothing_behind_on_error(tmp_path):
+    from pipeline.video import VideoEncoder
+
+    out = tmp_path / "v.mp4"
+    with pytest.raises(ValueError, match="expected 16x8"):
+        with VideoEncoder(out, 10.0) as encoder:
+            encoder.write(np.zeros((8, 16, 3), np.uint8))
+            encoder.write(np.zeros((8, 18, 3), np.uint8))
+    with pytest.raises(ValueError, match="no frames"):
+        with VideoEncoder(out, 10.0):
+            pass
+    assert list(tmp_path.iterdir()) == []
+    with VideoEncoder(out, 10.0) as encoder:
+        for _ in range(3):
+            encoder.write(np.full((7, 9, 3), 100, np.uint8))  # odd size: padded
+    assert encoder.count == 3 and out.is_file() and [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
 
 
 def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip):
@@ -124,3 +175,33 @@ def test_cuda_is_refused_clearly_without_a_gpu():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             pick_device("cuda")
         assert pick_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, models, precision):
+    (frames, render, keypoints), generator, face = models
+    out = tmp_path / "low.mp4"
+    assert main(["transfer", str(keypoints), str(render), str(frames), str(out), "--generator", str(generator),
+                 "--face", str(face), "--device", "cpu", "--precision", precision]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["precision"] == precision and record["provenance"]["params"]["precision"] == precision
+    assert probe_video(out).frame_count == 10
+    from pipeline.generate import generate_frames, load_models, model_pose
+
+    poses = [model_pose(p, (64, 128)) for p in sorted(render.glob("*.png"))][:3]
+    exact = list(generate_frames(load_models(generator, None, "cpu", "fp32"), poses))
+    low = list(generate_frames(load_models(generator, None, "cpu", precision), poses))
+    errors = [np.abs(a.astype(float) - b).mean() for a, b in zip(exact, low)]
+    assert 0 < max(errors) < 8, errors  # autocast really ran (not bit-identical), close to fp32
+
+
+def test_auto_precision_is_fp32_on_the_cpu():
+    import torch
+
+    from pipeline.generate import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    with pytest.raises(ValueError, match="precision must be"):
+        resolve_precision("fp8", torch.device("cpu"))

@@ -200,14 +200,14 @@ def tensor_to_image(tensor: torch.Tensor) -> Any:
 @torch.no_grad()
 def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
                       device: str | torch.device | None = None, amp: bool = False,
-                      temporal: bool = True) -> Iterator[torch.Tensor]:
+                      temporal: bool = True, dtype: torch.dtype = torch.bfloat16) -> Iterator[torch.Tensor]:
     """Run the generator over consecutive stick figures, feeding each output back as the next input.
 
     ``poses`` yields (3, H, W) or (1, 3, H, W) tensors in [-1, 1] at the trained resolution
     (see :func:`pipeline.data.fit_to_size` for resizing and :func:`image_to_tensor`); yields
     (1, 3, H, W) float32 outputs in [-1, 1] on the CPU. The first frame's previous output is zeros.
     ``temporal=False`` is for a frame-by-frame generator (``is_temporal(config)`` false): each
-    frame from its stick figure alone.
+    frame from its stick figure alone. ``amp``: run under autocast to ``dtype`` (any device).
     """
     device = torch.device(device) if device is not None else next(generator.parameters()).device
     previous: torch.Tensor | None = None
@@ -216,7 +216,7 @@ def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
         pose = pose.to(device, torch.float32)
         if previous is None:
             previous = torch.zeros_like(pose)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
             out = generator(torch.cat([pose, previous], dim=1) if temporal else pose)
         previous = out.float()
         yield previous.cpu()

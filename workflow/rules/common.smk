@@ -279,7 +279,8 @@ def model_flags(wildcards, input):
 
 def evaluate_flags():
     options = config["evaluate"]
-    flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--device", options["device"]]
+    flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--device", options["device"],
+             "--precision", config["train"]["precision"]]  # generation in the precision it was trained in
     if options["lpips_weights"]:
         flags += ["--lpips-weights", options["lpips_weights"]]
     return " ".join(shlex.quote(f) for f in flags)

@@ -49,6 +49,7 @@ rule transfer:
         models=model_flags,
         device=config["transfer"]["device"],
         crf=config["transfer"]["crf"],
+        precision=config["train"]["precision"],
     resources:
         gpu=min(1, config["train"]["gpus"]),
     conda:
@@ -60,7 +61,7 @@ rule transfer:
     shell:
         "python -m pipeline.cli transfer {input.normalized:q} {input.render:q} {input.source_frames:q}"
         " {output.video:q} --generator {input.generator:q} {params.models} --side-by-side {output.side_by_side:q}"
-        " --record {output.record:q} --device {params.device} --crf {params.crf} > {log} 2>&1"
+        " --record {output.record:q} --device {params.device} --crf {params.crf} --precision {params.precision} > {log} 2>&1"
 
 
 rule evaluate:
