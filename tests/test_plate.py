@@ -70,3 +70,14 @@ def test_edn_plate_writes_plate_and_record(tmp_path):
     assert record["moving_camera"] is False and record["provenance"]["stage"] == "plate"
     plate = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "plate.png")), cv2.COLOR_BGR2RGB)
     assert np.abs(plate.astype(int) - bg.astype(int)).max() <= 1
+
+
+def test_pixels_always_covered_are_inpainted_and_counted():
+    bg = np.full((48, 64, 3), 100, dtype=np.uint8)
+    frames, kps = _figure_clip(bg, n=5)
+    kps[:, :2, :2] = [[30, 20], [35, 29]]  # the figure's box never moves
+    for f in frames:
+        f[20:30, 30:36] = 255
+    plate = estimate_plate(frames, kps, margin=0.0)
+    assert 0 < plate.filled_fraction < 0.05
+    assert np.abs(plate.image[25, 32].astype(int) - 100).max() <= 5  # filled from the background around it
