@@ -37,3 +37,21 @@ def test_generator_file_keeps_plate_and_background(tmp_path):
 def test_paper_generator_unchanged_by_background_none():
     g = build_generator(default_generator_config(ngf=4, n_downsample=2, n_blocks=1))
     assert not isinstance(g, PlateComposite)
+
+
+def test_generation_with_a_plate_generator_uses_its_stored_plate(tmp_path):
+    import numpy as np
+
+    from pipeline.generate import generate_frames, load_models
+    from pipeline.models.generator import image_to_tensor
+
+    g = build_generator(_config())
+    plate = np.random.default_rng(0).integers(0, 256, size=(8, 16, 3), dtype=np.uint8)
+    with torch.no_grad():
+        g.plate.copy_(image_to_tensor(plate))
+        [m for m in g.inner.modules() if isinstance(m, torch.nn.Conv2d)][-1].bias[3] = -1e4
+    save_model(tmp_path / "generator.pt", g, _config())
+    models = load_models(tmp_path / "generator.pt", device="cpu")
+    poses = [np.full((8, 16, 3), v, dtype=np.uint8) for v in (0, 128, 255)]
+    frames = list(generate_frames(models, poses, use_face=False))
+    assert len(frames) == 3 and all(np.abs(f.astype(int) - plate.astype(int)).max() <= 1 for f in frames)
