@@ -241,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
         p.set_defaults(func=_handler(f"pipeline.{stage.replace('-', '_')}", "cli"))
 
+    p = sub.add_parser("plate", help="background plate of a target clip: temporal median without the person")
+    p.add_argument("frames", type=Path, help="the clip's frames folder (edn extract)")
+    p.add_argument("keypoints", type=Path, help="its keypoint Parquet (masks the person out)")
+    p.add_argument("out", type=Path, help="folder for plate.png and plate.json")
+    p.set_defaults(func=_handler("pipeline.plate", "cli"))
+
     # Transfer, evaluation and their figures.
     p = sub.add_parser("transfer", help="a source's normalized poses -> video of the target (paper sec. 4)")
     p.add_argument("normalized", type=Path, help="the source's keypoints normalized to the target (edn normalize)")

@@ -119,11 +119,34 @@ class LocalEnhancer(nn.Module):
         return self.model_upsample(self.model_downsample(x) + self.model(self.downsample(x)))
 
 
+class PlateComposite(nn.Module):
+    """vid2vid-style foreground/background: the inner generator also sees the background plate and
+    outputs a foreground image and a mask logit; output = mask * foreground + (1 - mask) * plate.
+
+    ``inner`` takes ``input_nc + 3`` channels and gives 4 (foreground RGB through tanh, the mask
+    through the same tanh, mapped to (0, 1)). The plate, (1, 3, H, W) in [-1, 1], is a buffer, so
+    it is saved in the model file.
+    """
+
+    def __init__(self, inner: nn.Module, width: int, height: int):
+        super().__init__()
+        self.inner = inner
+        self.divisor = getattr(inner, "divisor", 1)
+        self.register_buffer("plate", torch.zeros(1, IMAGE_NC, height, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plate = self.plate.expand(x.shape[0], -1, -1, -1).to(x.dtype)
+        out = self.inner(torch.cat([x, plate], dim=1))
+        foreground, mask = out[:, :IMAGE_NC], out[:, IMAGE_NC:IMAGE_NC + 1].add(1).mul(0.5)
+        return mask * foreground + (1 - mask) * plate
+
+
 def default_generator_config(**overrides: Any) -> dict[str, Any]:
     """The architecture record stored beside the weights so a checkpoint rebuilds its network."""
     config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
                               "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
-                              "norm": "instance", "padding_type": "reflect", "temporal": True}
+                              "norm": "instance", "padding_type": "reflect", "temporal": True,
+                              "background": "none"}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown generator settings {sorted(unknown)}")
@@ -139,7 +162,15 @@ def is_temporal(config: dict[str, Any]) -> bool:
 
 
 def build_generator(config: dict[str, Any]) -> nn.Module:
-    """A GlobalGenerator or LocalEnhancer from :func:`default_generator_config`'s record."""
+    """A GlobalGenerator or LocalEnhancer from :func:`default_generator_config`'s record; with
+    ``background: plate`` wrapped in :class:`PlateComposite` (files from before the key: none)."""
+    background = config.get("background", "none")
+    if background == "plate":
+        inner = build_generator({**config, "background": "none", "input_nc": config["input_nc"] + IMAGE_NC,
+                                 "output_nc": IMAGE_NC + 1})
+        return PlateComposite(inner, int(config["width"]), int(config["height"]))
+    if background != "none":
+        raise ValueError(f"unknown generator background {background!r} (expected 'plate' or 'none')")
     common = dict(input_nc=config["input_nc"], output_nc=config["output_nc"], norm=config["norm"],
                   padding_type=config["padding_type"])
     if config["kind"] == "global":

@@ -1,0 +1,27 @@
+# Background plate of each target clip: temporal median of its frames with the person masked
+# out by its smoothed keypoints; plate.json records the inpainted share and the moving-camera check.
+
+
+rule plate:
+    input:
+        frames="results/frames/{video}",
+        keypoints="results/keypoints/{video}/smooth.parquet",
+        code=stage_code("plate"),
+    output:
+        plate=report(
+            "results/plate/{video}/plate.png",
+            caption="../report/plate.rst",
+            category="Background plate",
+            subcategory="{video}",
+        ),
+        record="results/plate/{video}/plate.json",
+    params:
+        out_dir="results/plate/{video}",
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/plate/{video}.log",
+    benchmark:
+        "results/benchmarks/plate/{video}.tsv"
+    shell:
+        "python -m pipeline.cli plate {input.frames:q} {input.keypoints:q} {params.out_dir:q} > {log} 2>&1"
