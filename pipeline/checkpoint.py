@@ -53,14 +53,23 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
         torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
+def load_tensor_file(path: str | Path, what: str) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a dict file; a broken file or a non-dict is an error naming it."""
     path = Path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises pickle, zip and runtime errors for broken files
-        raise ValueError(f"{path}: unreadable checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: unreadable {what} file ({exc})") from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict ({what} expected)")
+    return state
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
+    path = Path(path)
+    state = load_tensor_file(path, "checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: not an edn checkpoint of version {CHECKPOINT_VERSION}")
     return state
 
@@ -84,11 +93,8 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found (run `{made_by}` first)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and runtime errors for broken files
-        raise ValueError(f"{path}: unreadable {what} file ({exc})") from exc
-    if not isinstance(state, dict) or "config" not in state or "state_dict" not in state:
+    state = load_tensor_file(path, what)
+    if "config" not in state or "state_dict" not in state:
         raise ValueError(f"{path}: not a {what} file (expected 'config' and 'state_dict')")
     config = dict(state["config"])
     model = build(config)

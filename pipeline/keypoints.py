@@ -145,17 +145,22 @@ def write_keypoints(path: str | Path, track: KeypointTrack) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_keypoints(path: str | Path) -> KeypointTrack:
-    """Read and check a contract Parquet file; errors name the file and the problem."""
+def read_parquet_table(path: Path, missing: str, error: type[ValueError]) -> Any:
+    """The pyarrow table of ``path``; ``error(missing)`` when absent, or when it is not Parquet."""
     import pyarrow.parquet as pq
 
-    path = Path(path)
     if not path.is_file():
-        raise KeypointFileError(f"{path}: keypoint file not found")
+        raise error(f"{path}: {missing}")
     try:
-        table = pq.read_table(path)
+        return pq.read_table(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise KeypointFileError(f"{path}: not a readable Parquet file ({exc})") from exc
+        raise error(f"{path}: not a readable Parquet file ({exc})") from exc
+
+
+def read_keypoints(path: str | Path) -> KeypointTrack:
+    """Read and check a contract Parquet file; errors name the file and the problem."""
+    path = Path(path)
+    table = read_parquet_table(path, "keypoint file not found", KeypointFileError)
     expected = {"frame", "joint", "x", "y", "confidence"}
     missing = expected - set(table.column_names)
     if missing:

@@ -157,12 +157,9 @@ class LPIPS:
         # Build LPIPS with an uninitialised backbone (nothing downloaded), then copy the
         # pretrained AlexNet features in: lpips keeps torchvision's layer indices in its slices.
         model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
-        try:
-            state = torch.load(found, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises pickle, zip and runtime errors for broken files
-            raise ValueError(f"{found}: unreadable AlexNet weight file for LPIPS ({exc})") from exc
-        if not isinstance(state, dict):
-            raise ValueError(f"{found}: not a state dict (AlexNet weights for LPIPS expected)")
+        from pipeline.checkpoint import load_tensor_file
+
+        state = load_tensor_file(found, "AlexNet weight (LPIPS backbone)")
         features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         params = dict(model.net.named_parameters())
         for name, param in params.items():

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.keypoints import BODY, BODY_25_NAMES, METADATA_KEY, J, KeypointTrack, present, read_keypoints
+from pipeline.keypoints import BODY, BODY_25_NAMES, METADATA_KEY, J, KeypointTrack, present, read_keypoints, \
+    read_parquet_table
 from pipeline.provenance import atomic_path, provenance
 
 log = logging.getLogger(__name__)
@@ -204,15 +205,8 @@ class QCFileError(ValueError):
 
 def read_qc(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Columns and metadata of a QC file written by :func:`write_qc`; errors name the file."""
-    import pyarrow.parquet as pq
-
     path = Path(path)
-    if not path.is_file():
-        raise QCFileError(f"{path}: QC file not found (run `edn qc` first)")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise QCFileError(f"{path}: not a readable Parquet file ({exc})") from exc
+    table = read_parquet_table(path, "QC file not found (run `edn qc` first)", QCFileError)
     missing = [c for c in ("frame", "ok", "plausible", "break", "reasons") if c not in table.column_names]
     if missing:
         raise QCFileError(f"{path}: not a QC file (missing columns {missing})")

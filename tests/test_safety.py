@@ -203,7 +203,7 @@ def test_pickled_lpips_weights_give_a_clear_error(tmp_path):
 
     weights = tmp_path / "alexnet.pth"
     torch.save({"features.0.weight": Path("not a tensor")}, weights)  # needs full unpickling
-    with pytest.raises(ValueError, match=f"{weights}: unreadable AlexNet weight file"):
+    with pytest.raises(ValueError, match=f"{weights}: unreadable AlexNet weight \\(LPIPS backbone\\) file"):
         LPIPS.load(weights)
 
 

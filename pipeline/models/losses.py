@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.checkpoint import load_tensor_file
+
 log = logging.getLogger(__name__)
 
 VGG19_FILE = "vgg19-dcbbb0d1.pth"  # torchvision's IMAGENET1K_V1 weights
@@ -90,12 +92,7 @@ def load_vgg19_features(weights: str | Path | None = None) -> nn.Sequential:
     from torchvision.models.vgg import cfgs, make_layers
 
     path = find_vgg_weights(weights)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises pickle, zip and runtime errors for broken files
-        raise ValueError(f"{path}: unreadable VGG19 weight file ({exc})") from exc
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a state dict")
+    state = load_tensor_file(path, "VGG19 weight")
     features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
     vgg = make_layers(cfgs["E"])  # VGG19's feature layers only: the classifier is 120M unused weights
     try:
