@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--no-temporal", dest="temporal", action="store_false",
                            help="the paper's frame-by-frame ablation: no previous-frame input, single-frame "
                            "discriminator")
+            p.add_argument("--background", choices=("none", "plate"), default="none",
+                           help="none: the paper's generator; plate: it also sees the clip's background plate "
+                           "and paints a foreground and a soft mask over it (needs --clip-plate)" + dflt)
+            p.add_argument("--clip-plate", action="append", type=Path, default=None, metavar="PLATE_PNG",
+                           help="`edn plate` image of a clip, one per --clip in the same order (--background plate)")
+            p.add_argument("--lambda-l1", type=float, default=0.0,
+                           help="pixel L1 reconstruction weight (0: the paper's losses only)" + dflt)
         p.add_argument("--epochs", type=int, default=40, help="passes over the training pairs" + dflt)
         p.add_argument("--niter-decay", type=int, default=20,
                        help="last epochs, over which the learning rate falls linearly to 0" + dflt)

@@ -183,6 +183,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     import torch
 
     from pipeline.generate import face_boxes, generate_frames, load_models
+    from pipeline.models.generator import select_plate
     from pipeline.keypoints import BODY
     from pipeline.metrics import LPIPS, keypoint_box, missed_detections, pose_distance, temporal_instability
 
@@ -221,6 +222,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         refined = [r for r in mine if ROW_SOURCES[r][1]]
         plain = [r for r in mine if not ROW_SOURCES[r][1]]
         for c, h in enumerate(data):
+            select_plate(model.generator, c)  # a plate generator paints over this clip's own background
             boxes = face_boxes(h.keypoints, size, model)  # keypoints are in model pixels already
             stream = generate_frames(model, h.poses, boxes, use_face=bool(refined),
                                      with_plain=bool(refined and plain))

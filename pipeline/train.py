@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import functools
 import logging
 import math
 import os
@@ -94,6 +95,8 @@ class TrainConfig:
     deterministic: bool = False
     # False: the paper's frame-by-frame ablation (no previous-frame input, single-frame discriminator)
     temporal: bool = True
+    background: str = "none"  # "plate": the generator composites a foreground over the clip's plate
+    lambda_l1: float = 0.0  # pixel L1 reconstruction weight; 0 = the paper's losses
     # The reference schedule's second phase: the local enhancer's global part starts from this
     # global generator.pt (ngf = 2 x ngf) and takes no updates for the first niter_fix_global epochs.
     init_global: str | None = None
@@ -112,6 +115,8 @@ class TrainConfig:
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
+        bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
+        bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
         bad += [f"lr_scaling={self.lr_scaling!r}"] if self.lr_scaling not in LR_SCALING else []
         bad += [f"niter_fix_global={self.niter_fix_global}"] if not 0 <= self.niter_fix_global <= self.epochs else []
         if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
@@ -311,6 +316,8 @@ class GANTask(abc.ABC):
         if self.vgg is not None:
             with rt.autocast():
                 losses["G_VGG"] = vgg_weight * self.vgg(fake, real)
+        if cfg.lambda_l1 > 0:
+            losses["G_L1"] = cfg.lambda_l1 * F.l1_loss(fake.float(), real.float())
         self._update("G", sum(losses.values()))
 
         # Discriminator: fake and real in one forward (one DDP forward per backward; instance
@@ -344,11 +351,13 @@ class TemporalPair(nn.Module):
         super().__init__()
         self.generator, self.temporal = generator, temporal
 
-    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor, plate: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        extra = () if plate is None else (plate,)  # a plate generator: each sample's own plate
         if not self.temporal:
-            return None, self.generator(pose_t1)
-        fake_t = self.generator(torch.cat([pose_t, torch.zeros_like(pose_t)], dim=1))
-        fake_t1 = self.generator(torch.cat([pose_t1, fake_t.to(pose_t1.dtype)], dim=1))
+            return None, self.generator(pose_t1, *extra)
+        fake_t = self.generator(torch.cat([pose_t, torch.zeros_like(pose_t)], dim=1), *extra)
+        fake_t1 = self.generator(torch.cat([pose_t1, fake_t.to(pose_t1.dtype)], dim=1), *extra)
         return fake_t, fake_t1
 
 
@@ -357,7 +366,10 @@ class PoseTask(GANTask):
 
     model_file = "generator.pt"
 
-    def __init__(self, cfg: TrainConfig, rt: Runtime):
+    def __init__(self, cfg: TrainConfig, rt: Runtime, plates: torch.Tensor | None = None):
+        """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate)."""
+        if (cfg.background == "plate") != (plates is not None):
+            raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
         divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
         if cfg.width % divisor or cfg.height % divisor:
             raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
@@ -365,9 +377,12 @@ class PoseTask(GANTask):
         config = default_generator_config(
             kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
             n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
-            temporal=cfg.temporal)
+            temporal=cfg.temporal, background=cfg.background, n_plates=1 if plates is None else len(plates))
         d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
         generator = build_generator(config)
+        if plates is not None:
+            with torch.no_grad():
+                generator.plate.copy_(plates.float().div(127.5).sub(1.0))
         if cfg.init_global is not None:
             init_local_from_global(generator, config, cfg.init_global)
         super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
@@ -383,8 +398,11 @@ class PoseTask(GANTask):
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
+        plate = None
+        if self.cfg.background == "plate":  # the plate of the sample's clip
+            plate = self.G.plate[torch.as_tensor(batch["clip"], device=self.rt.device)]
         with self.rt.autocast():
-            fake_t, fake_t1 = self.pair(pose_t, pose_t1)
+            fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
             real_seq = torch.cat([pose_t1, real_t1], dim=1)
             fake_seq = torch.cat([pose_t1, fake_t1.to(pose_t1.dtype)], dim=1)
@@ -704,20 +722,39 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
 
 
 def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
-          model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+          model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None,
+          clip_plate: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train the pose-to-frame generator; writes run.json, losses.csv, samples/, checkpoint.pt in
     ``out_dir`` and the generator to ``model_path`` (default ``out_dir/generator.pt``).
 
     Resumes automatically from ``out_dir/checkpoint.pt``. ``clip_qc``: see :func:`run_stage`.
     Returns the run record.
     """
-    inputs = None
+    inputs = {}
     if cfg.init_global is not None:  # the weights it starts from, not the path, decide whether a resume fits
         from pipeline.models.generator import load_generator
 
-        inputs = {"init_global_sha256": tensors_sha256(load_generator(cfg.init_global)[0].state_dict())}
-    return run_stage("train", out_dir, clips, cfg, PoseTask, model_path=model_path, inputs=inputs,
-                     clip_qc=clip_qc)
+        inputs["init_global_sha256"] = tensors_sha256(load_generator(cfg.init_global)[0].state_dict())
+    make_task: Callable[[TrainConfig, Runtime], GANTask] = PoseTask
+    if cfg.background == "plate":
+        plates = load_plates(clip_plate, len(clips), cfg.width, cfg.height)
+        inputs["plates_sha256"] = tensors_sha256({"plates": plates})
+        make_task = functools.partial(PoseTask, plates=plates)
+    elif clip_plate:
+        raise ValueError("--clip-plate is for --background plate")
+    return run_stage("train", out_dir, clips, cfg, make_task, model_path=model_path, inputs=inputs or None,
+                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]})
+
+
+def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:
+    """Each clip's `edn plate` image at the model size, fitted like its frames: uint8 (n_clips, 3, H, W)."""
+    from pipeline.data import fit_to_size, read_rgb
+
+    if not paths or len(paths) != n_clips:
+        raise ValueError(f"background plate: --clip-plate given {len(paths or [])} times for {n_clips} --clip "
+                         "(one `edn plate` image per clip, same order)")
+    return torch.stack([torch.from_numpy(fit_to_size(read_rgb(Path(p)), width, height)).permute(2, 0, 1)
+                        for p in paths])
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
@@ -731,5 +768,5 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
 
 def cli(args: argparse.Namespace) -> int:
     train(args.out_dir, [tuple(c) for c in args.clip], config_from_args(TrainConfig, args), args.model_out,
-          clip_qc=args.clip_qc)
+          clip_qc=args.clip_qc, clip_plate=args.clip_plate)
     return 0

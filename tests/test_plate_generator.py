@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from pipeline.checkpoint import save_model
@@ -55,3 +56,74 @@ def test_generation_with_a_plate_generator_uses_its_stored_plate(tmp_path):
     poses = [np.full((8, 16, 3), v, dtype=np.uint8) for v in (0, 128, 255)]
     frames = list(generate_frames(models, poses, use_face=False))
     assert len(frames) == 3 and all(np.abs(f.astype(int) - plate.astype(int)).max() <= 1 for f in frames)
+
+
+# ------------------------------------------------------------------ training with plates (edn train)
+
+def _tiny_plate_run(tmp_path, clips, **overrides):
+    from pipeline.plate import plate_of_clip
+    from pipeline.train import TrainConfig, train
+
+    plates = []
+    for i, (frames, _, keypoints) in enumerate(clips):
+        plate_of_clip(frames, keypoints, tmp_path / f"plate{i}")
+        plates.append(tmp_path / f"plate{i}" / "plate.png")
+    cfg = TrainConfig(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2,
+                      workers=0, vgg_loss=False, sample_every=0, deterministic=True, max_steps=3,
+                      background="plate", **overrides)
+    record = train(tmp_path / "run", clips, cfg, clip_plate=plates)
+    return record, plates
+
+
+def test_training_with_plates_stores_each_clips_plate_and_logs_l1(tmp_path, synthetic_clip_factory):
+    import csv
+
+    from pipeline.data import fit_to_size, read_rgb
+    from pipeline.models.generator import image_to_tensor, select_plate
+
+    clips = [synthetic_clip_factory(tmp_path / f"clip{i}", n_frames=6) for i in range(2)]
+    # the second view's background differs: its plate must differ from the first's
+    import cv2
+    for path in sorted((clips[1][0]).glob("*.jpg")):
+        cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    record, plates = _tiny_plate_run(tmp_path, clips, lambda_l1=10.0)
+    assert record["status"] == "finished" and record["plates"] == [str(p) for p in plates]
+    assert record["inputs"]["plates_sha256"]
+    generator, config = load_generator(tmp_path / "run" / "generator.pt")
+    assert config["background"] == "plate" and config["n_plates"] == 2
+    for i, plate in enumerate(plates):
+        expected = image_to_tensor(fit_to_size(read_rgb(plate), 64, 128))[0]
+        assert torch.allclose(generator.plate[i], expected, atol=1e-6)
+    assert not torch.allclose(generator.plate[0], generator.plate[1], atol=0.1)
+    with (tmp_path / "run" / "losses.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 and all(float(r["G_L1"]) > 0 for r in rows)
+    select_plate(generator, 1)
+    assert generator.plate_index == 1
+    with pytest.raises(ValueError, match="plate 2 asked of a generator trained with 2 plates"):
+        select_plate(generator, 2)
+
+
+def test_each_training_sample_is_composited_over_its_own_clips_plate():
+    from pipeline.train import TemporalPair
+
+    g = build_generator(default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=8,
+                                                 background="plate", n_plates=2))
+    with torch.no_grad():
+        [m for m in g.inner.modules() if isinstance(m, torch.nn.Conv2d)][-1].bias[3] = -1e4  # mask 0
+    plates = torch.rand(2, 3, 8, 16) * 2 - 1
+    fake_t, fake_t1 = TemporalPair(g)(torch.rand(2, 3, 8, 16), torch.rand(2, 3, 8, 16), plates)
+    assert torch.allclose(fake_t, plates, atol=1e-6) and torch.allclose(fake_t1, plates, atol=1e-6)
+
+
+def test_plate_training_needs_one_plate_per_clip(tmp_path, synthetic_clip):
+    from pipeline.train import TrainConfig, train
+
+    cfg = TrainConfig(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, workers=0, vgg_loss=False,
+                      background="plate", max_steps=1)
+    with pytest.raises(ValueError, match="--clip-plate given 0 times for 1 --clip"):
+        train(tmp_path / "run", [synthetic_clip], cfg)
+    with pytest.raises(ValueError, match="--clip-plate is for --background plate"):
+        train(tmp_path / "run", [synthetic_clip], TrainConfig(background="none"), clip_plate=["p.png"])
+    with pytest.raises(ValueError, match="background='wall'"):
+        TrainConfig(background="wall")

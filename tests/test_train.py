@@ -438,3 +438,16 @@ def test_channels_last_is_an_option_off_by_default():
     assert on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous(memory_format=torch.channels_last)
     assert on.tensor(torch.zeros(1, 3, 8, 8)).is_contiguous(memory_format=torch.channels_last)
     assert not on.prepare(nn.Conv2d(3, 4, 3)).weight.is_contiguous()
+
+
+def test_workflow_with_background_plate_plans_plates_for_the_pose_gan_only(tmp_path):
+    planned = workflow(tmp_path, "-n", "results/models/s/face.pt", "results/models/s/frame_by_frame/generator.pt",
+                       train={"background": "plate", "lambda_l1": 10.0}, videos="va vb")
+    blocks = {b.split(":", 1)[0]: b for b in planned.split("\nrule ")[1:]}
+    pose = blocks["train_generator"]
+    assert ("--clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png" in pose
+            and "--background plate" in pose and "--lambda-l1 10.0" in pose)
+    assert "rule plate:" in planned and "results/plate/vb/plate.png" in planned
+    baseline = blocks["train_frame_by_frame"]  # the paper's frame-by-frame baseline keeps the paper's generator
+    assert "--clip-plate" not in baseline and baseline.index("--background plate") < baseline.index("--background none")
+    assert "--background" not in blocks["train_face"] and "--clip-plate" not in blocks["train_face"]

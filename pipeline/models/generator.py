@@ -124,21 +124,33 @@ class PlateComposite(nn.Module):
     outputs a foreground image and a mask logit; output = mask * foreground + (1 - mask) * plate.
 
     ``inner`` takes ``input_nc + 3`` channels and gives 4 (foreground RGB through tanh, the mask
-    through the same tanh, mapped to (0, 1)). The plate, (1, 3, H, W) in [-1, 1], is a buffer, so
-    it is saved in the model file.
+    through the same tanh, mapped to (0, 1)). The plates, (n_plates, 3, H, W) in [-1, 1], one per
+    training clip (camera view), are a buffer, so they are saved in the model file. Training
+    passes each sample's plate; generation uses plate ``plate_index`` (0: the first target clip).
     """
 
-    def __init__(self, inner: nn.Module, width: int, height: int):
+    def __init__(self, inner: nn.Module, width: int, height: int, n_plates: int = 1):
         super().__init__()
         self.inner = inner
         self.divisor = getattr(inner, "divisor", 1)
-        self.register_buffer("plate", torch.zeros(1, IMAGE_NC, height, width))
+        self.plate_index = 0
+        self.register_buffer("plate", torch.zeros(n_plates, IMAGE_NC, height, width))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plate = self.plate.expand(x.shape[0], -1, -1, -1).to(x.dtype)
+    def forward(self, x: torch.Tensor, plate: torch.Tensor | None = None) -> torch.Tensor:
+        if plate is None:
+            plate = self.plate[self.plate_index:self.plate_index + 1].expand(x.shape[0], -1, -1, -1)
+        plate = plate.to(x.dtype)
         out = self.inner(torch.cat([x, plate], dim=1))
         foreground, mask = out[:, :IMAGE_NC], out[:, IMAGE_NC:IMAGE_NC + 1].add(1).mul(0.5)
         return mask * foreground + (1 - mask) * plate
+
+
+def select_plate(generator: nn.Module, clip_index: int) -> None:
+    """Generate over training clip ``clip_index``'s plate (a plate generator; others are left as they are)."""
+    if isinstance(generator, PlateComposite):
+        if not 0 <= clip_index < len(generator.plate):
+            raise ValueError(f"plate {clip_index} asked of a generator trained with {len(generator.plate)} plates")
+        generator.plate_index = clip_index
 
 
 def default_generator_config(**overrides: Any) -> dict[str, Any]:
@@ -146,7 +158,7 @@ def default_generator_config(**overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
                               "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
                               "norm": "instance", "padding_type": "reflect", "temporal": True,
-                              "background": "none"}
+                              "background": "none", "n_plates": 1}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown generator settings {sorted(unknown)}")
@@ -168,7 +180,7 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
     if background == "plate":
         inner = build_generator({**config, "background": "none", "input_nc": config["input_nc"] + IMAGE_NC,
                                  "output_nc": IMAGE_NC + 1})
-        return PlateComposite(inner, int(config["width"]), int(config["height"]))
+        return PlateComposite(inner, int(config["width"]), int(config["height"]), int(config.get("n_plates", 1)))
     if background != "none":
         raise ValueError(f"unknown generator background {background!r} (expected 'plate' or 'none')")
     common = dict(input_nc=config["input_nc"], output_nc=config["output_nc"], norm=config["norm"],

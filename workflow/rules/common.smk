@@ -149,6 +149,7 @@ def pose_targets():
     targets += [f"results/render_transfer/{s}/{t}" for s, t in transfer_pairs()]
     targets += [f"results/plots/tracks/{v}.png" for v in VIDEOS.index]
     targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
+    targets += [f"results/plate/{v}/plate.json" for v in TARGETS.index]  # shown in the report
     targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
     return targets
 
@@ -174,6 +175,20 @@ def train_inputs(wildcards):
             "render": [f"results/render/{v}" for v in videos],
             "keypoints": [f"results/keypoints/{v}/smooth.parquet" for v in videos],
             "qc": [f"results/qc/{v}/smooth.parquet" for v in videos]}
+
+
+def plate_inputs(wildcards):
+    """The background plate of every clip of the subject, when train: background is plate."""
+    if config["train"]["background"] != "plate":
+        return []
+    videos = TARGETS.index[TARGETS["subject"] == wildcards.subject]
+    return [f"results/plate/{v}/plate.png" for v in videos]
+
+
+def train_plate_flags(wildcards):
+    """` --clip-plate PLATE` for each clip of the subject, in train_clip_flags' order (background plate);
+    each with its leading space, so that none leaves the command as it was."""
+    return "".join(f" --clip-plate {shlex.quote(path)}" for path in plate_inputs(wildcards))
 
 
 def train_clip_flags(wildcards):
@@ -203,7 +218,7 @@ def train_flags(stage):
     if stage == "face":
         options.pop("niter_fix_global", None)
         generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
-                          "num_d")
+                          "num_d", "background", "lambda_l1")
         options = {k: v for k, v in options.items() if k not in generator_only}
         options.update({k if k in ("epochs", "niter_decay") else f"face_{k}": v
                         for k, v in config["train"]["face"].items()})

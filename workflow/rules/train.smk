@@ -7,6 +7,7 @@
 rule train_generator:
     input:
         unpack(train_inputs),
+        plates=plate_inputs,
         init_global=global_generator_input,
         code=stage_code("train"),
     output:
@@ -15,6 +16,7 @@ rule train_generator:
         run_dir="results/models/{subject}",
         clips=train_clip_flags,
         qc=train_qc_flags,
+        plates=train_plate_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
         init_global=init_global_flags,
@@ -29,7 +31,7 @@ rule train_generator:
         "results/benchmarks/train/{subject}.tsv"
     shell:
         "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
-        " {params.clips} {params.qc} --model-out {output:q} {params.options} {params.init_global} > {log} 2>&1"
+        " {params.clips} {params.qc}{params.plates} --model-out {output:q} {params.options} {params.init_global} > {log} 2>&1"
 
 
 # The reference schedule's first phase (config train: global_phase): a global generator at half the
@@ -48,6 +50,7 @@ use rule train_generator as train_global with:
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("global"),
         init_global="",
+        plates="",
     log:
         "results/logs/train_global/{subject}.log",
     benchmark:

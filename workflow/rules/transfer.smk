@@ -16,8 +16,9 @@ use rule train_generator as train_frame_by_frame with:
         run_dir="results/models/{subject}/frame_by_frame",
         clips=train_clip_flags,
         qc=train_qc_flags,
-        options=train_flags("generator") + " --no-temporal --niter-fix-global 0",
+        options=train_flags("generator") + " --no-temporal --niter-fix-global 0 --background none",
         init_global="",
+        plates="",
     log:
         "results/logs/train_frame_by_frame/{subject}.log",
     benchmark:
