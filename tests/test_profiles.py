@@ -60,12 +60,16 @@ def test_grouped_and_configured_rules_exist_in_the_workflow(tmp_path):
     sheet.write_text("name\tpath\trole\tsubject\nv\tv.mp4\ttarget\ts\n")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["videos"] = str(sheet)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
-                           "--configfile", "config.yaml", "--list-rules"],
-                          cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    rules = set(done.stdout.split())
+    rules: set[str] = set()
+    for chunk_frames in (0, 500):  # chunked detection has rules of its own (detect_chunk, gather_keypoints)
+        config["detect"]["chunk_frames"] = chunk_frames
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        done = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
+                               "--configfile", "config.yaml", "--list-rules"],
+                              cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        rules |= set(done.stdout.split())
+    assert {"detect", "detect_chunk", "gather_keypoints"} <= rules
     slurm = profile("slurm")
     assert set(slurm["groups"]) <= rules
     assert set(slurm["set-resources"]) <= rules
