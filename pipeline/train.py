@@ -748,13 +748,22 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
 
 def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:
     """Each clip's `edn plate` image at the model size, fitted like its frames: uint8 (n_clips, 3, H, W)."""
+    import cv2
+
     from pipeline.data import fit_to_size, read_rgb
 
     if not paths or len(paths) != n_clips:
         raise ValueError(f"background plate: --clip-plate given {len(paths or [])} times for {n_clips} --clip "
                          "(one `edn plate` image per clip, same order)")
-    return torch.stack([torch.from_numpy(fit_to_size(read_rgb(Path(p)), width, height)).permute(2, 0, 1)
-                        for p in paths])
+    # Resize on one thread: an OpenCV thread pool started in this process would hang the data
+    # workers forked from it later (measured: the first step never came with --workers 1).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return torch.stack([torch.from_numpy(fit_to_size(read_rgb(Path(p)), width, height)).permute(2, 0, 1)
+                            for p in paths])
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
