@@ -217,7 +217,16 @@ def test_pose_half_through_slurm_equals_a_local_run(cluster, tmp_path_factory, c
     parquets = sorted(p.relative_to(local) for p in local.glob("results/**/*.parquet"))
     assert parquets and parquets == sorted(p.relative_to(remote) for p in remote.glob("results/**/*.parquet"))
     cluster_jobs = set(job_states(cluster))
-    for rel in parquets:
+    from pipeline.quality import read_qc
+
+    for rel in [r for r in parquets if r.parts[1] == "qc"]:  # pose QC verdicts: same columns, SLURM's job named
+        (a_cols, a_meta), (b_cols, b_meta) = read_qc(local / rel), read_qc(remote / rel)
+        assert "slurm_job_id" not in a_meta["provenance"], rel
+        assert b_meta["provenance"]["slurm_job_id"] in cluster_jobs & slurm_jobs, rel
+        assert a_cols.keys() == b_cols.keys(), rel
+        for column in a_cols:
+            np.testing.assert_array_equal(a_cols[column], b_cols[column], err_msg=f"{rel}: {column}")
+    for rel in [r for r in parquets if r.parts[1] != "qc"]:
         a, b = read_keypoints(local / rel), read_keypoints(remote / rel)
         # every artifact records the SLURM job that made it
         assert "slurm_job_id" not in a.meta["provenance"], rel
