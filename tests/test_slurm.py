@@ -127,7 +127,7 @@ def training_workdir(workdir: Path, clip: tuple[Path, Path, Path], **train) -> l
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     # --allowed-rules takes several values: it goes last
     return ["results/models/s/generator.pt", "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml",
-            "--allowed-rules", "train_generator"]
+            "--allowed-rules", "qc", "plate", "train_generator"]
 
 
 def run_record(workdir: Path) -> dict:

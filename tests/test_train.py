@@ -116,8 +116,9 @@ def test_workflow_plans_both_training_rules(tmp_path):
     clips = ("--clip results/frames/va results/render/va results/keypoints/va/smooth.parquet "
              "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet "
              "--clip-qc results/qc/va/smooth.parquet --clip-qc results/qc/vb/smooth.parquet")
-    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips} "
-            "--model-out results/models/s/generator.pt") in planned
+    plates = " --clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png"  # background: plate
+    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips}"
+            f"{plates} --model-out results/models/s/generator.pt") in planned
     assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
             f"results/models/s/face {clips} "
             "--model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned
@@ -238,7 +239,7 @@ def test_workflow_trains_both_models_and_a_rerun_resumes(tmp_path, synthetic_cli
     shutil.copy(keypoints, tmp_path / "results" / "keypoints" / "va" / "smooth.parquet")
     tiny = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, epochs=1, niter_decay=0,
                 workers=0, face={"epochs": 1, "niter_decay": 0, "ngf": 4, "n_blocks": 1, "size": None})
-    only_training = ["--allowed-rules", "qc", "train_generator", "train_face"]  # the inputs above stand as they are
+    only_training = ["--allowed-rules", "qc", "plate", "train_generator", "train_face"]  # the inputs above stand as they are
     workflow(tmp_path, "results/models/s/face.pt", *only_training, train=tiny)
     models = tmp_path / "results" / "models" / "s"
     assert load_generator(models / "generator.pt")[1]["width"] == 64
