@@ -382,6 +382,7 @@ def test_paper_preset_plans_the_three_phases_as_separate_jobs_in_order(tmp_path)
     assert all(f in local for f in ("--width 1024 ", "--height 512 ", "--ngf 32 ", "--local-enhancer"))
     assert "--niter-fix-global 10" in local and "--init-global results/models/s/global/generator.pt" in local
     assert "--vgg-loss on" in local and "--vgg-loss on" in glob
+    assert "--background none" in local and "--clip-plate" not in local  # the paper's generator
 
 
 def test_global_phase_needs_the_local_enhancer(tmp_path):
