@@ -94,7 +94,7 @@ def test_report_opens_in_a_browser_with_its_figures(report_run, chromium, tmp_pa
     body = dom.stdout[dom.stdout.find("<body"):]
     drawn = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
     drawn = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", drawn)).split())
-    assert "Results Evaluation Keypoints Normalization Training Transfer" in drawn, drawn[:2000]  # the menu
+    assert "Results Background plate Evaluation Keypoints Normalization Training Transfer" in drawn, drawn[:2000]  # the menu
     assert "Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2018" in drawn
     # The results the page lists, with their rendered captions.
     data = " ".join(html.unescape(dom.stdout.replace("\\n", " ")).split())
