@@ -382,7 +382,7 @@ class PoseTask(GANTask):
         generator = build_generator(config)
         if plates is not None:
             with torch.no_grad():
-                generator.plate.copy_(plates.float().div(127.5).sub(1.0))
+                generator.plate.copy_(batch_to_device(plates, rt))  # the one uint8 -> [-1, 1] conversion
         if cfg.init_global is not None:
             init_local_from_global(generator, config, cfg.init_global)
         super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
