@@ -99,6 +99,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
 
     from pipeline.generate import face_boxes, generate_frames, load_models, model_pose
     from pipeline.media import probe_video
+    from pipeline.metrics import consecutive_differences
     from pipeline.video import VideoEncoder, side_by_side
 
     normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
@@ -127,8 +128,6 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     # One pass, nothing written but the videos and nothing held but a few frames: stick figures are
     # read ahead in a thread, each generated frame goes straight to both encoders, and consecutive
     # differences are taken on the fly.
-    differences: list[float] = []
-    previous: np.ndarray | None = None
     with contextlib.ExitStack() as stack:
         main = stack.enter_context(VideoEncoder(out, fps, crf=crf))
         panel_video = stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf)) if side_by_side_out else None
@@ -140,23 +139,24 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                 shown[:] = [pose]  # the stick figure of the frame being generated, for the side-by-side
                 yield pose
 
-        stream = generate_frames(models, remembered(), boxes)
-        for i, frame in enumerate(tqdm(stream, total=len(poses), desc=f"transfer {out.stem}", unit="frame",
-                                       mininterval=1.0)):
-            result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-            current = result.astype(np.float32)
-            if previous is not None:
-                differences.append(float(np.abs(current - previous).mean()))
-            previous = current
-            main.write(result)
-            if panel_video is not None:
-                source = cv2.imread(str(sources[i]))
-                if source is None:
-                    raise ValueError(f"{sources[i]}: cannot read source frame")
-                pose_bgr = cv2.cvtColor(shown[0], cv2.COLOR_RGB2BGR)
-                if int(track.frames[i]) in repaired:
-                    mark_repaired(pose_bgr)
-                panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))
+        def written() -> Iterator[np.ndarray]:
+            """Each generated frame (BGR), once it has gone to both encoders."""
+            stream = generate_frames(models, remembered(), boxes)
+            for i, frame in enumerate(tqdm(stream, total=len(poses), desc=f"transfer {out.stem}", unit="frame",
+                                           mininterval=1.0)):
+                result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+                main.write(result)
+                if panel_video is not None:
+                    source = cv2.imread(str(sources[i]))
+                    if source is None:
+                        raise ValueError(f"{sources[i]}: cannot read source frame")
+                    pose_bgr = cv2.cvtColor(shown[0], cv2.COLOR_RGB2BGR)
+                    if int(track.frames[i]) in repaired:
+                        mark_repaired(pose_bgr)
+                    panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))
+                yield result
+
+        differences = consecutive_differences(written())  # two frames held at a time
         seconds = time.perf_counter() - started
 
     info = probe_video(out)
