@@ -283,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generator.pt of `edn train --no-temporal` (row frame_by_frame)")
     p.add_argument("--rows", nargs="+", choices=("frame_by_frame", "temporal", "temporal_face"),
                    default=["temporal", "temporal_face"], help="ablations to evaluate" + dflt)
+    p.add_argument("--ablation", action="append", metavar="NAME=GENERATOR_PT",
+                   help="one more row NAME, generated like temporal by this generator.pt (trained on the same "
+                   "clips with other options); repeat per ablation")
+    p.add_argument("--clip-batch", type=int, default=4,
+                   help="held-out clips generated together as one batch per step" + dflt)
     p.add_argument("--lpips-weights", default=None,
                    help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)

@@ -14,7 +14,7 @@ last one kept (see :func:`pick_person`). With ``crop`` only people inside that b
 Frames where nobody is found are written as missing (confidence 0, NaN x, y), never an error;
 a clip where nobody is found at all is.
 
-mediapipe is imported inside :func:`detect_mediapipe` only: the GPU machines that run
+mediapipe is imported when a :class:`HolisticTracker` is made, never at import: the GPU machines that run
 ``edn train`` and ``edn transfer`` do not have it.
 """
 
@@ -183,6 +183,52 @@ def frame_range(n_frames: int, start: int, stop: int | None, where: Path) -> tup
     return start, stop
 
 
+class HolisticTracker:
+    """MediaPipe Holistic run frame by frame over one sequence (its tracker carries from frame to frame).
+
+    ``tracker(image)`` maps one RGB image to its (137, 3) OpenPose-layout keypoints, or None when
+    nobody is found. ``frame_size`` (width, height) is the whole frame's and ``offset`` the top-left
+    corner of ``image`` in it (a crop); keypoints come out in whole-frame pixels. One instance per
+    sequence: ``edn detect`` reads a folder through one, ``edn evaluate`` streams each real and
+    generated sequence through its own without writing images.
+    """
+
+    def __init__(self, frame_size: tuple[int, int], offset: tuple[int, int] = (0, 0)) -> None:
+        import mediapipe as mp
+
+        self.frame_size, self.offset = frame_size, offset
+        self._holistic = mp.solutions.holistic.Holistic(static_image_mode=False, model_complexity=MODEL_COMPLEXITY,
+                                                        refine_face_landmarks=True, smooth_landmarks=True)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        h, w = image.shape[:2]
+        res = self._holistic.process(image)
+
+        def pixels(landmarks: Any) -> np.ndarray | None:
+            return None if landmarks is None else _to_pixels(landmarks, w, h, self.offset)
+
+        pose = pixels(res.pose_landmarks)
+        if pose is None:
+            return None  # nobody in this frame
+        return map_holistic(pose, pixels(res.face_landmarks),
+                            (pixels(res.left_hand_landmarks), pixels(res.right_hand_landmarks)), self.frame_size)
+
+    def close(self) -> None:
+        self._holistic.close()
+
+    def __enter__(self) -> "HolisticTracker":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @staticmethod
+    def params(crop: Box | None = None) -> dict[str, Any]:
+        """What the keypoints depend on, for provenance."""
+        return {"model_complexity": MODEL_COMPLEXITY, "refine_face_landmarks": True,
+                "visibility_threshold": VISIBILITY_THRESHOLD, "crop": list(crop) if crop else None}
+
+
 def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None, start: int = 0,
                      stop: int | None = None, warmup: int = 0) -> KeypointTrack:
     """Run MediaPipe Holistic over an extracted frames folder; one row of 137 joints per frame.
@@ -190,7 +236,6 @@ def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None, start: 
     Only frames ``[start, stop)`` are returned; the tracker first sees up to ``warmup`` frames
     before ``start`` (dropped), so a chunk of a long video starts as if tracking had run on.
     """
-    import mediapipe as mp
     from tqdm import tqdm
 
     frames_dir = Path(frames_dir)
@@ -205,28 +250,15 @@ def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None, start: 
     first = max(0, start - warmup)
     paths = paths[first:stop]
     data = empty_track(len(paths))
-    holistic = mp.solutions.holistic.Holistic(static_image_mode=False, model_complexity=MODEL_COMPLEXITY,
-                                              refine_face_landmarks=True, smooth_landmarks=True)
-    with holistic:
+    with HolisticTracker((width, height), offset) as tracker:
         for i, image in enumerate(tqdm(_read_images(paths, crop), total=len(paths), unit="frame",
                                        desc=f"detect {frames_dir.name}", mininterval=1.0)):
-            h, w = image.shape[:2]
-            res = holistic.process(image)
-
-            def pixels(landmarks: Any) -> np.ndarray | None:
-                return None if landmarks is None else _to_pixels(landmarks, w, h, offset)
-
-            pose = pixels(res.pose_landmarks)
-            if pose is None:
-                continue  # nobody in this frame: stays missing
-            data[i] = map_holistic(pose, pixels(res.face_landmarks),
-                                   (pixels(res.left_hand_landmarks), pixels(res.right_hand_landmarks)),
-                                   (width, height))
+            joints = tracker(image)
+            if joints is not None:  # nobody in this frame: stays missing
+                data[i] = joints
     frames = np.array([int(p.stem) for p in paths], dtype=np.int32)
     keep = slice(start - first, None)
-    return KeypointTrack(data[keep], frames[keep], _track_meta(meta, "mediapipe", {
-        "model_complexity": MODEL_COMPLEXITY, "refine_face_landmarks": True,
-        "visibility_threshold": VISIBILITY_THRESHOLD, "crop": list(crop) if crop else None}))
+    return KeypointTrack(data[keep], frames[keep], _track_meta(meta, "mediapipe", HolisticTracker.params(crop)))
 
 
 # ---------------------------------------------------------------------------- OpenPose JSON

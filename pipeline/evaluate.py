@@ -12,12 +12,20 @@ they are compared with the real frames at the model's resolution:
 * Table 3: pose distance, the mean L2 in model pixels between keypoints that MediaPipe finds on
   both the real and the generated frame, for body, face, both hands and overall;
 * Table 4: missed detections, joints found on the real frame but not on the generated one, per image;
-* beyond the paper: temporal instability, the mean absolute difference between consecutive
-  frames, generated against real.
+* beyond the paper: the share of held-out frames where MediaPipe finds a body at all (of those
+  where it finds one on the real frame), and temporal instability, the mean absolute difference
+  between consecutive frames, generated against real.
 
 Rows are the ablations asked for: ``frame_by_frame`` (a separate generator trained without the
 previous-frame input, ``edn train --no-temporal``, as the paper's frame-by-frame baseline),
-``temporal`` (temporal smoothing) and ``temporal_face`` (temporal smoothing + face GAN).
+``temporal`` (temporal smoothing) and ``temporal_face`` (temporal smoothing + face GAN), and one
+row per ablation generator (``--ablation NAME=generator.pt``: the same clips and held-out frames,
+other training options, labelled with what differs).
+
+The frames stream: a group of clips at a time, every model generates one frame of each clip per
+step as one batch, and each real and generated frame is scored and re-detected (MediaPipe
+Holistic, one tracker per sequence) in memory; only the sample grid's few frames are kept. Memory
+and temporary disk therefore do not grow with the clips' length.
 """
 
 from __future__ import annotations
@@ -68,13 +76,58 @@ PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published va
 
 @dataclass
 class HeldOutClip:
-    """One clip's held-out frames at the model's resolution (RGB) and their keypoints in model pixels."""
+    """One clip's held-out frames: their indices, where their images are, and their keypoints in model pixels.
+
+    Images are read one frame at a time while evaluating (:meth:`real`, :meth:`pose`), so memory does
+    not grow with the clip's length.
+    """
 
     clip: Clip
     frames: list[int]
-    real: list[np.ndarray] = field(default_factory=list)
-    poses: list[np.ndarray] = field(default_factory=list)
+    size: tuple[int, int] = (0, 0)
+    positions: list[int] = field(default_factory=list)
     keypoints: np.ndarray | None = None
+
+    def real(self, i: int) -> np.ndarray:
+        """Held-out frame ``i`` (RGB) at the model's size."""
+        return fit_to_size(read_rgb(self.clip.frame_paths[self.positions[i]]), *self.size)
+
+    def pose(self, i: int) -> np.ndarray:
+        """Its stick figure (RGB) at the model's size."""
+        from pipeline.generate import model_pose
+
+        return model_pose(self.clip.pose_paths[self.positions[i]], self.size)
+
+
+@dataclass(frozen=True)
+class Row:
+    """An evaluation row: which loaded model makes it and whether the face GAN refines its frames."""
+
+    name: str
+    label: str
+    model: str
+    face: bool = False
+
+
+def row_specs(rows: Sequence[str], ablations: dict[str, str] | None = None) -> list[Row]:
+    """The configured rows, then one temporal row per ablation generator (labelled with what differs)."""
+    specs = [Row(r, ROWS[r], *ROW_SOURCES[r]) for r in rows]
+    specs += [Row(name, label, name) for name, label in (ablations or {}).items()]
+    return specs
+
+
+# Training options that do not change what a generator learns: left out of an ablation's label.
+_NOT_ABLATED = {"workers", "device", "checkpoint_every", "sample_every", "deterministic", "max_steps", "init_global",
+                "vgg_weights"}
+
+
+def ablation_label(name: str, main: dict[str, Any], ablation: dict[str, Any]) -> str:
+    """"Temporal smoothing, ablation NAME: key value (main's value) ..." from the two training records."""
+    main_params = (main.get("training_provenance") or {}).get("params") or {}
+    params = (ablation.get("training_provenance") or {}).get("params") or {}
+    changed = [f"{k} {params[k]} (not {main_params.get(k)})" for k in sorted(params)
+               if k not in _NOT_ABLATED and params[k] != main_params.get(k)]
+    return f"{ROWS['temporal']}, ablation {name}: " + (", ".join(changed) or "same training options")
 
 
 def held_out_frames(generator: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]]
@@ -115,43 +168,24 @@ def check_same_clips(run_path: Path, clips: list[Clip]) -> None:
 
 def load_held_out(clips: Sequence[tuple[str | Path, str | Path, str | Path]], held: list[list[int]],
                   run_path: Path, size: tuple[int, int]) -> list[HeldOutClip]:
-    """Read the held-out frames and stick figures (and nothing else) at the model's ``size``."""
-    from pipeline.generate import model_pose
-
+    """Open the clips and locate their held-out frames (images are read later, one at a time)."""
     out = []
     for files, frames in zip(clips, held):
         clip = load_clip(*files, check_frame=frames[0])  # the size check reads a held-out frame
-        out.append(HeldOutClip(clip, frames))
+        out.append(HeldOutClip(clip, frames, size))
     check_same_clips(run_path, [h.clip for h in out])
     for h in out:
         position = {f: i for i, f in enumerate(h.clip.indices)}
         missing = [f for f in h.frames if f not in position]
         if missing:
             raise ValueError(f"{h.clip.frames_dir}: held-out frames {missing[:5]} are not in the clip")
-        rows = [position[f] for f in h.frames]
-        h.real = [fit_to_size(read_rgb(h.clip.frame_paths[i]), *size) for i in rows]
-        h.poses = [model_pose(h.clip.pose_paths[i], size) for i in rows]
-        h.keypoints = fit_keypoints(h.clip.keypoints[rows], h.clip.width, h.clip.height, *size)
+        h.positions = [position[f] for f in h.frames]
+        h.keypoints = fit_keypoints(h.clip.keypoints[h.positions], h.clip.width, h.clip.height, *size)
     return out
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])
-
-
-def _detect(frames: list[np.ndarray], folder: Path, fps: float) -> np.ndarray:
-    """MediaPipe keypoints (frames, 137, 3) of RGB frames, written as PNGs to ``folder`` first."""
-    import cv2
-
-    from pipeline.detect import detect_mediapipe
-
-    folder.mkdir(parents=True)
-    for i, frame in enumerate(frames):
-        if not cv2.imwrite(str(folder / f"{i:06d}.png"), _bgr(frame)):
-            raise RuntimeError(f"{folder}: cannot write frame {i}")
-    h, w = frames[0].shape[:2]
-    (folder / "meta.json").write_text(json.dumps({"width": w, "height": h, "fps": fps}))
-    return detect_mediapipe(folder).data
 
 
 def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> tuple[float, float]:
@@ -163,145 +197,250 @@ def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> t
     return ssim(a, b), (lpips(a, b) if lpips is not None else math.nan)
 
 
+def body_found(keypoints: np.ndarray) -> np.ndarray:
+    """Per frame of (frames, 137, 3) keypoints: whether any body joint was detected."""
+    from pipeline.keypoints import BODY
+
+    return (keypoints[:, BODY, 2] > 0).any(axis=1)
+
+
 _OWNED = r"metrics\.parquet|frames\.parquet|tables\.(md|html)|samples\.png|evaluation\.json"  # what evaluate writes
+
+
+def _load_row_models(generator: Path, face: Path | None, frame_by_frame: Path | None, ablations: dict[str, Path],
+                     specs: list[Row], device: str, precision: str) -> dict[str, Any]:
+    """Each model the rows need, loaded once, checked to be comparable with the main generator."""
+    from pipeline.generate import load_models
+
+    models = {"temporal": load_models(generator, face, device, precision)}
+    others = {r.model: (frame_by_frame if r.model == "frame_by_frame" else ablations[r.model])
+              for r in specs if r.model != "temporal"}
+    for name, path in others.items():
+        models[name] = load_models(path, None, device, precision)
+        if name == "frame_by_frame" and models[name].temporal:
+            raise ValueError(f"{path}: this generator takes the previous frame; the frame-by-frame row "
+                             "needs one trained with `edn train --no-temporal`")
+        if models[name].size != models["temporal"].size:
+            raise ValueError(f"{path}: trained at {models[name].size}, {generator} at {models['temporal'].size}")
+    return models
 
 
 def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]], generator: str | Path,
              *, face: str | Path | None = None, frame_by_frame: str | Path | None = None,
+             ablations: dict[str, str | Path] | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
-             device: str = "auto", samples: int = 4, precision: str = "auto") -> dict[str, Any]:
+             device: str = "auto", samples: int = 4, precision: str = "auto", clip_batch: int = 4
+             ) -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
-    samples.png and evaluation.json into ``out_dir``. Returns the record."""
+    samples.png and evaluation.json into ``out_dir``. Returns the record.
+
+    ``ablations`` maps a row name to a generator trained with other options on the same clips
+    (``edn train`` with the same holdout): each becomes a row generated like ``temporal``. The
+    held-out frames stream through: ``clip_batch`` clips at a time, one frame of each per step, are
+    generated as one batch per model, scored and re-detected (MediaPipe on the frame in memory), so
+    memory and temporary disk do not grow with the clips' length.
+    """
     import re
 
     from pipeline.provenance import check_output_dir
 
+    ablations = {name: Path(path) for name, path in (ablations or {}).items()}
     # Refuse a folder that is not ours before the long computation, not only at the end.
-    inputs = (Path(generator),) + tuple(Path(p) for clip in clips for p in clip)
+    inputs = ((Path(generator),) + tuple(ablations.values())
+              + tuple(Path(p) for clip in clips for p in clip))
     check_output_dir(Path(out_dir), "evaluate", re.compile(_OWNED), inputs, marker="evaluation.json")
     import pandas as pd
     import torch
 
-    from pipeline.generate import face_boxes, generate_frames, load_models
-    from pipeline.models.generator import select_plate
-    from pipeline.keypoints import BODY
-    from pipeline.metrics import LPIPS, keypoint_box, missed_detections, pose_distance, temporal_instability
+    from pipeline.metrics import LPIPS
 
     unknown = [r for r in rows if r not in ROWS]
-    if unknown or not rows:
+    if unknown or not (rows or ablations):
         raise ValueError(f"unknown or no evaluation rows {unknown or list(rows)} (choose from {list(ROWS)})")
+    clashing = [name for name in ablations if name in ROWS or not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
+    if clashing:
+        raise ValueError(f"ablation row names {clashing} must be lower-case identifiers other than {list(ROWS)}")
     if "temporal_face" in rows and face is None:
         raise ValueError("row temporal_face needs the face GAN (--face face.pt)")
     if "frame_by_frame" in rows and frame_by_frame is None:
         raise ValueError("row frame_by_frame needs the model trained without temporal input "
                          "(--frame-by-frame, made by `edn train --no-temporal`)")
+    if clip_batch < 1:
+        raise ValueError(f"clip_batch must be at least 1, got {clip_batch}")
     started = time.perf_counter()
     torch.manual_seed(0)
-    models = {"temporal": load_models(generator, face, device, precision)}
-    if frame_by_frame is not None and "frame_by_frame" in rows:
-        models["frame_by_frame"] = load_models(frame_by_frame, None, device, precision)
-        if models["frame_by_frame"].temporal:
-            raise ValueError(f"{frame_by_frame}: this generator takes the previous frame; the frame-by-frame row "
-                             "needs one trained with `edn train --no-temporal`")
-        if models["frame_by_frame"].size != models["temporal"].size:
-            raise ValueError(f"{frame_by_frame}: trained at {models['frame_by_frame'].size}, "
-                             f"{generator} at {models['temporal'].size}")
+    specs = row_specs(rows, {name: name for name in ablations})
+    models = _load_row_models(Path(generator), face, frame_by_frame, ablations, specs, device, precision)
+    main_record = models["temporal"].records["generator"]
+    specs = row_specs(rows, {name: ablation_label(name, main_record, models[name].records["generator"])
+                             for name in ablations})
     size = models["temporal"].size
     held, run_path = held_out_frames(generator, clips)
-    if "frame_by_frame" in models:
-        held_fbf, run_fbf = held_out_frames(frame_by_frame, clips)
-        if held_fbf != held:
-            raise ValueError(f"{run_fbf}: held-out frames differ from {run_path}'s; train both with the same holdout")
+    for name, path in [("frame_by_frame", frame_by_frame)] + list(ablations.items()):
+        if name in models and name != "temporal":
+            other, other_run = held_out_frames(path, clips)
+            if other != held:
+                raise ValueError(f"{other_run}: held-out frames differ from {run_path}'s; train both with the "
+                                 "same holdout")
     data = load_held_out(clips, held, run_path, size)
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
-
-    frame_rows, generated = [], {row: [] for row in rows}
-    for source in dict.fromkeys(ROW_SOURCES[r][0] for r in rows):  # each model once, in row order
-        model = models[source]
-        mine = [r for r in rows if ROW_SOURCES[r][0] == source]
-        refined = [r for r in mine if ROW_SOURCES[r][1]]
-        plain = [r for r in mine if not ROW_SOURCES[r][1]]
-        for c, h in enumerate(data):
-            select_plate(model.generator, c)  # a plate generator paints over this clip's own background
-            boxes = face_boxes(h.keypoints, size, model)  # keypoints are in model pixels already
-            stream = generate_frames(model, h.poses, boxes, use_face=bool(refined),
-                                     with_plain=bool(refined and plain))
-            fakes: dict[str, list[np.ndarray]] = {r: [] for r in mine}
-            for item in stream:
-                pair = item if refined and plain else (item, item)
-                for r in mine:
-                    fakes[r].append(pair[1] if ROW_SOURCES[r][1] else pair[0])
-            for row in mine:
-                generated[row].append(fakes[row])
-                for i, (real, fake) in enumerate(zip(h.real, fakes[row])):
-                    body = _image_scores(real, fake, keypoint_box(h.keypoints[i], BODY_MARGIN), lpips)
-                    face_scores = _image_scores(real, fake, boxes[i], lpips)
-                    frame_rows.append({"ablation": row, "clip": c, "frame": h.frames[i], "ssim_body": body[0],
-                                       "lpips_body": body[1], "ssim_face": face_scores[0],
-                                       "lpips_face": face_scores[1]})
-        for row in mine:
-            log.info("%s: generated %d held-out frames", ROWS[row], sum(len(f) for f in generated[row]))
-    order = {r: k for k, r in enumerate(rows)}
-    frame_rows.sort(key=lambda f: order[f["ablation"]])  # row by row, as before
-    per_frame = pd.DataFrame(frame_rows)
-
-    metrics = []
-
-    def add(table: str, row: str, metric: str, value: float) -> None:
-        metrics.append({"table": table, "ablation": row, "label": ROWS[row], "metric": metric,
-                        "value": float(value)})
-
-    with tempfile.TemporaryDirectory(prefix=".evaluate.") as tmp:
-        real_kp = [_detect(h.real, Path(tmp) / f"real_{c}", h.clip.fps) for c, h in enumerate(data)]
-        real_all = np.concatenate(real_kp)
-        for row in rows:
-            fake_all = np.concatenate([_detect(f, Path(tmp) / f"{row}_{c}", data[c].clip.fps)
-                                       for c, f in enumerate(generated[row])])
-            for part, value in pose_distance(real_all, fake_all).items():
-                if part in PARTS:
-                    add("pose_distance", row, part, value)
-            for part, value in missed_detections(real_all, fake_all).items():
-                if part in PARTS:
-                    add("missed_detections", row, part, value)
-    for row in rows:
-        mine = per_frame[per_frame["ablation"] == row]
-        for table in ("body", "face"):
-            add(table, row, "ssim", mine[f"ssim_{table}"].mean())
-            add(table, row, "lpips", mine[f"lpips_{table}"].mean() if lpips is not None else math.nan)
-        add("temporal_instability", row, "generated", _pooled_instability(generated[row]))
-        add("temporal_instability", row, "real", _pooled_instability([h.real for h in data]))
+    scores = _stream_scores(data, specs, models, lpips, samples, clip_batch)
+    per_frame = pd.DataFrame(scores.frame_rows)
+    metrics = _metric_rows(scores, specs, lpips is not None)
     table = pd.DataFrame(metrics)
     record = {
-        "provenance": provenance("evaluate", {"rows": list(rows), "device": str(models["temporal"].device),
+        "provenance": provenance("evaluate", {"rows": [r.name for r in specs], "device": str(models["temporal"].device),
                                               "precision": models["temporal"].precision,
                                               "lpips_weights": str(lpips_weights) if lpips_weights else None,
-                                              "body_margin": BODY_MARGIN, "seed": 0}),
+                                              "body_margin": BODY_MARGIN, "seed": 0, "clip_batch": clip_batch}),
         "models": {k: m.records for k, m in models.items()}, "training_run": str(run_path),
+        "rows": {r.name: r.label for r in specs},
         "held_out": [{"frames_dir": str(h.clip.frames_dir), "frames": h.frames} for h in data],
         "n_frames": sum(len(h.frames) for h in data), "size": list(size), "lpips": lpips is not None,
-        "real_faces_detected": int((real_all[:, 25:95, 2] > 0).any(axis=1).sum()),
+        "real_faces_detected": int((scores.real_keypoints[:, 25:95, 2] > 0).any(axis=1).sum()),
+        "real_bodies_detected": int(body_found(scores.real_keypoints).sum()),
         "seconds": round(time.perf_counter() - started, 1),
     }
     out_dir = Path(out_dir)
+    labels = {r.name: r.label for r in specs}
     with atomic_dir(out_dir, "evaluate", _OWNED, inputs=inputs, marker="evaluation.json") as tmp_dir:
         table.to_parquet(tmp_dir / "metrics.parquet", index=False)
         per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
-        tables = result_tables(table, rows, lpips is not None, size)
-        intro = _intro(record, rows)
+        tables = result_tables(table, list(labels), lpips is not None, size, labels)
+        intro = _intro(record, list(labels))
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))
         (tmp_dir / "tables.html").write_text(tables_html(tables, intro))
-        write_samples(tmp_dir / "samples.png", data, generated, rows, samples)
+        write_samples(tmp_dir / "samples.png", scores.samples, list(labels))
         write_json(tmp_dir / "evaluation.json", record)
     log.info("%s: evaluated %d held-out frames in %.0f s", out_dir, record["n_frames"], record["seconds"])
     return record
 
 
-def _pooled_instability(clips: list[list[np.ndarray]]) -> float:
-    """Mean over every consecutive pair inside each clip (never across a clip boundary)."""
-    from pipeline.metrics import consecutive_differences
+@dataclass
+class StreamScores:
+    """What one streaming pass over the held-out frames leaves: per-frame scores, keypoints, sample frames."""
 
-    diffs = [d for frames in clips for d in consecutive_differences(frames)]
-    return float(np.mean(diffs)) if diffs else math.nan
+    frame_rows: list[dict[str, Any]]
+    real_keypoints: np.ndarray  # (frames, 137, 3), clips one after another
+    keypoints: dict[str, np.ndarray]  # per row, in the same order
+    instability: dict[str, float]  # per row, and "real"
+    samples: list[dict[str, np.ndarray]]  # the sample grid's frames: pose, real and each row's
+
+
+def _sample_picks(data: list[HeldOutClip], n: int) -> set[tuple[int, int]]:
+    picks = [(c, i) for c, h in enumerate(data) for i in range(len(h.frames))]
+    return {picks[k] for k in np.linspace(0, len(picks) - 1, min(n, len(picks))).round().astype(int)}
+
+
+def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, Any], lpips: Any, samples: int,
+                   clip_batch: int) -> StreamScores:
+    """Generate, score and re-detect every held-out frame, ``clip_batch`` clips at a time, one frame each per step.
+
+    Each model runs the clips of a group as one batch (its own previous frame and plate per clip);
+    each real and generated sequence has its own MediaPipe tracker, fed the frames in memory.
+    """
+    from tqdm import tqdm
+
+    from pipeline.detect import HolisticTracker
+    from pipeline.generate import SequenceBatch, face_boxes
+    from pipeline.keypoints import empty_track
+    from pipeline.metrics import ConsecutiveDifferences, keypoint_box
+
+    size = models["temporal"].size
+    sources = list(dict.fromkeys(r.model for r in specs))  # each model once, in row order
+    refine = {m: any(r.face for r in specs if r.model == m) for m in sources}
+    picks = _sample_picks(data, samples)
+    offsets = np.cumsum([0] + [len(h.frames) for h in data])
+    real_kp = empty_track(int(offsets[-1]))
+    row_kp = {r.name: empty_track(int(offsets[-1])) for r in specs}
+    stability = {name: ConsecutiveDifferences() for name in ["real", *(r.name for r in specs)]}
+    frame_rows: dict[str, list[dict[str, Any]]] = {r.name: [] for r in specs}
+    grid: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+    progress = tqdm(total=int(offsets[-1]), unit="frame", desc="evaluate", mininterval=1.0)
+    for first in range(0, len(data), clip_batch):
+        group = list(range(first, min(first + clip_batch, len(data))))
+        # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
+        boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
+        batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
+        trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
+        try:
+            for t in range(max(len(data[c].frames) for c in group)):
+                active = [c for c in group if t < len(data[c].frames)]
+                real = {c: data[c].real(t) for c in active}
+                poses = {c: data[c].pose(t) for c in active}
+                made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
+                        for m in sources}
+                for c in active:
+                    k = int(offsets[c]) + t
+                    found = trackers[(c, "real")](real[c])
+                    if found is not None:
+                        real_kp[k] = found
+                    stability["real"].add(real[c], c)
+                    body_box = keypoint_box(data[c].keypoints[t], BODY_MARGIN)
+                    for r in specs:
+                        fake = made[r.model][c][1 if r.face else 0]
+                        found = trackers[(c, r.name)](fake)
+                        if found is not None:
+                            row_kp[r.name][k] = found
+                        stability[r.name].add(fake, c)
+                        body = _image_scores(real[c], fake, body_box, lpips)
+                        face_scores = _image_scores(real[c], fake, boxes[c][t], lpips)
+                        frame_rows[r.name].append({"ablation": r.name, "clip": c, "frame": data[c].frames[t],
+                                                   "ssim_body": body[0], "lpips_body": body[1],
+                                                   "ssim_face": face_scores[0], "lpips_face": face_scores[1],
+                                                   "body_found": found is not None and bool(body_found(found[None])[0])})
+                        if (c, t) in picks:
+                            grid.setdefault((c, t), {"pose": poses[c], "real": real[c]})[r.name] = fake
+                    if t == len(data[c].frames) - 1:  # clip c is done: free its state
+                        for m in sources:
+                            batches[m].finish(c)
+                        for name in stability:
+                            stability[name].end(c)
+                    progress.update()
+        finally:
+            for tracker in trackers.values():
+                tracker.close()
+    progress.close()
+    for r in specs:
+        log.info("%s: generated %d held-out frames", r.label, int(offsets[-1]))
+    by_clip = [row for r in specs for row in sorted(frame_rows[r.name], key=lambda f: (f["clip"], f["frame"]))]
+    return StreamScores(by_clip, real_kp, row_kp,
+                        {name: s.mean for name, s in stability.items()}, [grid[p] for p in sorted(grid)])
+
+
+def _metric_rows(scores: StreamScores, specs: list[Row], lpips: bool) -> list[dict[str, Any]]:
+    """The tables' values: image scores, pose distance, missed detections, bodies found, instability."""
+    import pandas as pd
+
+    from pipeline.metrics import missed_detections, pose_distance
+
+    per_frame = pd.DataFrame(scores.frame_rows)
+    real_body = body_found(scores.real_keypoints)
+    metrics = []
+
+    def add(table: str, row: Row, metric: str, value: float) -> None:
+        metrics.append({"table": table, "ablation": row.name, "label": row.label, "metric": metric,
+                        "value": float(value)})
+
+    for r in specs:
+        fake = scores.keypoints[r.name]
+        for part, value in pose_distance(scores.real_keypoints, fake).items():
+            if part in PARTS:
+                add("pose_distance", r, part, value)
+        for part, value in missed_detections(scores.real_keypoints, fake).items():
+            if part in PARTS:
+                add("missed_detections", r, part, value)
+        # Of the held-out frames where MediaPipe finds a body on the real frame, the share where it finds
+        # one on the generated frame too (a generated frame nobody can be seen in scores nothing above).
+        add("bodies_found", r, "generated", 100 * body_found(fake)[real_body].mean() if real_body.any() else math.nan)
+        add("bodies_found", r, "real", 100 * real_body.mean())
+        mine = per_frame[per_frame["ablation"] == r.name]
+        for table in ("body", "face"):
+            add(table, r, "ssim", mine[f"ssim_{table}"].mean())
+            add(table, r, "lpips", mine[f"lpips_{table}"].mean() if lpips else math.nan)
+        add("temporal_instability", r, "generated", scores.instability[r.name])
+        add("temporal_instability", r, "real", scores.instability["real"])
+    return metrics
 
 
 # ------------------------------------------------------------------------------------------ tables
@@ -314,13 +453,17 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def result_tables(metrics: Any, rows: Sequence[str], lpips: bool,
-                  size: tuple[int, int] | None = None) -> list[Table]:
-    """The paper's four tables (and temporal instability) as text cells, the paper's rows beside ours.
+                  size: tuple[int, int] | None = None, labels: dict[str, str] | None = None) -> list[Table]:
+    """The paper's four tables (and what we add: bodies found, temporal instability) as text cells, the
+    paper's rows beside ours.
 
     ``size`` (width, height) is the resolution our pixel distances were measured at; Table 3 then
-    also gives them scaled to 512 px height (the height of the paper's model).
+    also gives them scaled to 512 px height (the height of the paper's model). ``labels`` names rows
+    beyond :data:`ROWS` (ablations).
     """
     from pipeline.paper_tables import PAPER_LABEL, PAPER_NAMES, paper_cell, paper_value
+
+    names = {**ROWS, **(labels or {})}
 
     def value(table: str, row: str, metric: str) -> float:
         hit = metrics[(metrics["table"] == table) & (metrics["ablation"] == row) & (metrics["metric"] == metric)]
@@ -332,26 +475,30 @@ def result_tables(metrics: Any, rows: Sequence[str], lpips: bool,
 
     tables: list[Table] = []
     for number, table, where in ((1, "body", "the crop to the body's bounding box"), (2, "face", "the face box")):
-        cells = [[ROWS[r], _fmt(value(table, r, "ssim"), 4),
+        cells = [[names[r], _fmt(value(table, r, "ssim"), 4),
                   _fmt(value(table, r, "lpips"), 4) if lpips else "unavailable"] for r in rows]
         tables.append((f"Table {number}: images, {where}", ["", "SSIM (higher is better)",
                                                             "LPIPS (lower is better)"],
                        cells + paper_rows(table, ("ssim", "lpips"))))
     header = ["", "Body (23)", "Face (70)", "Hands (2 x 21)", "Overall (135)"]
     at = f"at {size[0]}x{size[1]}" if size else "in model pixels"
-    distance = [[f"{ROWS[r]} ({at})"] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]
+    distance = [[f"{names[r]} ({at})"] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]
     if size:
         scale = 512 / size[1]
-        distance += [[f"{ROWS[r]} (scaled to 512 px height, x{scale:.3g})"]
+        distance += [[f"{names[r]} (scaled to 512 px height, x{scale:.3g})"]
                      + [_fmt(value("pose_distance", r, p) * scale, 2) for p in PARTS] for r in rows]
     tables.append((f"Table 3: pose distance (mean L2 in pixels, lower is better; ours measured {at})", header,
                    distance + paper_rows("pose_distance", PARTS)))
     tables.append(("Table 4: missed detections per image (lower is better)", header,
-                   [[ROWS[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]
+                   [[names[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]
                    + paper_rows("missed_detections", PARTS)))
+    tables.append(("Beyond the paper: frames where MediaPipe finds a body (%, higher is better)",
+                   ["", "Generated (of the frames with a body found in the real frame)", "Real footage"],
+                   [[names[r], _fmt(value("bodies_found", r, "generated"), 1),
+                     _fmt(value("bodies_found", r, "real"), 1)] for r in rows]))
     tables.append(("Beyond the paper: temporal instability (mean absolute difference of consecutive frames, "
                    "0-255)", ["", "Generated", "Real footage"],
-                   [[ROWS[r], _fmt(value("temporal_instability", r, "generated"), 2),
+                   [[names[r], _fmt(value("temporal_instability", r, "generated"), 2),
                      _fmt(value("temporal_instability", r, "real"), 2)] for r in rows]))
     return tables
 
@@ -368,6 +515,11 @@ def _intro(record: dict[str, Any], rows: Sequence[str]) -> list[str]:
     if not record["lpips"]:
         lines.append("LPIPS is unavailable: the pretrained AlexNet weights were not found (see the log); it is "
                      "never computed with random weights.")
+    ablations = [r for r in rows if r not in ROWS]
+    if ablations:
+        lines.append("Ablation rows (" + ", ".join(ablations) + ") are generators trained on the same clips, held-out "
+                     "frames and budget with the options their label names changed; they are generated like the "
+                     "temporal row.")
     if record["real_faces_detected"] == 0:
         lines.append("No face keypoints were found on the real frames, so face pose distance and misses are n/a.")
     lines += [PAPER_NOTE, JOINT_NOTE]
@@ -397,19 +549,14 @@ def tables_html(tables: list[Table], intro: list[str]) -> str:
     return "\n".join(parts + ["</body></html>\n"])
 
 
-def write_samples(path: Path, data: list[HeldOutClip], generated: dict[str, list[list[np.ndarray]]],
-                  rows: Sequence[str], n: int) -> None:
+def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequence[str]) -> None:
     """A grid of held-out frames: stick figure | each row's result | real frame, labelled on top."""
     import cv2
 
     from pipeline.video import side_by_side
 
-    picks = [(c, i) for c, h in enumerate(data) for i in range(len(h.frames))]
-    picks = [picks[k] for k in np.linspace(0, len(picks) - 1, min(n, len(picks))).round().astype(int)]
-    lines = [side_by_side(*[_bgr(x) for x in [data[c].poses[i], *(generated[r][c][i] for r in rows),
-                                              data[c].real[i]]]) for c, i in picks]
-    grid = np.vstack(lines)
-    width = data[0].poses[0].shape[1]
+    grid = np.vstack([side_by_side(*[_bgr(frames[k]) for k in ["pose", *rows, "real"]]) for frames in samples])
+    width = samples[0]["pose"].shape[1]
     label = np.full((28, grid.shape[1], 3), 255, np.uint8)
     for k, name in enumerate(["pose", *rows, "real"]):
         cv2.putText(label, name.replace("_", " "), (k * width + 4, 19), cv2.FONT_HERSHEY_SIMPLEX,
@@ -418,8 +565,22 @@ def write_samples(path: Path, data: list[HeldOutClip], generated: dict[str, list
         raise RuntimeError(f"{path}: cannot write sample grid")
 
 
+def parse_ablations(values: Sequence[str] | None) -> dict[str, Path]:
+    """``NAME=GENERATOR_PT`` arguments as a mapping; a malformed or repeated name is an error."""
+    out: dict[str, Path] = {}
+    for value in values or ():
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--ablation {value!r}: expected NAME=GENERATOR_PT")
+        if name in out:
+            raise ValueError(f"--ablation {name} given twice")
+        out[name] = Path(path)
+    return out
+
+
 def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
-             frame_by_frame=args.frame_by_frame, rows=args.rows, lpips_weights=args.lpips_weights,
-             device=args.device, samples=args.samples, precision=args.precision)
+             frame_by_frame=args.frame_by_frame, ablations=parse_ablations(args.ablation), rows=args.rows,
+             lpips_weights=args.lpips_weights, device=args.device, samples=args.samples, precision=args.precision,
+             clip_batch=args.clip_batch)
     return 0

@@ -1,7 +1,8 @@
 """Running the trained models: stick figures in, frames out (shared by ``edn transfer`` and ``edn evaluate``).
 
 The generator runs frame by frame, each output fed back as the next frame's previous-frame
-input (:func:`pipeline.models.generator.generate_sequence`); the face GAN then adds its residual
+input (as :func:`pipeline.models.generator.generate_sequence` does for a bare generator), several
+sequences at once where wanted (:class:`SequenceBatch`); the face GAN then adds its residual
 inside the face box of each frame. Stick figures and keypoints are brought to the model's
 resolution exactly as in training (:func:`pipeline.data.fit_to_size`, :func:`fit_keypoints`).
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -18,8 +19,7 @@ import torch
 from pipeline.checkpoint import tensors_sha256
 from pipeline.data import fit_keypoints, fit_to_size, read_rgb
 from pipeline.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
-from pipeline.models.generator import generate_sequence, image_to_tensor, is_temporal, load_generator, \
-    tensor_to_image
+from pipeline.models.generator import image_to_tensor, is_temporal, load_generator, tensor_to_image
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -130,30 +130,78 @@ def face_boxes(keypoints: np.ndarray, src_size: tuple[int, int], models: Models)
     return [face_box(k, width, height, models.face_box_size) for k in fitted]
 
 
+class SequenceBatch:
+    """Several frame sequences (clips) through one model at once: each step runs the current frame of
+    every sequence given, as one batch.
+
+    Each sequence keeps its own previous output (zeros before its first frame, as in training) and,
+    with a plate generator, paints over its own plate: ``plates[k]`` is the training clip whose plate
+    sequence ``k`` uses. Instance normalisation works per sample, so a sequence's frames do not
+    depend on what else is in the batch (equal up to float rounding). The face GAN then refines each
+    frame in its box. Evaluation runs its held-out clips this way (on a GPU a batch of clips keeps the
+    device busier than one clip after another); :func:`generate_frames` is the one-sequence case.
+    """
+
+    def __init__(self, models: Models, plates: Sequence[int]) -> None:
+        from pipeline.models.generator import PlateComposite
+
+        self.models = models
+        self.plates = list(plates)
+        self._plate_generator = isinstance(models.generator, PlateComposite)
+        if self._plate_generator:
+            n = len(models.generator.plate)
+            bad = [p for p in self.plates if not 0 <= p < n]
+            if bad:
+                raise ValueError(f"plates {bad} asked of a generator trained with {n} plates")
+        self.previous: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def step(self, poses: Mapping[int, np.ndarray], boxes: Mapping[int, Box | None] | None = None, *,
+             use_face: bool = True) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """(generator's frame, face-refined frame) per sequence ``k`` in ``poses`` (stick figures, RGB uint8
+        at the model size); the two are the same array without a face GAN, ``use_face`` or a box."""
+        m = self.models
+        keys = list(poses)
+        pose = torch.cat([image_to_tensor(poses[k]) for k in keys]).to(m.device)
+        x = pose
+        if m.temporal:
+            x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)
+        with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+            if self._plate_generator:
+                out = m.generator(x, m.generator.plate[[self.plates[k] for k in keys]])
+            else:
+                out = m.generator(x)
+        out = out.float()
+        results = {}
+        for j, k in enumerate(keys):
+            self.previous[k] = out[j:j + 1]
+            plain = tensor_to_image(out[j])
+            box = boxes.get(k) if boxes is not None else None
+            refined = plain
+            if use_face and m.face is not None and box is not None:
+                with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+                    refined = tensor_to_image(enhance_face(m.face, pose[j:j + 1], out[j:j + 1], box))
+            results[k] = (plain, refined)
+        return results
+
+    def finish(self, k: int) -> None:
+        """Sequence ``k`` has ended: drop its previous frame."""
+        self.previous.pop(k, None)
+
+
 def generate_frames(models: Models, poses: Iterable[np.ndarray], boxes: Sequence[Box | None] | None = None,
                     *, use_face: bool = True, with_plain: bool = False) -> Iterator[Any]:
     """Frames (RGB uint8 at the model size) for consecutive stick figures (RGB uint8 at the model size).
 
-    The first frame's previous-frame input is zeros, as in training. With ``use_face`` and a face
+    The first frame's previous-frame input is zeros, as in training; a plate generator paints over
+    the plate :func:`~pipeline.models.generator.select_plate` chose. With ``use_face`` and a face
     GAN loaded, ``boxes[i]`` (None: no face found) is refined. ``with_plain`` yields
     (generator's frame, face-refined frame) pairs from the one generator pass.
     """
-    refine = use_face and models.face is not None
-    if refine and boxes is None:
+    if use_face and models.face is not None and boxes is None:
         raise ValueError("face boxes are needed to run the face GAN")
-    current: list[torch.Tensor] = []
-
-    def tensors() -> Iterator[torch.Tensor]:
-        for pose in poses:
-            current[:] = [image_to_tensor(pose)]  # the face GAN sees this frame's stick figure too
-            yield current[0]
-
-    outputs = generate_sequence(models.generator, tensors(), device=models.device, amp=models.amp,
-                                dtype=models.amp_dtype,
-                                temporal=models.temporal)
-    for i, out in enumerate(outputs):
-        plain = tensor_to_image(out) if with_plain else None
-        if refine and boxes[i] is not None:
-            with torch.autocast(models.device.type, dtype=models.amp_dtype, enabled=models.amp):
-                out = enhance_face(models.face, current[0].to(models.device), out.to(models.device), boxes[i])
-        yield (plain, tensor_to_image(out)) if with_plain else tensor_to_image(out)
+    sequence = SequenceBatch(models, [getattr(models.generator, "plate_index", 0)])
+    for i, pose in enumerate(poses):
+        plain, refined = sequence.step({0: pose}, {0: boxes[i]} if boxes is not None else None,
+                                       use_face=use_face)[0]
+        yield (plain, refined) if with_plain else refined

@@ -98,16 +98,42 @@ def missed_detections(real: np.ndarray, generated: np.ndarray) -> dict[str, floa
     return {name: float(missed[:, part].sum(axis=1).mean()) for name, part in _joint_groups().items()}
 
 
+class ConsecutiveDifferences:
+    """Running mean absolute difference (0-255 scale) between consecutive frames of one or more sequences.
+
+    ``add(frame, sequence)`` compares a frame with the previous frame of the same sequence only (never
+    across a clip boundary) and holds one frame per open sequence, so memory does not grow with length.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[Any, np.ndarray] = {}
+        self.total, self.count = 0.0, 0
+
+    def add(self, frame: np.ndarray, sequence: Any = 0) -> float | None:
+        """The difference to the sequence's previous frame (None for its first frame)."""
+        frame = np.asarray(frame, dtype=np.float32)
+        previous = self._previous.get(sequence)
+        self._previous[sequence] = frame
+        if previous is None:
+            return None
+        diff = float(np.abs(frame - previous).mean())
+        self.total += diff
+        self.count += 1
+        return diff
+
+    def end(self, sequence: Any = 0) -> None:
+        """Sequence ``sequence`` is over: forget its last frame."""
+        self._previous.pop(sequence, None)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+
 def consecutive_differences(frames: Iterable[np.ndarray]) -> list[float]:
     """Mean absolute difference (0-255 scale) between each frame and the next; holds two frames at a time."""
-    out: list[float] = []
-    previous = None
-    for frame in frames:
-        frame = np.asarray(frame, dtype=np.float32)
-        if previous is not None:
-            out.append(float(np.abs(frame - previous).mean()))
-        previous = frame
-    return out
+    running = ConsecutiveDifferences()
+    return [d for d in map(running.add, frames) if d is not None]
 
 
 def temporal_instability(frames: Iterable[np.ndarray]) -> float:

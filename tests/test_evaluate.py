@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,8 @@ def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
     frames = pd.read_parquet(out / "frames.parquet")
     assert sorted(set(frames["frame"])) == [8, 9] and set(frames["ablation"]) == set(ALL_ROWS)
     metrics = pd.read_parquet(out / "metrics.parquet")
-    assert {"body", "face", "pose_distance", "missed_detections", "temporal_instability"} == set(metrics["table"])
+    assert {"body", "face", "pose_distance", "missed_detections", "bodies_found",
+            "temporal_instability"} == set(metrics["table"])
     ssim_body = metrics[(metrics["table"] == "body") & (metrics["metric"] == "ssim")]
     assert len(ssim_body) == 3 and ssim_body["value"].between(-1, 1).all()
     assert metrics[metrics["metric"] == "lpips"]["value"].isna().all()
@@ -178,18 +180,83 @@ def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_
     held, run_path = held_out_frames(trained["generator"], [trained["clip"]])
     h = load_held_out([trained["clip"]], held, run_path, models.size)[0]
     boxes = face_boxes(h.keypoints, models.size, models)
-    plain = list(generate_frames(models, h.poses, boxes, use_face=False))
-    refined = list(generate_frames(models, h.poses, boxes, use_face=True))
-    pairs = list(generate_frames(models, h.poses, boxes, with_plain=True))
+    poses = [h.pose(i) for i in range(len(h.frames))]
+    plain = list(generate_frames(models, poses, boxes, use_face=False))
+    refined = list(generate_frames(models, poses, boxes, use_face=True))
+    pairs = list(generate_frames(models, poses, boxes, with_plain=True))
     assert all(np.array_equal(a, p) and np.array_equal(b, r) for (a, b), p, r in zip(pairs, plain, refined))
     assert any(not np.array_equal(p, r) for p, r in zip(plain, refined))  # the face GAN changes something
 
-    passes = []
-    original = generate.generate_sequence
-    monkeypatch.setattr(generate, "generate_sequence", lambda *a, **k: passes.append(1) or original(*a, **k))
+    steps = []
+    original = generate.SequenceBatch.step
+    monkeypatch.setattr(generate.SequenceBatch, "step", lambda self, *a, **k: steps.append(1) or original(self, *a, **k))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     evaluate(tmp_path / "eval", [trained["clip"]], trained["generator"], face=trained["face"],
              rows=["temporal", "temporal_face"], device="cpu")
-    assert len(passes) == 1  # one generator pass per clip makes both rows
+    assert len(steps) == 2  # one generator pass over the 2 held-out frames makes both rows
     frames = pd.read_parquet(tmp_path / "eval" / "frames.parquet")
     assert list(frames["ablation"]) == ["temporal"] * 2 + ["temporal_face"] * 2
+
+
+@pytest.mark.slow
+def test_clips_stream_in_batches_with_ablation_rows_and_no_temporary_files(tmp_path, monkeypatch,
+                                                                            synthetic_clip_factory):
+    """Two clips, a generator and an ablation trained with another L1 weight: batching the clips gives
+    the per-clip results, the ablation is a row labelled with what differs, nothing lands in the temp dir."""
+    import tempfile
+
+    clips = [synthetic_clip_factory(tmp_path / f"clip{i}", n_frames=(10, 15)[i]) for i in range(2)]
+    train(tmp_path / "run", clips, TrainConfig(**TINY))
+    train(tmp_path / "l1", clips, TrainConfig(**TINY, lambda_l1=1.0))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    results = {}
+    for batch in (1, 2):
+        record = evaluate(tmp_path / f"eval{batch}", clips, tmp_path / "run" / "generator.pt",
+                          ablations={"more_l1": tmp_path / "l1" / "generator.pt"}, rows=["temporal"],
+                          device="cpu", clip_batch=batch, samples=3)
+        results[batch] = pd.read_parquet(tmp_path / f"eval{batch}" / "frames.parquet")
+        assert record["provenance"]["params"]["clip_batch"] == batch
+    assert list(temp.iterdir()) == []  # re-detection reads the frames in memory: no PNGs written
+    assert record["n_frames"] == 2 + 3 and list(record["rows"]) == ["temporal", "more_l1"]
+    assert record["rows"]["more_l1"] == "Temporal smoothing, ablation more_l1: lambda_l1 1.0 (not 0.0)"
+    one, two = results[1], results[2]
+    assert list(one["ablation"]) == ["temporal"] * 5 + ["more_l1"] * 5 == list(two["ablation"])
+    assert list(one["frame"]) == [8, 9, 12, 13, 14] * 2
+    assert np.allclose(one["ssim_body"], two["ssim_body"], atol=1e-3, equal_nan=True)
+    assert not np.allclose(one["ssim_body"][:5], one["ssim_body"][5:], atol=1e-6)  # another model's frames
+    markdown = (tmp_path / "eval2" / "tables.md").read_text()
+    assert record["rows"]["more_l1"] in markdown and "frames where MediaPipe finds a body" in markdown
+    import cv2
+
+    assert cv2.imread(str(tmp_path / "eval2" / "samples.png")).shape[:2] == (28 + 3 * 128, 4 * 64)
+    with pytest.raises(ValueError, match="lower-case identifiers other than"):
+        evaluate(tmp_path / "e", clips, tmp_path / "run" / "generator.pt",
+                 ablations={"temporal": tmp_path / "l1" / "generator.pt"}, rows=["temporal"], device="cpu")
+
+
+def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
+    from pipeline.evaluate import Row, StreamScores, _metric_rows
+    from pipeline.keypoints import BODY
+
+    real, fake = empty_track(5), empty_track(5)
+    real[:4, BODY.start] = (10.0, 10.0, 1.0)  # a body in real frames 0-3
+    fake[[0, 2, 4], BODY.start + 1] = (12.0, 12.0, 1.0)  # found in generated 0, 2 and 4 (4 has no real body)
+    frames = [{"ablation": "temporal", "ssim_body": 0.5, "lpips_body": math.nan, "ssim_face": 0.5,
+               "lpips_face": math.nan}] * 5
+    scores = StreamScores(frames, real, {"temporal": fake}, {"temporal": 1.0, "real": 2.0}, [])
+    metrics = pd.DataFrame(_metric_rows(scores, [Row("temporal", ROWS["temporal"], "temporal")], lpips=False))
+    found = metrics[metrics["table"] == "bodies_found"].set_index("metric")["value"]
+    assert found["generated"] == pytest.approx(50.0) and found["real"] == pytest.approx(80.0)
+
+
+def test_ablation_arguments_are_checked():
+    from pipeline.evaluate import parse_ablations
+
+    assert parse_ablations(["a=x/generator.pt"]) == {"a": Path("x/generator.pt")}
+    with pytest.raises(ValueError, match="expected NAME=GENERATOR_PT"):
+        parse_ablations(["x/generator.pt"])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_ablations(["a=x", "a=y"])

@@ -129,3 +129,45 @@ def test_plate_training_needs_one_plate_per_clip(tmp_path, synthetic_clip):
         train(tmp_path / "run", [synthetic_clip], TrainConfig(background="none"), clip_plate=["p.png"])
     with pytest.raises(ValueError, match="background='wall'"):
         TrainConfig(background="wall")
+
+
+def test_a_batch_of_sequences_equals_each_sequence_alone_with_its_own_plate(tmp_path):
+    """Evaluation's batched generation (several clips per step, each with its own previous frame and
+    plate, sequences of different lengths) makes the frames one-clip-at-a-time generation makes."""
+    import numpy as np
+
+    from pipeline.generate import SequenceBatch, generate_frames, load_models
+    from pipeline.models.generator import select_plate
+
+    torch.manual_seed(0)
+    config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=8, background="plate",
+                                      n_plates=2)
+    g = build_generator(config)
+    with torch.no_grad():
+        g.plate.copy_(torch.rand(2, 3, 8, 16) * 2 - 1)  # two clips, two different backgrounds
+    save_model(tmp_path / "generator.pt", g, config)
+    models = load_models(tmp_path / "generator.pt", device="cpu")
+    rng = np.random.default_rng(0)
+    poses = {0: [rng.integers(0, 256, (8, 16, 3), dtype=np.uint8) for _ in range(4)],
+             1: [rng.integers(0, 256, (8, 16, 3), dtype=np.uint8) for _ in range(2)]}
+    alone = {}
+    for c, sequence in poses.items():
+        select_plate(models.generator, c)
+        alone[c] = list(generate_frames(models, sequence, use_face=False))
+    batch = SequenceBatch(models, plates=[0, 1])
+    together = {c: [] for c in poses}
+    for t in range(4):
+        active = [c for c in poses if t < len(poses[c])]
+        for c, (plain, refined) in batch.step({c: poses[c][t] for c in active}, use_face=False).items():
+            assert plain is refined  # no face GAN: one frame
+            together[c].append(plain)
+        for c in active:
+            if t == len(poses[c]) - 1:
+                batch.finish(c)
+    for c in poses:
+        assert len(together[c]) == len(alone[c])
+        for a, b in zip(alone[c], together[c]):
+            assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # equal up to float rounding
+    assert np.abs(together[0][0].astype(int) - together[1][0].astype(int)).mean() > 5  # plates differ
+    with pytest.raises(ValueError, match=r"plates \[2\] asked of a generator trained with 2 plates"):
+        SequenceBatch(models, plates=[0, 2])
