@@ -48,7 +48,7 @@ bench-data: setup
 	$(PY) scripts/bench_data.py
 
 # Every stage at 300 and 3,000 frames of the looped demo clip: frames/s, peak RSS, peak temp disk.
-# SCALE_ARGS, e.g. "--short 60 --long 240" for a quick look, or "--detect-args '...'" for chunked detection.
+# SCALE_ARGS, e.g. "--short 60 --long 240" for a quick look, "--chunk-frames 0" for one detection job.
 bench-scale: setup
 	$(PY) scripts/bench_scale.py $(SCALE_ARGS)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -87,13 +88,33 @@ def looped_clip(clip: Path, frames: int, out: Path) -> Path:
     return out
 
 
-def stages(w: Path, video: Path, edn: list[str], detect_args: list[str] = ()) -> list[tuple[str, list[str], list[Path]]]:
+def detect_command(w: Path, edn: list[str], frames: int, chunk: int, overlap: int,
+                   detect_args: list[str] = ()) -> list[str]:
+    """One `edn detect` job, or (``chunk`` > 0) the chunk jobs the workflow's detect.chunk_frames makes,
+    one after another, then their gathering: one shell command, so its whole process tree is measured."""
+    if chunk <= 0:
+        return [*edn, "detect", str(w / "frames"), str(w / "raw.parquet"), *detect_args]
+    quoted = " ".join(shlex.quote(a) for a in edn)
+    parts, chunks = [], []
+    for i, start in enumerate(range(0, frames, chunk)):
+        out = w / "chunks" / f"{i}.parquet"
+        chunks.append(str(out))
+        parts.append(f"{quoted} detect {shlex.quote(str(w / 'frames'))} {shlex.quote(str(out))} --start {start} "
+                     f"--stop {min(start + chunk, frames)} --warmup {overlap} "
+                     + " ".join(shlex.quote(a) for a in detect_args))
+    parts.append(f"{quoted} gather-keypoints {shlex.quote(str(w / 'frames'))} {shlex.quote(str(w / 'raw.parquet'))} "
+                 + " ".join(shlex.quote(c) for c in chunks))
+    return ["bash", "-c", f"mkdir -p {shlex.quote(str(w / 'chunks'))} && " + " && ".join(parts)]
+
+
+def stages(w: Path, video: Path, edn: list[str], frames: int, chunk: int = 0, overlap: int = 15,
+           detect_args: list[str] = ()) -> list[tuple[str, list[str], list[Path]]]:
     """(stage, command, outputs) in order; target and source are the same looped clip."""
     clip = [str(w / "frames"), str(w / "render"), str(w / "smooth.parquet")]
     return [
         ("extract", [*edn, "extract", str(video), str(w / "frames"), "--height", "256"], [w / "frames"]),
-        ("detect", [*edn, "detect", str(w / "frames"), str(w / "raw.parquet"), *detect_args],
-         [w / "raw.parquet"]),
+        ("detect" if chunk <= 0 else f"detect ({chunk}-frame chunks)",
+         detect_command(w, edn, frames, chunk, overlap, detect_args), [w / "raw.parquet", w / "chunks"]),
         ("smooth", [*edn, "smooth", str(w / "raw.parquet"), str(w / "smooth.parquet")], [w / "smooth.parquet"]),
         ("stats", [*edn, "stats", str(w / "smooth.parquet"), str(w / "stats.json")], [w / "stats.json"]),
         ("normalize", [*edn, "normalize", str(w / "smooth.parquet"), str(w / "stats.json"), str(w / "stats.json"),
@@ -109,14 +130,15 @@ def stages(w: Path, video: Path, edn: list[str], detect_args: list[str] = ()) ->
     ]
 
 
-def measure(clip: Path, frames: int, work: Path, detect_args: list[str] = ()) -> dict[str, dict[str, float]]:
+def measure(clip: Path, frames: int, work: Path, chunk: int = 0, overlap: int = 15,
+            detect_args: list[str] = ()) -> dict[str, dict[str, float]]:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
     video = looped_clip(clip, frames, work / "long.mp4")
     edn = [sys.executable, "-m", "pipeline.cli"]
     rows = {}
-    for name, cmd, outputs in stages(work, video, edn, detect_args):
+    for name, cmd, outputs in stages(work, video, edn, frames, chunk, overlap, detect_args):
         row = run_stage(cmd, outputs, work / "tmp" / name, work / f"{name}.log")
         row["frames_per_s"] = frames / row["seconds"]
         rows[name] = row
@@ -159,12 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--long", type=int, default=3000, help="frames of the long run")
     p.add_argument("--work", type=Path, default=Path("results/bench/scale_work"))
     p.add_argument("--out", type=Path, default=Path("results/bench/scale"), help="writes OUT.md and OUT.json")
-    p.add_argument("--detect-args", default="",
-                   help="extra `edn detect` flags, e.g. the chunked detection's (default: none, one job)")
+    p.add_argument("--chunk-frames", type=int, default=250,
+                   help="detection in chunks of this many frames, as detect.chunk_frames (0: one job)")
+    p.add_argument("--chunk-overlap", type=int, default=15, help="warm-up frames before each chunk")
+    p.add_argument("--detect-args", default="", help="extra `edn detect` flags")
     args = p.parse_args(argv)
     detect_args = args.detect_args.split()
-    short = measure(args.clip, args.short, args.work / str(args.short), detect_args)
-    long = measure(args.clip, args.long, args.work / str(args.long), detect_args)
+    short = measure(args.clip, args.short, args.work / str(args.short), args.chunk_frames, args.chunk_overlap,
+                    detect_args)
+    long = measure(args.clip, args.long, args.work / str(args.long), args.chunk_frames, args.chunk_overlap,
+                   detect_args)
     table = verdicts(short, long)
     text = markdown(args.short, args.long, short, long, table)
     print(text)
