@@ -55,16 +55,6 @@ def check_config_sizes(config):
                                  f"{' + 1 for the local enhancer' if train['local_enhancer'] else ''}){where}")
 
 
-def check_ablations(config):
-    """Ablations are trained like the main generator from scratch; with a global phase that would not be
-    the same schedule, and one of its own (with the ablation's options) is not implemented."""
-    if config["evaluate"]["ablations"] and config["train"]["global_phase"] is not None:
-        raise ValueError("config evaluate.ablations: not supported with train.global_phase (each ablation "
-                         "would need a global phase of its own, trained with its options); set evaluate: "
-                         "ablations to {} (to null in a --configfile merged over config/config.yaml, as "
-                         "config/paper.yaml does)")
-
-
 def check_crops(sheet, path):
     """Each sheet crop box inside its video's frame (a header read per cropped video, no decoding)."""
     from pipeline.extract import check_crop
@@ -82,7 +72,6 @@ def check_crops(sheet, path):
 
 
 check_config_sizes(config)
-check_ablations(config)
 ABLATIONS = config["evaluate"]["ablations"] or {}  # NAME -> train: overrides; null: none (config/paper.yaml)
 VIDEOS = load_videos(config["videos"])
 check_crops(VIDEOS, config["videos"])
@@ -272,6 +261,19 @@ def global_phase():
         raise ValueError(f"config train: width and height must be multiples of {divisor} (the global phase "
                          "runs at half of them)")
     return True
+
+
+def check_ablations():
+    """Ablations are trained like the main generator, from scratch; with a global phase that would not
+    be the same schedule, and a global phase of their own (with their options) is not implemented."""
+    if ABLATIONS and global_phase():
+        raise ValueError("config evaluate.ablations: not supported with train.global_phase (each ablation "
+                         "would need a global phase of its own, trained with its options); set evaluate: "
+                         "ablations to {} (to null in a --configfile merged over config/config.yaml, as "
+                         "config/paper.yaml does)")
+
+
+check_ablations()
 
 
 def global_generator_input(wildcards):
