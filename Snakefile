@@ -24,6 +24,7 @@ wildcard_constraints:
     video="|".join(VIDEOS.index) or "NONE",
     source="|".join(SOURCES.index) or "NONE",
     subject="|".join(SUBJECTS) or "NONE",
+    ablation="|".join(ABLATIONS) or "NONE",
 
 
 rule all:

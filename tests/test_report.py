@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def report_run(tmp_path_factory, clip_path):
-    """`snakemake` (rule all: pose half, both GANs, the frame-by-frame model, transfer, evaluation,
-    figures), then `snakemake --report report.html`."""
+    """`snakemake` (rule all: pose half, both GANs, the frame-by-frame model, the paper_generator
+    ablation, transfer, evaluation, figures), then `snakemake --report report.html`."""
     workdir = tmp_path_factory.mktemp("report")
     write_config(workdir, clip_path)  # tiny models (test_workflow.TINY_TRAIN)
     with pytest.MonkeyPatch.context() as patch:
@@ -47,11 +47,12 @@ def test_rule_all_makes_the_videos_the_evaluation_and_the_figures(report_run):
     tables = (wd / "results/evaluation/subj/tables.md").read_text()
     for row in ("Frame-by-frame (separate model, no temporal input)", "Temporal smoothing + Face GAN"):
         assert row in tables
+    assert "paper_generator" in tables  # config.yaml's evaluate: ablations, a row named by it
     assert "unavailable" in tables  # no AlexNet weights in this TORCH_HOME
     assert "held-out" in tables and "clip_target: frames 19-23" in tables  # the last fifth of 24 frames
     for figure in ("plots/losses/subj.png", "plots/stability/clip_source/subj.png", "evaluation/subj/samples.png"):
         assert (wd / "results" / figure).stat().st_size > 5000, figure
-    for rule in ("transfer", "evaluate", "train_frame_by_frame", "plot_losses", "plot_stability"):
+    for rule in ("transfer", "evaluate", "train_frame_by_frame", "train_ablation", "plot_losses", "plot_stability"):
         assert list((wd / "results/logs" / rule).glob("*.log")), rule
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
     assert "Nothing to be done" in (lambda d: d.stdout + d.stderr)(snakemake(wd, "-n"))

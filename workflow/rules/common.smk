@@ -42,13 +42,17 @@ def load_videos(path):
 
 
 def check_config_sizes(config):
-    """What the schema cannot say: model sizes that the generator's downsamplings divide."""
+    """What the schema cannot say: model sizes that the generator's downsamplings divide, the main
+    model's and each ablation's (evaluate: ablations may change n_downsample, not the size)."""
     train = config["train"]
-    divisor = 2 ** (train["n_downsample"] + (1 if train["local_enhancer"] else 0))
-    for key in ("width", "height"):
-        if train[key] % divisor:
-            raise ValueError(f"config train.{key} = {train[key]} must be a multiple of {divisor} "
-                             f"(2 ** n_downsample{' + 1 for the local enhancer' if train['local_enhancer'] else ''})")
+    ablations = config["evaluate"]["ablations"] or {}
+    for where, options in [("", train)] + [(f" (evaluate.ablations.{name} sets n_downsample {o['n_downsample']})",
+                                            {**train, **o}) for name, o in ablations.items() if "n_downsample" in o]:
+        divisor = 2 ** (options["n_downsample"] + (1 if train["local_enhancer"] else 0))
+        for key in ("width", "height"):
+            if train[key] % divisor:
+                raise ValueError(f"config train.{key} = {train[key]} must be a multiple of {divisor} (2 ** n_downsample"
+                                 f"{' + 1 for the local enhancer' if train['local_enhancer'] else ''}){where}")
 
 
 def check_crops(sheet, path):
@@ -68,6 +72,7 @@ def check_crops(sheet, path):
 
 
 check_config_sizes(config)
+ABLATIONS = config["evaluate"]["ablations"] or {}  # NAME -> train: overrides; null: none (config/paper.yaml)
 VIDEOS = load_videos(config["videos"])
 check_crops(VIDEOS, config["videos"])
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
@@ -177,9 +182,14 @@ def train_inputs(wildcards):
             "qc": [f"results/qc/{v}/smooth.parquet" for v in videos]}
 
 
+def train_options(wildcards):
+    """config['train'], with the job's ablation's overrides (evaluate: ablations) for train_ablation."""
+    return {**config["train"], **ABLATIONS.get(getattr(wildcards, "ablation", None), {})}
+
+
 def plate_inputs(wildcards):
-    """The background plate of every clip of the subject, when train: background is plate."""
-    if config["train"]["background"] != "plate":
+    """The background plate of every clip of the subject, when the job's train: background is plate."""
+    if train_options(wildcards)["background"] != "plate":
         return []
     videos = TARGETS.index[TARGETS["subject"] == wildcards.subject]
     return [f"results/plate/{v}/plate.png" for v in videos]
@@ -203,13 +213,14 @@ def train_qc_flags(wildcards):
     return " ".join(f"--clip-qc {shlex.quote(path)}" for path in train_inputs(wildcards)["qc"])
 
 
-def train_flags(stage):
-    """`edn train` (stage "generator") or `edn train-face` (stage "face") options from config['train'].
+def train_flags(stage, overrides=None):
+    """`edn train` (stage "generator") or `edn train-face` (stage "face") options from config['train'],
+    with `overrides` of some of its keys (an ablation's).
 
     The face run takes the generator's architecture and resolution from generator.pt, and its
     epochs and network from train: face:.
     """
-    options = {k: v for k, v in config["train"].items()
+    options = {k: v for k, v in {**config["train"], **(overrides or {})}.items()
                if k not in ("gpus", "cpu_processes", "mem_mb", "face", "global_phase")}
     if stage == "global":  # the reference schedule's first phase: what the local enhancer's global part is
         options = {k: v for k, v in options.items() if k not in ("local_enhancer", "niter_fix_global", "n_blocks_local")}
@@ -232,6 +243,11 @@ def train_flags(stage):
     return " ".join(shlex.quote(f) for f in flags)
 
 
+def ablation_train_flags(wildcards):
+    """train_generator's options with the ablation's overrides (evaluate: ablations)."""
+    return train_flags("generator", ABLATIONS[wildcards.ablation])
+
+
 def global_phase():
     """Whether the generator is trained in two phases (global, then local from it); checks the keys."""
     train = config["train"]
@@ -245,6 +261,19 @@ def global_phase():
         raise ValueError(f"config train: width and height must be multiples of {divisor} (the global phase "
                          "runs at half of them)")
     return True
+
+
+def check_ablations():
+    """Ablations are trained like the main generator, from scratch; with a global phase that would not
+    be the same schedule, and a global phase of their own (with their options) is not implemented."""
+    if ABLATIONS and global_phase():
+        raise ValueError("config evaluate.ablations: not supported with train.global_phase (each ablation "
+                         "would need a global phase of its own, trained with its options); set evaluate: "
+                         "ablations to {} (to null in a --configfile merged over config/config.yaml, as "
+                         "config/paper.yaml does)")
+
+
+check_ablations()
 
 
 def global_generator_input(wildcards):
@@ -265,10 +294,16 @@ def train_mem_mb(wildcards, attempt):
 
 
 def subject_models(subject):
-    """Model files of a target subject: the pose GAN, its face GAN, the frame-by-frame ablation."""
+    """Model files of a target subject: the pose GAN, its face GAN, the frame-by-frame ablation
+    (the configured ablations' are ablation_models')."""
     root = f"results/models/{subject}"
     return {"generator": f"{root}/generator.pt", "face": f"{root}/face.pt",
             "frame_by_frame": f"{root}/frame_by_frame/generator.pt"}
+
+
+def ablation_models(subject):
+    """NAME -> generator.pt of each ablation (evaluate: ablations) of a target subject."""
+    return {name: f"results/models/{subject}/ablations/{name}/generator.pt" for name in ABLATIONS}
 
 
 def transfer_models(wildcards):
@@ -280,7 +315,8 @@ def evaluate_models(wildcards):
     """The models the configured evaluation rows need."""
     models, rows = subject_models(wildcards.subject), config["evaluate"]["rows"]
     wanted = {"generator": True, "face": "temporal_face" in rows, "frame_by_frame": "frame_by_frame" in rows}
-    return {name: path for name, path in models.items() if wanted[name]}
+    return {**{name: path for name, path in models.items() if wanted[name]},
+            "ablations": list(ablation_models(wildcards.subject).values())}
 
 
 def model_flags(wildcards, input):
@@ -290,6 +326,12 @@ def model_flags(wildcards, input):
         if name in input.keys():
             flags += [f"--{name.replace('_', '-')}", input[name]]
     return " ".join(shlex.quote(f) for f in flags)
+
+
+def ablation_flags(wildcards):
+    """`--ablation NAME=GENERATOR_PT` for each ablation: one evaluation row each, after evaluate: rows'."""
+    models = ablation_models(wildcards.subject)
+    return " ".join(f"--ablation {shlex.quote(f'{name}={path}')}" for name, path in models.items())
 
 
 def evaluate_flags():
@@ -307,6 +349,7 @@ def loss_runs(wildcards):
     runs = [("pose GAN", root), ("face GAN", f"{root}/face")]
     if "frame_by_frame" in rows:
         runs.append(("frame-by-frame ablation", f"{root}/frame_by_frame"))
+    runs += [(f"ablation {name}", f"{root}/ablations/{name}") for name in ABLATIONS]
     return " ".join(f"--run {shlex.quote(name)} {shlex.quote(folder)}" for name, folder in runs)
 
 
@@ -314,7 +357,7 @@ def loss_models(wildcards):
     models = subject_models(wildcards.subject)
     if "frame_by_frame" not in config["evaluate"]["rows"]:
         del models["frame_by_frame"]
-    return models
+    return {**models, "ablations": list(ablation_models(wildcards.subject).values())}
 
 
 def subject_frames(wildcards):

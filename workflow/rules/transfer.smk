@@ -1,7 +1,7 @@
-# After training: the frame-by-frame ablation model, transfer videos, the paper's evaluation on
-# held-out frames, and their figures. Rules that run a generator ask for one GPU (none when
-# train: gpus is 0), so with the local profile's gpu=1 they never share it with training or
-# with each other.
+# After training: the frame-by-frame ablation model and the configured ablations (evaluate:
+# ablations), transfer videos, the paper's evaluation on held-out frames, and their figures. Rules
+# that run a generator ask for one GPU (none when train: gpus is 0), so with the local profile's
+# gpu=1 they never share it with training or with each other.
 
 
 # The paper's frame-by-frame baseline: the same training without the previous-frame input.
@@ -23,6 +23,29 @@ use rule train_generator as train_frame_by_frame with:
         "results/logs/train_frame_by_frame/{subject}.log",
     benchmark:
         "results/benchmarks/train_frame_by_frame/{subject}.tsv"
+
+
+# config evaluate: ablations: the pose GAN again with some train: options changed (plates only if its
+# background is plate), each an evaluation row and a loss curve. From scratch: a config with a global
+# phase and ablations is refused at start (an ablation would need its own global phase).
+use rule train_generator as train_ablation with:
+    input:
+        unpack(train_inputs),
+        plates=plate_inputs,
+        code=stage_code("train"),
+    output:
+        "results/models/{subject}/ablations/{ablation}/generator.pt",
+    params:
+        run_dir="results/models/{subject}/ablations/{ablation}",
+        clips=train_clip_flags,
+        qc=train_qc_flags,
+        plates=train_plate_flags,
+        options=ablation_train_flags,
+        init_global="",
+    log:
+        "results/logs/train_ablation/{subject}_{ablation}.log",
+    benchmark:
+        "results/benchmarks/train_ablation/{subject}_{ablation}.tsv"
 
 
 rule transfer:
@@ -91,6 +114,7 @@ rule evaluate:
         out_dir="results/evaluation/{subject}",
         clips=train_clip_flags,
         models=model_flags,
+        ablations=ablation_flags,
         options=evaluate_flags(),
     resources:
         gpu=min(1, config["train"]["gpus"]),
@@ -102,7 +126,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{subject}.tsv"
     shell:
         "python -m pipeline.cli evaluate {params.out_dir:q} {params.clips} --generator {input.generator:q}"
-        " {params.models} {params.options} > {log} 2>&1"
+        " {params.models} {params.ablations} {params.options} > {log} 2>&1"
 
 
 rule plot_losses:
