@@ -37,7 +37,7 @@ from pipeline.checkpoint import load_checkpoint, parameter_checksum, rng_state, 
 from pipeline.data import Clip, PairDataset, load_clip
 from pipeline.generate import pick_device
 from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
-from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, \
+from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
     tensor_to_image
 from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss
@@ -398,9 +398,7 @@ class PoseTask(GANTask):
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
-        plate = None
-        if self.cfg.background == "plate":  # the plate of the sample's clip
-            plate = self.G.plate[torch.as_tensor(batch["clip"], device=self.rt.device)]
+        plate = sample_plates(self.G, batch.get("clip"))  # a plate generator: each sample's own clip's plate
         with self.rt.autocast():
             fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure

@@ -26,7 +26,7 @@ from torch import nn
 from pipeline.checkpoint import tensors_sha256
 from pipeline.models.discriminator import MultiscaleDiscriminator
 from pipeline.models.face import build_face_generator, crop_boxes, default_face_config, face_box_size
-from pipeline.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator
+from pipeline.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator, sample_plates
 from pipeline.train import ClipFiles, GANTask, Runtime, TemporalPair, TrainConfig, config_from_args, run_stage
 
 FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
@@ -71,8 +71,12 @@ class FaceTask(GANTask):
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t1")
         boxes = batch["box_t1"]
+        # A plate generator paints each sample over its own clip's plate, as in its training and in
+        # generation; without it every sample would get clip 0's background and the residual would learn to
+        # repaint backgrounds it never sees at generation time.
+        plate = sample_plates(self.main.generator, batch.get("clip"))
         with torch.no_grad(), self.rt.autocast():
-            _, generated = self.main(pose_t, pose_t1)
+            _, generated = self.main(pose_t, pose_t1, plate)
         pose_f, gen_f, real_f = (crop_boxes(t, boxes) for t in (pose_t1, generated.to(pose_t1.dtype), real_t1))
         with self.rt.autocast():
             face = self.face(pose_f, gen_f)

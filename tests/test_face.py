@@ -90,6 +90,27 @@ def test_face_task_trains_the_face_generator_only():
     assert set(task.models) == {"G", "D"} and task.models["G"] is task.G  # checkpointed: face G and D only
 
 
+def test_face_task_sees_each_sample_over_its_own_clips_plate():
+    """The frozen plate generator paints each training sample over its clip's plate, as in generation."""
+    from pipeline.models.generator import build_generator, default_generator_config
+
+    torch.manual_seed(0)
+    config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=32, height=64, background="plate",
+                                      n_plates=2)
+    generator = build_generator(config)
+    with torch.no_grad():
+        generator.plate[0].fill_(-0.5)
+        generator.plate[1].fill_(0.5)
+        [m for m in generator.inner.modules() if isinstance(m, torch.nn.Conv2d)][-1].bias[3] = -1e4  # mask 0
+    cfg = FaceConfig(width=32, height=64, face_ngf=4, face_n_blocks=1, ndf=4, batch_size=2, vgg_loss=False)
+    task = FaceTask(cfg, Runtime(0, 1, torch.device("cpu")), generator, box_size=16)
+    batch = {k: torch.rand(2, 3, 64, 32) * 2 - 1 for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
+    batch["box_t1"] = torch.tensor([[0, 0, 16, 16], [16, 48, 32, 64]])
+    batch["clip"] = torch.tensor([1, 0])
+    _, visuals = task.step(batch, visuals=True)  # visuals: sample 0's pose, generated, refined and real crops
+    assert torch.allclose(visuals[1], torch.full((3, 16, 16), 0.5), atol=1e-5)  # clip 1's plate, not clip 0's
+
+
 @pytest.mark.slow
 def test_train_face_end_to_end(tmp_path, synthetic_clip):
     tiny = dict(ndf=4, workers=0, vgg_loss=False, deterministic=True)

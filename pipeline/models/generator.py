@@ -145,6 +145,14 @@ class PlateComposite(nn.Module):
         return mask * foreground + (1 - mask) * plate
 
 
+def sample_plates(generator: nn.Module, clips: Any) -> torch.Tensor | None:
+    """A plate generator's plates of each sample's clip (``clips``: training-clip indices), for a batch
+    mixing clips; None for a generator without plates."""
+    if not isinstance(generator, PlateComposite):
+        return None
+    return generator.plate[torch.as_tensor(clips, device=generator.plate.device)]
+
+
 def select_plate(generator: nn.Module, clip_index: int) -> None:
     """Generate over training clip ``clip_index``'s plate (a plate generator; others are left as they are)."""
     if isinstance(generator, PlateComposite):
