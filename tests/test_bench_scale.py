@@ -29,3 +29,17 @@ def test_a_stage_is_measured_with_its_temp_folder(tmp_path):
     row = bench_scale.run_stage([sys.executable, "-c", code], [out], tmp_path / "tmp", tmp_path / "log.txt")
     assert row["output_bytes"] == 1_000_000 and row["peak_disk"] >= 2_000_000
     assert row["peak_rss"] > 1_000_000 and row["seconds"] >= 0.5
+
+
+def test_chunked_detection_covers_every_frame_once_then_gathers(tmp_path):
+    edn = ["python", "-m", "pipeline.cli"]
+    one = bench_scale.detect_command(tmp_path, edn, 600, 0, 15)
+    assert one == [*edn, "detect", str(tmp_path / "frames"), str(tmp_path / "raw.parquet")]
+    cmd = bench_scale.detect_command(tmp_path, edn, 600, 250, 15)
+    assert cmd[:2] == ["bash", "-c"]
+    jobs = cmd[2].split(" && ")[1:]
+    assert [j.split(" --start ")[1].split(" --warmup")[0] for j in jobs[:-1]] == \
+        ["0 --stop 250", "250 --stop 500", "500 --stop 600"]
+    assert all("--warmup 15" in j for j in jobs[:-1])
+    assert jobs[-1].endswith(" ".join(str(tmp_path / "chunks" / f"{i}.parquet") for i in range(3)))
+    assert " gather-keypoints " in jobs[-1]
