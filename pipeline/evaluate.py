@@ -39,7 +39,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -345,6 +345,7 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
     from pipeline.generate import SequenceBatch, face_boxes
     from pipeline.keypoints import empty_track
     from pipeline.metrics import ConsecutiveDifferences, keypoint_box
+    from pipeline.streams import prefetch
 
     size = models["temporal"].size
     sources = list(dict.fromkeys(r.model for r in specs))  # each model once, in row order
@@ -363,11 +364,15 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
         boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
         batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
         trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
-        try:
+
+        def read(group: list[int] = group) -> Iterator[tuple[int, list[int], dict, dict]]:
+            """Step t's real frames and stick figures of the group's clips that have a frame t."""
             for t in range(max(len(data[c].frames) for c in group)):
                 active = [c for c in group if t < len(data[c].frames)]
-                real = {c: data[c].real(t) for c in active}
-                poses = {c: data[c].pose(t) for c in active}
+                yield t, active, {c: data[c].real(t) for c in active}, {c: data[c].pose(t) for c in active}
+
+        try:
+            for t, active, real, poses in prefetch(read()):  # decoding overlaps generation and detection
                 made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
                         for m in sources}
                 for c in active:

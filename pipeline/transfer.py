@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import logging
 import contextlib
-import queue
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -52,42 +50,6 @@ def mark_repaired(panel: np.ndarray) -> np.ndarray:
     return panel
 
 
-def _prefetch(items: Iterator[Any], depth: int = 4) -> Iterator[Any]:
-    """``items`` produced ahead in a thread, at most ``depth`` waiting (decode overlaps generation)."""
-    pending: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        pending.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            pending.put(("end", done))
-        except BaseException as exc:  # handed to the consumer, raised there
-            pending.put(("error", exc))
-
-    worker = threading.Thread(target=produce, daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, item = pending.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
-
-
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
              record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
@@ -100,6 +62,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     from pipeline.generate import face_boxes, generate_frames, load_models, model_pose
     from pipeline.media import probe_video
     from pipeline.metrics import consecutive_differences
+    from pipeline.streams import prefetch
     from pipeline.video import VideoEncoder, side_by_side
 
     normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
@@ -131,7 +94,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     with contextlib.ExitStack() as stack:
         main = stack.enter_context(VideoEncoder(out, fps, crf=crf))
         panel_video = stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf)) if side_by_side_out else None
-        fitted = _prefetch(model_pose(p, models.size) for p in poses)
+        fitted = prefetch(model_pose(p, models.size) for p in poses)
         shown: list[np.ndarray] = []
 
         def remembered() -> Iterator[np.ndarray]:

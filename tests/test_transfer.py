@@ -99,7 +99,7 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
 
 
 def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
-    from pipeline.transfer import _prefetch
+    from pipeline.streams import prefetch
 
     produced = []
 
@@ -108,7 +108,7 @@ def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
             produced.append(i)
             yield i
 
-    stream = _prefetch(items(), depth=3)
+    stream = prefetch(items(), depth=3)
     assert next(stream) == 0
     import time
 
@@ -121,7 +121,7 @@ def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
         raise ValueError("bad frame file")
 
     with pytest.raises(ValueError, match="bad frame file"):
-        list(_prefetch(failing()))
+        list(prefetch(failing()))
 
 
 def test_video_encoder_leaves_nothing_behind_on_error(tmp_path):
