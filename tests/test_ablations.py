@@ -79,7 +79,7 @@ def test_default_config_trains_the_paper_generator_and_evaluates_it_as_a_row(tmp
     # the same training budget and architecture as the main model: only the overrides differ
     assert options(ablation) == options(blocks["train_generator"])
     assert "results/logs/train_ablation/dancer_paper_generator.log" in ablation
-    assert f"--ablation paper_generator={MODEL}" in blocks["evaluate"]
+    assert f"--ablation paper_generator={MODEL}" in blocks["evaluate"] and "--clip-batch 4" in blocks["evaluate"]
     assert MODEL in blocks["evaluate"].split("output:")[0]  # an input
     assert "--run 'ablation paper_generator' results/models/dancer/ablations/paper_generator" in blocks["plot_losses"]
 

@@ -336,7 +336,8 @@ def ablation_flags(wildcards):
 
 def evaluate_flags():
     options = config["evaluate"]
-    flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--device", options["device"],
+    flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--clip-batch",
+             str(options["clip_batch"]), "--device", options["device"],
              "--precision", config["train"]["precision"]]  # generation in the precision it was trained in
     if options["lpips_weights"]:
         flags += ["--lpips-weights", options["lpips_weights"]]
