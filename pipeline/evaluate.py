@@ -35,8 +35,9 @@ import html
 import json
 import logging
 import math
-import tempfile
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -358,6 +359,7 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
     frame_rows: dict[str, list[dict[str, Any]]] = {r.name: [] for r in specs}
     grid: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     progress = tqdm(total=int(offsets[-1]), unit="frame", desc="evaluate", mininterval=1.0)
+    detectors = ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0))))
     for first in range(0, len(data), clip_batch):
         group = list(range(first, min(first + clip_batch, len(data))))
         # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
@@ -375,25 +377,24 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
             for t, active, real, poses in prefetch(read()):  # decoding overlaps generation and detection
                 made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
                         for m in sources}
+                frames = {(c, "real"): real[c] for c in active}
+                frames.update({(c, r.name): made[r.model][c][1 if r.face else 0] for c in active for r in specs})
+                # Holistic releases the GIL: every sequence's tracker runs at once, while the scores are taken.
+                found = {key: detectors.submit(trackers[key], frame) for key, frame in frames.items()}
+                entries: dict[tuple[int, str], dict[str, Any]] = {}  # this step's per-frame rows
                 for c in active:
-                    k = int(offsets[c]) + t
-                    found = trackers[(c, "real")](real[c])
-                    if found is not None:
-                        real_kp[k] = found
                     stability["real"].add(real[c], c)
                     body_box = keypoint_box(data[c].keypoints[t], BODY_MARGIN)
                     for r in specs:
-                        fake = made[r.model][c][1 if r.face else 0]
-                        found = trackers[(c, r.name)](fake)
-                        if found is not None:
-                            row_kp[r.name][k] = found
+                        fake = frames[(c, r.name)]
                         stability[r.name].add(fake, c)
                         body = _image_scores(real[c], fake, body_box, lpips)
                         face_scores = _image_scores(real[c], fake, boxes[c][t], lpips)
-                        frame_rows[r.name].append({"ablation": r.name, "clip": c, "frame": data[c].frames[t],
-                                                   "ssim_body": body[0], "lpips_body": body[1],
-                                                   "ssim_face": face_scores[0], "lpips_face": face_scores[1],
-                                                   "body_found": found is not None and bool(body_found(found[None])[0])})
+                        entries[(c, r.name)] = {"ablation": r.name, "clip": c, "frame": data[c].frames[t],
+                                                "ssim_body": body[0], "lpips_body": body[1],
+                                                "ssim_face": face_scores[0], "lpips_face": face_scores[1],
+                                                "body_found": False}
+                        frame_rows[r.name].append(entries[(c, r.name)])
                         if (c, t) in picks:
                             grid.setdefault((c, t), {"pose": poses[c], "real": real[c]})[r.name] = fake
                     if t == len(data[c].frames) - 1:  # clip c is done: free its state
@@ -401,11 +402,22 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
                             batches[m].finish(c)
                         for name in stability:
                             stability[name].end(c)
-                    progress.update()
+                for (c, name), future in found.items():
+                    joints = future.result()
+                    if joints is None:
+                        continue  # nobody found: stays missing
+                    k = int(offsets[c]) + t
+                    if name == "real":
+                        real_kp[k] = joints
+                    else:
+                        row_kp[name][k] = joints
+                        entries[(c, name)]["body_found"] = bool(body_found(joints[None])[0])
+                progress.update(len(active))
         finally:
             for tracker in trackers.values():
                 tracker.close()
     progress.close()
+    detectors.shutdown()
     for r in specs:
         log.info("%s: generated %d held-out frames", r.label, int(offsets[-1]))
     by_clip = [row for r in specs for row in sorted(frame_rows[r.name], key=lambda f: (f["clip"], f["frame"]))]

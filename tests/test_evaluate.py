@@ -236,6 +236,40 @@ def test_clips_stream_in_batches_with_ablation_rows_and_no_temporary_files(tmp_p
         evaluate(tmp_path / "e", clips, tmp_path / "run" / "generator.pt",
                  ablations={"temporal": tmp_path / "l1" / "generator.pt"}, rows=["temporal"], device="cpu")
 
+    # Each sequence's detections land in its own row and frame: a stand-in tracker finds a body on every
+    # frame but those of the ablation's sequences (trackers are made per clip: real, then each row).
+    import pipeline.detect
+
+    made = []
+
+    class Tracker:
+        def __init__(self, size):
+            self.blind = len(made) % 3 == 2  # real, temporal, more_l1
+            made.append(self)
+
+        def __call__(self, image):
+            if self.blind:
+                return None
+            joints = empty_track(1)[0]
+            joints[:25] = (float(image.mean()), 5.0, 1.0)
+            return joints
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(pipeline.detect, "HolisticTracker", Tracker)
+    evaluate(tmp_path / "eval3", clips, tmp_path / "run" / "generator.pt",
+             ablations={"more_l1": tmp_path / "l1" / "generator.pt"}, rows=["temporal"], device="cpu", clip_batch=2)
+    assert len(made) == 6
+    frames = pd.read_parquet(tmp_path / "eval3" / "frames.parquet")
+    assert list(frames["body_found"]) == [True] * 5 + [False] * 5
+    metrics = pd.read_parquet(tmp_path / "eval3" / "metrics.parquet").set_index(["table", "ablation", "metric"])
+    assert metrics.loc[("bodies_found", "temporal", "generated"), "value"] == 100.0
+    assert metrics.loc[("bodies_found", "more_l1", "generated"), "value"] == 0.0
+    assert metrics.loc[("missed_detections", "more_l1", "body"), "value"] == 25.0
+    assert metrics.loc[("missed_detections", "temporal", "body"), "value"] == 0.0
+    assert metrics.loc[("pose_distance", "temporal", "body"), "value"] > 0  # real and generated frames differ
+
 
 def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
     from pipeline.evaluate import Row, StreamScores, _metric_rows
