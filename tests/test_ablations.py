@@ -154,3 +154,17 @@ def test_changing_an_ablation_reruns_only_it_its_row_and_the_loss_figure(tmp_pat
     blocks = jobs(plan(tmp_path))
     assert set(blocks) == {"train_ablation seed1", "evaluate", "plot_losses"}
     assert "--ablation paper_generator=" in blocks["evaluate"] and "--ablation seed1=" in blocks["evaluate"]
+
+
+def test_rules_that_run_a_network_take_every_core_of_the_run(tmp_path):
+    """Snakemake sets OMP_NUM_THREADS (torch's threads) to a job's threads: without `threads:` every
+    training, transfer and evaluation would run on one core."""
+    write_config(tmp_path)
+    done = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--cores", "3", "-n", *TARGETS,
+                           "--configfile", "config.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    threads = {name: re.search(r"threads: (\d+)", block) for name, block in jobs(done.stdout).items()}
+    for name in ("train_generator", "train_face", "train_frame_by_frame", "train_ablation paper_generator",
+                 "evaluate"):
+        assert threads[name] and threads[name].group(1) == "3", name
+    assert threads["plot_losses"] is None  # light rules keep one thread

@@ -285,6 +285,13 @@ def init_global_flags(wildcards, input):
     return f"--init-global {shlex.quote(input.init_global[0])}" if global_phase() else ""
 
 
+# Snakemake sets OMP_NUM_THREADS, torch's intra-op threads, to a job's `threads` (1 unless the rule
+# says): rules that run a network (training, transfer, evaluation) take every core the run has. They
+# hold the gpu resource one at a time anyway; on a 2-core CPU a demo training step took 0.63 s with
+# one thread and 0.40 s with two (make bench-train). On SLURM, cpus_per_task sets what a job gets.
+TORCH_THREADS = max(1, workflow.cores or 1)
+
+
 def train_mem_mb(wildcards, attempt):
     """Memory grows with each retry, so a job killed for memory comes back with more."""
     return config["train"]["mem_mb"] * attempt

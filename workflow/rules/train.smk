@@ -20,6 +20,7 @@ rule train_generator:
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
         init_global=init_global_flags,
+    threads: TORCH_THREADS
     resources:
         gpu=config["train"]["gpus"],
         mem_mb=train_mem_mb,
@@ -70,6 +71,7 @@ rule train_face:
         qc=train_qc_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("face"),
+    threads: TORCH_THREADS
     resources:
         gpu=config["train"]["gpus"],
         mem_mb=train_mem_mb,

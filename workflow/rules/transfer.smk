@@ -74,6 +74,7 @@ rule transfer:
         device=config["transfer"]["device"],
         crf=config["transfer"]["crf"],
         precision=config["train"]["precision"],
+    threads: TORCH_THREADS
     resources:
         gpu=min(1, config["train"]["gpus"]),
     conda:
@@ -116,6 +117,7 @@ rule evaluate:
         models=model_flags,
         ablations=ablation_flags,
         options=evaluate_flags(),
+    threads: TORCH_THREADS
     resources:
         gpu=min(1, config["train"]["gpus"]),
     conda:
