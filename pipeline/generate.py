@@ -19,7 +19,8 @@ import torch
 from pipeline.checkpoint import tensors_sha256
 from pipeline.data import fit_keypoints, fit_to_size, read_rgb
 from pipeline.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
-from pipeline.models.generator import image_to_tensor, is_temporal, load_generator, tensor_to_image
+from pipeline.models.generator import image_to_tensor, is_temporal, load_generator, sample_plates, \
+    tensor_to_image
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -147,8 +148,7 @@ class SequenceBatch:
 
         self.models = models
         self.plates = list(plates)
-        self._plate_generator = isinstance(models.generator, PlateComposite)
-        if self._plate_generator:
+        if isinstance(models.generator, PlateComposite):
             n = len(models.generator.plate)
             bad = [p for p in self.plates if not 0 <= p < n]
             if bad:
@@ -166,11 +166,9 @@ class SequenceBatch:
         x = pose
         if m.temporal:
             x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)
+        plate = sample_plates(m.generator, [self.plates[k] for k in keys])  # None: not a plate generator
         with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
-            if self._plate_generator:
-                out = m.generator(x, m.generator.plate[[self.plates[k] for k in keys]])
-            else:
-                out = m.generator(x)
+            out = m.generator(x) if plate is None else m.generator(x, plate)
         out = out.float()
         results = {}
         for j, k in enumerate(keys):
