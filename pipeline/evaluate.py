@@ -208,14 +208,13 @@ def body_found(keypoints: np.ndarray) -> np.ndarray:
 _OWNED = r"metrics\.parquet|frames\.parquet|tables\.(md|html)|samples\.png|evaluation\.json"  # what evaluate writes
 
 
-def _load_row_models(generator: Path, face: Path | None, frame_by_frame: Path | None, ablations: dict[str, Path],
-                     specs: list[Row], device: str, precision: str) -> dict[str, Any]:
-    """Each model the rows need, loaded once, checked to be comparable with the main generator."""
+def _load_row_models(generator: Path, face: Path | None, others: dict[str, Path], device: str, precision: str
+                     ) -> dict[str, Any]:
+    """The main generator (and face GAN) as "temporal" and each of ``others`` (frame_by_frame, ablations),
+    loaded once and checked to be comparable with the main generator."""
     from pipeline.generate import load_models
 
     models = {"temporal": load_models(generator, face, device, precision)}
-    others = {r.model: (frame_by_frame if r.model == "frame_by_frame" else ablations[r.model])
-              for r in specs if r.model != "temporal"}
     for name, path in others.items():
         models[name] = load_models(path, None, device, precision)
         if name == "frame_by_frame" and models[name].temporal:
@@ -270,19 +269,17 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         raise ValueError(f"clip_batch must be at least 1, got {clip_batch}")
     started = time.perf_counter()
     torch.manual_seed(0)
-    specs = row_specs(rows, {name: name for name in ablations})
-    models = _load_row_models(Path(generator), face, frame_by_frame, ablations, specs, device, precision)
+    others = ({"frame_by_frame": Path(frame_by_frame)} if "frame_by_frame" in rows else {}) | ablations
+    models = _load_row_models(Path(generator), face, others, device, precision)
     main_record = models["temporal"].records["generator"]
     specs = row_specs(rows, {name: ablation_label(name, main_record, models[name].records["generator"])
                              for name in ablations})
     size = models["temporal"].size
     held, run_path = held_out_frames(generator, clips)
-    for name, path in [("frame_by_frame", frame_by_frame)] + list(ablations.items()):
-        if name in models and name != "temporal":
-            other, other_run = held_out_frames(path, clips)
-            if other != held:
-                raise ValueError(f"{other_run}: held-out frames differ from {run_path}'s; train both with the "
-                                 "same holdout")
+    for path in others.values():
+        other, other_run = held_out_frames(path, clips)
+        if other != held:
+            raise ValueError(f"{other_run}: held-out frames differ from {run_path}'s; train both with the same holdout")
     data = load_held_out(clips, held, run_path, size)
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
     scores = _stream_scores(data, specs, models, lpips, samples, clip_batch)
@@ -359,65 +356,64 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
     frame_rows: dict[str, list[dict[str, Any]]] = {r.name: [] for r in specs}
     grid: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     progress = tqdm(total=int(offsets[-1]), unit="frame", desc="evaluate", mininterval=1.0)
-    detectors = ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0))))
-    for first in range(0, len(data), clip_batch):
-        group = list(range(first, min(first + clip_batch, len(data))))
-        # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
-        boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
-        batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
-        trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
+    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as detectors:
+        for first in range(0, len(data), clip_batch):
+            group = list(range(first, min(first + clip_batch, len(data))))
+            # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
+            boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
+            batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
+            trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
 
-        def read(group: list[int] = group) -> Iterator[tuple[int, list[int], dict, dict]]:
-            """Step t's real frames and stick figures of the group's clips that have a frame t."""
-            for t in range(max(len(data[c].frames) for c in group)):
-                active = [c for c in group if t < len(data[c].frames)]
-                yield t, active, {c: data[c].real(t) for c in active}, {c: data[c].pose(t) for c in active}
+            def read(group: list[int] = group) -> Iterator[tuple[int, list[int], dict, dict]]:
+                """Step t's real frames and stick figures of the group's clips that have a frame t."""
+                for t in range(max(len(data[c].frames) for c in group)):
+                    active = [c for c in group if t < len(data[c].frames)]
+                    yield t, active, {c: data[c].real(t) for c in active}, {c: data[c].pose(t) for c in active}
 
-        try:
-            for t, active, real, poses in prefetch(read()):  # decoding overlaps generation and detection
-                made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
-                        for m in sources}
-                frames = {(c, "real"): real[c] for c in active}
-                frames.update({(c, r.name): made[r.model][c][1 if r.face else 0] for c in active for r in specs})
-                # Holistic releases the GIL: every sequence's tracker runs at once, while the scores are taken.
-                found = {key: detectors.submit(trackers[key], frame) for key, frame in frames.items()}
-                entries: dict[tuple[int, str], dict[str, Any]] = {}  # this step's per-frame rows
-                for c in active:
-                    stability["real"].add(real[c], c)
-                    body_box = keypoint_box(data[c].keypoints[t], BODY_MARGIN)
-                    for r in specs:
-                        fake = frames[(c, r.name)]
-                        stability[r.name].add(fake, c)
-                        body = _image_scores(real[c], fake, body_box, lpips)
-                        face_scores = _image_scores(real[c], fake, boxes[c][t], lpips)
-                        entries[(c, r.name)] = {"ablation": r.name, "clip": c, "frame": data[c].frames[t],
-                                                "ssim_body": body[0], "lpips_body": body[1],
-                                                "ssim_face": face_scores[0], "lpips_face": face_scores[1],
-                                                "body_found": False}
-                        frame_rows[r.name].append(entries[(c, r.name)])
-                        if (c, t) in picks:
-                            grid.setdefault((c, t), {"pose": poses[c], "real": real[c]})[r.name] = fake
-                    if t == len(data[c].frames) - 1:  # clip c is done: free its state
-                        for m in sources:
-                            batches[m].finish(c)
-                        for name in stability:
-                            stability[name].end(c)
-                for (c, name), future in found.items():
-                    joints = future.result()
-                    if joints is None:
-                        continue  # nobody found: stays missing
-                    k = int(offsets[c]) + t
-                    if name == "real":
-                        real_kp[k] = joints
-                    else:
-                        row_kp[name][k] = joints
-                        entries[(c, name)]["body_found"] = bool(body_found(joints[None])[0])
-                progress.update(len(active))
-        finally:
-            for tracker in trackers.values():
-                tracker.close()
+            try:
+                for t, active, real, poses in prefetch(read()):  # decoding overlaps generation and detection
+                    made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
+                            for m in sources}
+                    frames = {(c, "real"): real[c] for c in active}
+                    frames.update({(c, r.name): made[r.model][c][1 if r.face else 0] for c in active for r in specs})
+                    # Holistic releases the GIL: every sequence's tracker runs at once, while the scores are taken.
+                    found = {key: detectors.submit(trackers[key], frame) for key, frame in frames.items()}
+                    entries: dict[tuple[int, str], dict[str, Any]] = {}  # this step's per-frame rows
+                    for c in active:
+                        stability["real"].add(real[c], c)
+                        body_box = keypoint_box(data[c].keypoints[t], BODY_MARGIN)
+                        for r in specs:
+                            fake = frames[(c, r.name)]
+                            stability[r.name].add(fake, c)
+                            body = _image_scores(real[c], fake, body_box, lpips)
+                            face_scores = _image_scores(real[c], fake, boxes[c][t], lpips)
+                            entries[(c, r.name)] = {"ablation": r.name, "clip": c, "frame": data[c].frames[t],
+                                                    "ssim_body": body[0], "lpips_body": body[1],
+                                                    "ssim_face": face_scores[0], "lpips_face": face_scores[1],
+                                                    "body_found": False}
+                            frame_rows[r.name].append(entries[(c, r.name)])
+                            if (c, t) in picks:
+                                grid.setdefault((c, t), {"pose": poses[c], "real": real[c]})[r.name] = fake
+                        if t == len(data[c].frames) - 1:  # clip c is done: free its state
+                            for m in sources:
+                                batches[m].finish(c)
+                            for name in stability:
+                                stability[name].end(c)
+                    for (c, name), future in found.items():
+                        joints = future.result()
+                        if joints is None:
+                            continue  # nobody found: stays missing
+                        k = int(offsets[c]) + t
+                        if name == "real":
+                            real_kp[k] = joints
+                        else:
+                            row_kp[name][k] = joints
+                            entries[(c, name)]["body_found"] = bool(body_found(joints[None])[0])
+                    progress.update(len(active))
+            finally:
+                for tracker in trackers.values():
+                    tracker.close()
     progress.close()
-    detectors.shutdown()
     for r in specs:
         log.info("%s: generated %d held-out frames", r.label, int(offsets[-1]))
     by_clip = [row for r in specs for row in sorted(frame_rows[r.name], key=lambda f: (f["clip"], f["frame"]))]
