@@ -286,8 +286,11 @@ def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
     assert found["generated"] == pytest.approx(50.0) and found["real"] == pytest.approx(80.0)
 
 
-def test_ablation_arguments_are_checked():
+def test_ablation_arguments_are_checked(tmp_path):
     from pipeline.evaluate import parse_ablations
+
+    with pytest.raises(ValueError, match="clip_batch must be at least 1, got 0"):
+        evaluate(tmp_path / "e", [], tmp_path / "generator.pt", rows=["temporal"], clip_batch=0)
 
     assert parse_ablations(["a=x/generator.pt"]) == {"a": Path("x/generator.pt")}
     with pytest.raises(ValueError, match="expected NAME=GENERATOR_PT"):
