@@ -55,3 +55,55 @@ def test_whole_check_runs_tiny_on_the_cpu(tmp_path, capsys):
 
 def test_one_workers_rate_is_measured():
     assert bench_data.samples_per_second(64, 32, n_images=4, seconds=0.05) > 0
+
+
+# What a GPU machine's python typically lacks (the H200 image: torch, numpy, opencv, pandas, pyarrow; no
+# MediaPipe, Snakemake, jsonschema, lpips or ffmpeg-python). Training and transfer must run without them.
+GPU_MACHINE_LACKS = ("mediapipe", "snakemake", "jsonschema", "lpips", "ffmpeg")
+_WITHOUT_PACKAGES = """
+import importlib.abc, sys
+class Lacking(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {lacking!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not on the GPU machine)", name=name)
+        return None
+sys.meta_path.insert(0, Lacking())
+from pipeline.cli import main
+for argv in {commands!r}:
+    code = main(argv)
+    if code:
+        sys.exit(f"edn {{argv[0]}} exited {{code}}")
+print("imported:", sorted(m for m in {lacking!r} if m in sys.modules))
+"""
+
+
+def test_train_face_and_transfer_run_without_detection_or_workflow_packages(tmp_path, synthetic_clip):
+    import subprocess
+
+    frames, render, keypoints = (str(p) for p in synthetic_clip)
+    clip = ["--clip", frames, render, keypoints]
+    tiny = ["--workers", "0", "--no-vgg-loss", "--sample-every", "0", "--max-steps", "2", "--device", "cpu",
+            "--ndf", "4", "--num-d", "1"]
+    run = tmp_path / "run"
+    commands = [
+        ["train", str(run), *clip, *tiny, "--width", "64", "--height", "128", "--ngf", "4", "--n-downsample", "2",
+         "--n-blocks", "1", "--precision", "bf16"],
+        ["train-face", str(run / "face"), *clip, *tiny, "--generator", str(run / "generator.pt"),
+         "--face-ngf", "4", "--face-n-blocks", "1"],
+        ["transfer", keypoints, render, frames, str(tmp_path / "out.mp4"), "--generator", str(run / "generator.pt"),
+         "--face", str(run / "face" / "face.pt"), "--device", "cpu", "--precision", "bf16"],
+    ]
+    script = _WITHOUT_PACKAGES.format(lacking=GPU_MACHINE_LACKS, commands=commands)
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "imported: []" in done.stdout
+    assert (tmp_path / "out.mp4").stat().st_size > 0 and (run / "face" / "face.pt").exists()
+
+
+def test_the_package_blocker_itself_blocks(tmp_path):
+    import subprocess
+
+    script = _WITHOUT_PACKAGES.format(lacking=("pipeline",), commands=[])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "not on the GPU machine" in done.stderr
