@@ -330,6 +330,107 @@ def _sample_picks(data: list[HeldOutClip], n: int) -> set[tuple[int, int]]:
     return {picks[k] for k in np.linspace(0, len(picks) - 1, min(n, len(picks))).round().astype(int)}
 
 
+def _group_steps(data: list[HeldOutClip], group: list[int]) -> Iterator[tuple[int, list[int], dict, dict]]:
+    """Step t's real frames and stick figures of the group's clips that have a frame t."""
+    for t in range(max(len(data[c].frames) for c in group)):
+        active = [c for c in group if t < len(data[c].frames)]
+        yield t, active, {c: data[c].real(t) for c in active}, {c: data[c].pose(t) for c in active}
+
+
+class _ScoreCollector:
+    """What the stream leaves, filled a frame at a time: per-frame rows, re-detected keypoints,
+    consecutive differences and the sample grid's frames."""
+
+    def __init__(self, data: list[HeldOutClip], specs: list[Row], samples: int) -> None:
+        from pipeline.keypoints import empty_track
+        from pipeline.metrics import ConsecutiveDifferences
+
+        self.data, self.specs = data, specs
+        self.picks = _sample_picks(data, samples)
+        self.offsets = np.cumsum([0] + [len(h.frames) for h in data])
+        self.real_kp = empty_track(int(self.offsets[-1]))
+        self.row_kp = {r.name: empty_track(int(self.offsets[-1])) for r in specs}
+        self.stability = {name: ConsecutiveDifferences() for name in ["real", *(r.name for r in specs)]}
+        self.frame_rows: dict[str, list[dict[str, Any]]] = {r.name: [] for r in specs}
+        self.grid: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+
+    def score(self, c: int, t: int, real: np.ndarray, pose: np.ndarray, fakes: dict[str, np.ndarray],
+              face_box: Any, lpips: Any) -> dict[str, dict[str, Any]]:
+        """Clip c's frame t: every row's image scores against the real frame; returns the rows' entries."""
+        from pipeline.metrics import keypoint_box
+
+        self.stability["real"].add(real, c)
+        body_box = keypoint_box(self.data[c].keypoints[t], BODY_MARGIN)
+        entries = {}
+        for r in self.specs:
+            fake = fakes[r.name]
+            self.stability[r.name].add(fake, c)
+            body, face = _image_scores(real, fake, body_box, lpips), _image_scores(real, fake, face_box, lpips)
+            entries[r.name] = {"ablation": r.name, "clip": c, "frame": self.data[c].frames[t],
+                               "ssim_body": body[0], "lpips_body": body[1], "ssim_face": face[0],
+                               "lpips_face": face[1], "body_found": False}
+            self.frame_rows[r.name].append(entries[r.name])
+            if (c, t) in self.picks:
+                self.grid.setdefault((c, t), {"pose": pose, "real": real})[r.name] = fake
+        if t == len(self.data[c].frames) - 1:
+            for differences in self.stability.values():
+                differences.end(c)
+        return entries
+
+    def detected(self, c: int, t: int, name: str, joints: np.ndarray | None, entry: dict[str, Any] | None) -> None:
+        """MediaPipe's keypoints on clip c's frame t of sequence ``name`` ("real" or a row); None: nobody found."""
+        if joints is None:
+            return  # stays missing
+        k = int(self.offsets[c]) + t
+        if name == "real":
+            self.real_kp[k] = joints
+        else:
+            self.row_kp[name][k] = joints
+            entry["body_found"] = bool(body_found(joints[None])[0])
+
+    def result(self) -> StreamScores:
+        by_clip = [row for r in self.specs
+                   for row in sorted(self.frame_rows[r.name], key=lambda f: (f["clip"], f["frame"]))]
+        return StreamScores(by_clip, self.real_kp, self.row_kp, {name: s.mean for name, s in self.stability.items()},
+                            [self.grid[p] for p in sorted(self.grid)])
+
+
+def _score_group(data: list[HeldOutClip], group: list[int], specs: list[Row], models: dict[str, Any], lpips: Any,
+                 collector: _ScoreCollector, detectors: ThreadPoolExecutor, progress: Any) -> None:
+    """One group of clips through generation, scoring and re-detection, a step (one frame per clip) at a time."""
+    from pipeline.detect import HolisticTracker
+    from pipeline.generate import SequenceBatch, face_boxes
+    from pipeline.streams import prefetch
+
+    size = models["temporal"].size
+    sources = list(dict.fromkeys(r.model for r in specs))  # each model once, in row order
+    refine = {m: any(r.face for r in specs if r.model == m) for m in sources}
+    # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
+    boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
+    batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
+    trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
+    try:
+        for t, active, real, poses in prefetch(_group_steps(data, group)):  # decoding overlaps the rest
+            made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m]) for m in sources}
+            fakes = {c: {r.name: made[r.model][c][1 if r.face else 0] for r in specs} for c in active}
+            frames = {(c, "real"): real[c] for c in active} | {(c, name): fake for c in active
+                                                               for name, fake in fakes[c].items()}
+            # Holistic releases the GIL: every sequence's tracker runs at once, while the scores are taken.
+            found = {key: detectors.submit(trackers[key], frame) for key, frame in frames.items()}
+            entries = {(c, name): entry for c in active for name, entry
+                       in collector.score(c, t, real[c], poses[c], fakes[c], boxes[c][t], lpips).items()}
+            for c in active:
+                if t == len(data[c].frames) - 1:  # clip c is done: free its state
+                    for m in sources:
+                        batches[m].finish(c)
+            for (c, name), future in found.items():
+                collector.detected(c, t, name, future.result(), entries.get((c, name)))
+            progress.update(len(active))
+    finally:
+        for tracker in trackers.values():
+            tracker.close()
+
+
 def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, Any], lpips: Any, samples: int,
                    clip_batch: int) -> StreamScores:
     """Generate, score and re-detect every held-out frame, ``clip_batch`` clips at a time, one frame each per step.
@@ -339,86 +440,16 @@ def _stream_scores(data: list[HeldOutClip], specs: list[Row], models: dict[str, 
     """
     from tqdm import tqdm
 
-    from pipeline.detect import HolisticTracker
-    from pipeline.generate import SequenceBatch, face_boxes
-    from pipeline.keypoints import empty_track
-    from pipeline.metrics import ConsecutiveDifferences, keypoint_box
-    from pipeline.streams import prefetch
-
-    size = models["temporal"].size
-    sources = list(dict.fromkeys(r.model for r in specs))  # each model once, in row order
-    refine = {m: any(r.face for r in specs if r.model == m) for m in sources}
-    picks = _sample_picks(data, samples)
-    offsets = np.cumsum([0] + [len(h.frames) for h in data])
-    real_kp = empty_track(int(offsets[-1]))
-    row_kp = {r.name: empty_track(int(offsets[-1])) for r in specs}
-    stability = {name: ConsecutiveDifferences() for name in ["real", *(r.name for r in specs)]}
-    frame_rows: dict[str, list[dict[str, Any]]] = {r.name: [] for r in specs}
-    grid: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-    progress = tqdm(total=int(offsets[-1]), unit="frame", desc="evaluate", mininterval=1.0)
-    with ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as detectors:
+    collector = _ScoreCollector(data, specs, samples)
+    total = int(collector.offsets[-1])
+    with tqdm(total=total, unit="frame", desc="evaluate", mininterval=1.0) as progress, \
+            ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0)))) as detectors:
         for first in range(0, len(data), clip_batch):
             group = list(range(first, min(first + clip_batch, len(data))))
-            # The face box the face GAN works on (the main model's), also the face crop every row is scored on.
-            boxes = {c: face_boxes(data[c].keypoints, size, models["temporal"]) for c in group}
-            batches = {m: SequenceBatch(models[m], plates=range(len(data))) for m in sources}
-            trackers = {(c, name): HolisticTracker(size) for c in group for name in ["real", *(r.name for r in specs)]}
-
-            def read(group: list[int] = group) -> Iterator[tuple[int, list[int], dict, dict]]:
-                """Step t's real frames and stick figures of the group's clips that have a frame t."""
-                for t in range(max(len(data[c].frames) for c in group)):
-                    active = [c for c in group if t < len(data[c].frames)]
-                    yield t, active, {c: data[c].real(t) for c in active}, {c: data[c].pose(t) for c in active}
-
-            try:
-                for t, active, real, poses in prefetch(read()):  # decoding overlaps generation and detection
-                    made = {m: batches[m].step(poses, {c: boxes[c][t] for c in active}, use_face=refine[m])
-                            for m in sources}
-                    frames = {(c, "real"): real[c] for c in active}
-                    frames.update({(c, r.name): made[r.model][c][1 if r.face else 0] for c in active for r in specs})
-                    # Holistic releases the GIL: every sequence's tracker runs at once, while the scores are taken.
-                    found = {key: detectors.submit(trackers[key], frame) for key, frame in frames.items()}
-                    entries: dict[tuple[int, str], dict[str, Any]] = {}  # this step's per-frame rows
-                    for c in active:
-                        stability["real"].add(real[c], c)
-                        body_box = keypoint_box(data[c].keypoints[t], BODY_MARGIN)
-                        for r in specs:
-                            fake = frames[(c, r.name)]
-                            stability[r.name].add(fake, c)
-                            body = _image_scores(real[c], fake, body_box, lpips)
-                            face_scores = _image_scores(real[c], fake, boxes[c][t], lpips)
-                            entries[(c, r.name)] = {"ablation": r.name, "clip": c, "frame": data[c].frames[t],
-                                                    "ssim_body": body[0], "lpips_body": body[1],
-                                                    "ssim_face": face_scores[0], "lpips_face": face_scores[1],
-                                                    "body_found": False}
-                            frame_rows[r.name].append(entries[(c, r.name)])
-                            if (c, t) in picks:
-                                grid.setdefault((c, t), {"pose": poses[c], "real": real[c]})[r.name] = fake
-                        if t == len(data[c].frames) - 1:  # clip c is done: free its state
-                            for m in sources:
-                                batches[m].finish(c)
-                            for name in stability:
-                                stability[name].end(c)
-                    for (c, name), future in found.items():
-                        joints = future.result()
-                        if joints is None:
-                            continue  # nobody found: stays missing
-                        k = int(offsets[c]) + t
-                        if name == "real":
-                            real_kp[k] = joints
-                        else:
-                            row_kp[name][k] = joints
-                            entries[(c, name)]["body_found"] = bool(body_found(joints[None])[0])
-                    progress.update(len(active))
-            finally:
-                for tracker in trackers.values():
-                    tracker.close()
-    progress.close()
+            _score_group(data, group, specs, models, lpips, collector, detectors, progress)
     for r in specs:
-        log.info("%s: generated %d held-out frames", r.label, int(offsets[-1]))
-    by_clip = [row for r in specs for row in sorted(frame_rows[r.name], key=lambda f: (f["clip"], f["frame"]))]
-    return StreamScores(by_clip, real_kp, row_kp,
-                        {name: s.mean for name, s in stability.items()}, [grid[p] for p in sorted(grid)])
+        log.info("%s: generated %d held-out frames", r.label, total)
+    return collector.result()
 
 
 def _metric_rows(scores: StreamScores, specs: list[Row], lpips: bool) -> list[dict[str, Any]]:
