@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.synthetic import make_synthetic_clip  # noqa: F401 (the tests import it from here)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
 
@@ -33,59 +35,6 @@ def writable_frames(tmp_path: Path, clip_frames: Path) -> Path:
     out = tmp_path / "frames"
     shutil.copytree(clip_frames, out)
     return out
-
-
-def make_synthetic_clip(root: Path, n_frames: int = 8, width: int = 64, height: int = 128,
-                        fps: float = 30.0) -> tuple[Path, Path, Path]:
-    """A clip for training tests: frames (JPEG + meta.json), stick figures, keypoint Parquet.
-
-    A figure with a face sways sideways and waves; the frames paint the same figure (clothes
-    along the limbs, a skin-coloured head) on a gradient, so frame and stick figure correspond.
-    Returns (frames_dir, render_dir, keypoints_path).
-    """
-    import json
-
-    import cv2
-    import numpy as np
-
-    from pipeline.keypoints import BODY_25_LIMBS, FACE, J, KeypointTrack, empty_track, write_keypoints
-    from pipeline.render import render_track
-
-    s = height / 400  # the figure is laid out on a 200x400 canvas
-    body = {"Nose": (100, 60), "Neck": (100, 100), "RShoulder": (70, 100), "LShoulder": (130, 100),
-            "RElbow": (60, 150), "LElbow": (140, 150), "RWrist": (55, 200), "LWrist": (145, 200),
-            "MidHip": (100, 200), "RHip": (85, 200), "LHip": (115, 200), "RKnee": (85, 280),
-            "LKnee": (115, 280), "RAnkle": (85, 360), "LAnkle": (115, 360)}
-    data = empty_track(n_frames)
-    angles = np.linspace(0, 2 * np.pi, 70, endpoint=False)
-    for t in range(n_frames):
-        dx = 6 * np.sin(2 * np.pi * t / n_frames)
-        for name, (x, y) in body.items():
-            wave = -25 * np.sin(np.pi * t / n_frames) if name in ("RWrist", "LWrist") else 0
-            data[t, J[name]] = ((x + dx) * s + (width - 200 * s) / 2, (y + wave) * s, 1.0)
-        nose = data[t, J["Nose"], :2]
-        data[t, FACE, 0] = nose[0] + 14 * s * np.cos(angles)
-        data[t, FACE, 1] = nose[1] + 18 * s * np.sin(angles)
-        data[t, FACE, 2] = 0.9
-    track = KeypointTrack(data, np.arange(n_frames), {"width": width, "height": height, "fps": fps})
-
-    frames_dir, render_dir, kp_path = root / "frames", root / "render", root / "keypoints.parquet"
-    frames_dir.mkdir(parents=True)
-    ramp = np.linspace(40, 200, height, dtype=np.float32)[:, None]
-    for t in range(n_frames):
-        image = np.zeros((height, width, 3), np.uint8)
-        image[..., 0], image[..., 1], image[..., 2] = ramp, 120, 255 - ramp  # BGR background
-        pts = {j: tuple(int(round(v)) for v in data[t, j, :2]) for j in range(25) if data[t, j, 2] > 0}
-        for a, b in BODY_25_LIMBS:
-            if a in pts and b in pts:
-                cv2.line(image, pts[a], pts[b], (30, 30, 160), max(2, int(12 * s)))
-        cv2.ellipse(image, pts[J["Nose"]], (int(16 * s), int(20 * s)), 0, 0, 360, (120, 170, 230), -1)
-        cv2.imwrite(str(frames_dir / f"{t:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    (frames_dir / "meta.json").write_text(json.dumps({"width": width, "height": height, "fps": fps,
-                                                      "frame_count": n_frames}))
-    render_track(track, render_dir)
-    write_keypoints(kp_path, track)
-    return frames_dir, render_dir, kp_path
 
 
 @pytest.fixture(scope="session")
