@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo test test-fast bench bench-train bench-data bench-scale gpu-check lint report clean-results
+.PHONY: setup demo test test-fast bench bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-train: setup
 # Samples/s of one data worker at 512x256 and 1024x512, beside what a GPU step needs (gpu-check's rows).
 bench-data: setup
 	$(PY) scripts/bench_data.py
+
+# edn transfer at 1024x512 with a stand-in generator of fixed latency: host work per frame not overlapped.
+bench-transfer: setup
+	$(PY) scripts/bench_transfer.py
 
 # Every stage at 300 and 3,000 frames of the looped demo clip: frames/s, peak RSS, peak temp disk.
 # SCALE_ARGS, e.g. "--short 60 --long 240" for a quick look, "--chunk-frames 0" for one detection job.

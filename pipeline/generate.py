@@ -162,7 +162,7 @@ class SequenceBatch:
         at the model size); the two are the same array without a face GAN, ``use_face`` or a box."""
         m = self.models
         keys = list(poses)
-        pose = torch.cat([image_to_tensor(poses[k]) for k in keys]).to(m.device)
+        pose = torch.cat([image_to_tensor(poses[k], m.device) for k in keys])
         x = pose
         if m.temporal:
             x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import contextlib
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -88,32 +89,27 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
 
     started = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    # One pass, nothing written but the videos and nothing held but a few frames: stick figures are
-    # read ahead in a thread, each generated frame goes straight to both encoders, and consecutive
-    # differences are taken on the fly.
+    # One pass, nothing written but the videos and nothing held but a few frames. Three threads:
+    # stick figures are read and fitted ahead, the generator runs ahead of the encoding in its own
+    # thread (on a GPU it is then never kept waiting for the host's work on the last frame), and
+    # here each generated frame goes to both encoders and its consecutive difference is taken.
     with contextlib.ExitStack() as stack:
         main = stack.enter_context(VideoEncoder(out, fps, crf=crf))
         panel_video = stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf)) if side_by_side_out else None
-        fitted = prefetch(model_pose(p, models.size) for p in poses)
-        shown: list[np.ndarray] = []
-
-        def remembered() -> Iterator[np.ndarray]:
-            for pose in fitted:
-                shown[:] = [pose]  # the stick figure of the frame being generated, for the side-by-side
-                yield pose
+        shown, to_model = itertools.tee(prefetch(model_pose(p, models.size) for p in poses))
+        generated = prefetch(zip(shown, generate_frames(models, to_model, boxes)))
 
         def written() -> Iterator[np.ndarray]:
             """Each generated frame (BGR), once it has gone to both encoders."""
-            stream = generate_frames(models, remembered(), boxes)
-            for i, frame in enumerate(tqdm(stream, total=len(poses), desc=f"transfer {out.stem}", unit="frame",
-                                           mininterval=1.0)):
+            for i, (pose, frame) in enumerate(tqdm(generated, total=len(poses), desc=f"transfer {out.stem}",
+                                                   unit="frame", mininterval=1.0)):
                 result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
                 main.write(result)
                 if panel_video is not None:
                     source = cv2.imread(str(sources[i]))
                     if source is None:
                         raise ValueError(f"{sources[i]}: cannot read source frame")
-                    pose_bgr = cv2.cvtColor(shown[0], cv2.COLOR_RGB2BGR)
+                    pose_bgr = cv2.cvtColor(pose, cv2.COLOR_RGB2BGR)
                     if int(track.frames[i]) in repaired:
                         mark_repaired(pose_bgr)
                     panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,3 +172,16 @@ def test_vgg_missing_or_wrong_file_is_a_clear_error(tmp_path):
     torch.save({"features.0.weight": torch.zeros(3)}, tmp_path / "wrong.pth")
     with pytest.raises(ValueError, match="wrong.pth: not a torchvision VGG19"):
         VGGLoss(tmp_path / "wrong.pth")
+
+
+def test_images_cross_to_the_model_as_uint8_and_come_back_exactly():
+    from pipeline.models.generator import image_to_tensor, tensor_to_image
+
+    image = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    tensor = image_to_tensor(image, torch.device("cpu"))
+    assert tensor.shape == (1, 3, 6, 10) and tensor.dtype == torch.float32
+    assert float(tensor.min()) >= -1 and float(tensor.max()) <= 1
+    back = tensor_to_image(tensor)
+    assert back.dtype == np.uint8 and np.array_equal(back, image)
+    assert back.flags.c_contiguous  # cv2 and the encoder pipe take it without another copy
+    assert np.array_equal(tensor_to_image((tensor * 3).clamp(-5, 5)), tensor_to_image((tensor * 3).clamp(-1, 1)))

@@ -205,3 +205,46 @@ def test_auto_precision_is_fp32_on_the_cpu():
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
     with pytest.raises(ValueError, match="precision must be"):
         resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_generation_runs_ahead_while_frames_are_encoded(tmp_path, synthetic_clip, monkeypatch):
+    """The generator works in its own thread while the last frame is encoded, and each side-by-side
+    panel shows the stick figure of its own frame."""
+    import sys
+    import threading
+    import time
+
+    import pipeline.generate
+    from pipeline.transfer import transfer
+    from pipeline.video import VideoEncoder
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from bench_transfer import stand_in_models  # a generator that paints its stick figure
+
+    models = stand_in_models(64, 128, latency=0.0)
+    calls: list[tuple[float, int]] = []  # (start, thread) of each generator call
+    paint = models.generator.forward
+    models.generator.forward = lambda x: calls.append((time.perf_counter(), threading.get_ident())) or paint(x)
+    monkeypatch.setattr(pipeline.generate, "load_models", lambda *args, **kwargs: models)
+    writes: list[tuple[float, float]] = []
+    panels: list[np.ndarray] = []
+    real_write = VideoEncoder.write
+
+    def slow_write(encoder, frame):
+        start = time.perf_counter()
+        time.sleep(0.02)  # a busy encoder
+        if encoder.out.name == "sbs.mp4":
+            panels.append(frame)
+        real_write(encoder, frame)
+        writes.append((start, time.perf_counter()))
+
+    monkeypatch.setattr(VideoEncoder, "write", slow_write)
+    frames, render, keypoints = synthetic_clip
+    transfer(keypoints, render, frames, "stand-in", tmp_path / "out.mp4", side_by_side_out=tmp_path / "sbs.mp4",
+             device="cpu")
+    assert len(calls) == 8 and {thread for _, thread in calls} != {threading.get_ident()}
+    during = [t for t, _ in calls if any(a < t < b for a, b in writes)]
+    assert len(during) >= 3, "the generator waited for the encoders"
+    # source | stick figure | result, each 64 wide: the stand-in's result is its stick figure
+    assert len(panels) == 8 and all(np.array_equal(p[:, 64:128], p[:, 128:]) for p in panels)
+    assert not all(np.array_equal(panels[0][:, 64:128], p[:, 64:128]) for p in panels[1:])
