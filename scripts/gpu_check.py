@@ -3,8 +3,9 @@
 Training steps of the paper-size generators (global: ngf 64, 9 blocks; local enhancer: ngf 32
 around it) at 512x256 and 1024x512 in fp32 and bf16: s/step, peak memory and achieved FLOP/s as
 a fraction of the GPU's dense bf16 peak (FLOPs counted by torch.utils.flop_counter); one data
-worker's samples/s; transfer (generation) frames/s at 1024x512. Prints a table, writes JSON.
-Needs torch, numpy, opencv only (no snakemake, no mediapipe). The VGG loss is off (its weights
+worker's samples/s; transfer frames/s at 1024x512 (generation alone, and `edn transfer` end to end
+where an ffmpeg is found). Prints tables, writes JSON. Needs torch, numpy, opencv, pandas and
+pyarrow (no snakemake, no mediapipe). The VGG loss is off (its weights
 need not be on the machine), so a step here is the GAN's step without the perceptual loss.
 ``--device cpu --tiny`` runs all of it with a tiny model (the test does).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -89,24 +91,48 @@ def train_row(name: str, net: dict[str, Any], width: int, height: int, precision
             "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
 
 
-def transfer_row(net: dict[str, Any], width: int, height: int, device: Any, frames: int) -> dict[str, Any]:
-    """Frames/s of the temporal generator over a sequence (bf16 on CUDA), output back on the host."""
-    import torch
+def transfer_rows(net: dict[str, Any], width: int, height: int, device: Any, frames: int,
+                  work: Path) -> list[dict[str, Any]]:
+    """Frames/s of transfer with an untrained generator of the measured size (precision auto: bf16 where
+    native): its generation path alone (uint8 stick figures in, uint8 frames back on the host), then the
+    whole ``edn transfer`` on a synthetic clip, without and with the side-by-side video, if an ffmpeg is found.
+    An untrained generator's frames are noisier than a trained one's, so H.264 has more work with them."""
+    import numpy as np
 
-    from pipeline.models.generator import build_generator, default_generator_config, generate_sequence
+    from pipeline.checkpoint import save_model
+    from pipeline.generate import generate_frames, load_models
+    from pipeline.media import ffmpeg_exe
+    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.synthetic import make_synthetic_clip
+    from pipeline.transfer import transfer
 
     config = default_generator_config(kind="local" if net.get("local_enhancer") else "global", ngf=net["ngf"],
                                       n_downsample=net["n_downsample"], n_blocks=net["n_blocks"])
-    generator = build_generator(config).to(device).eval()
-    poses = [torch.rand(1, 3, height, width) * 2 - 1 for _ in range(4)]
-    for _ in generate_sequence(generator, poses[:2], device=device, amp=True):
+    generator_pt = work / "generator.pt"
+    save_model(generator_pt, build_generator(config), config | {"width": width, "height": height})
+    models = load_models(generator_pt, None, device.type, "auto")
+    rng = np.random.default_rng(0)
+    poses = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(4)]
+    for _ in generate_frames(models, poses[:2]):
         pass  # warm-up
-    _sync(device)
     start = time.perf_counter()
-    for _ in generate_sequence(generator, (poses[i % 4] for i in range(frames)), device=device, amp=True):
-        pass
-    return {"width": width, "height": height, "device": str(device), "frames": frames,
-            "frames_per_s": frames / (time.perf_counter() - start)}
+    for _ in generate_frames(models, (poses[i % 4] for i in range(frames))):
+        pass  # each frame is on the host when it is yielded
+    base = {"width": width, "height": height, "device": str(device), "precision": models.precision, "frames": frames}
+    rows = [base | {"what": "generation", "frames_per_s": frames / (time.perf_counter() - start)}]
+    try:
+        ffmpeg_exe()
+    except RuntimeError as exc:
+        print(f"edn transfer not timed: {exc}", file=sys.stderr)
+        return rows
+    frames_dir, render_dir, keypoints = make_synthetic_clip(work / "clip", n_frames=frames, width=width,
+                                                            height=height)
+    for side_by_side in (False, True):
+        record = transfer(keypoints, render_dir, frames_dir, generator_pt, work / "out.mp4", device=device.type,
+                          side_by_side_out=work / "side_by_side.mp4" if side_by_side else None)
+        rows.append(base | {"what": "edn transfer" + (" + side-by-side" if side_by_side else ""),
+                            "frames_per_s": record["frames_per_second"]})
+    return rows
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
@@ -118,6 +144,8 @@ def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells)
 
 
+TRANSFER_COLUMNS = [("what", "transfer", "s"), ("width", "W", "d"), ("height", "H", "d"),
+                    ("precision", "precision", "s"), ("frames_per_s", "frames/s", ".1f")]
 TRAIN_COLUMNS = [("model", "model", "s"), ("width", "W", "d"), ("height", "H", "d"), ("precision", "precision", "s"),
                  ("s_per_step", "s/step", ".3f"), ("peak_memory_gib", "peak GiB", ".2f"),
                  ("achieved_tflops", "TFLOP/s", ".2f"), ("fraction_of_bf16_peak", "of bf16 peak", ".1%")]
@@ -154,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     big = models(args.tiny)[-1]
     width, height = big["sizes"][-1]
     feed = {"width": width, "height": height, "samples_per_s_per_worker": samples_per_second(width, height, 12, 1.0)}
-    transfer = transfer_row(big["cfg"], width, height, device, args.frames)
+    with tempfile.TemporaryDirectory() as work:
+        transfer = transfer_rows(big["cfg"], width, height, device, args.frames, Path(work))
     print(f"\n{name}: dense bf16 peak {peak / 1e12 if peak else 'unknown'} TFLOP/s")
     print(format_table(rows, TRAIN_COLUMNS))
     print(f"data feed at {width}x{height}: {feed['samples_per_s_per_worker']:.1f} samples/s per worker (one cv2 thread)")
-    print(f"transfer at {width}x{height}: {transfer['frames_per_s']:.1f} frames/s")
+    print(format_table(transfer, TRANSFER_COLUMNS))
     from pipeline.provenance import provenance, write_json
 
     write_json(args.out, {"provenance": provenance("gpu-check", {k: str(v) for k, v in vars(args).items()}),

@@ -44,7 +44,10 @@ def test_whole_check_runs_tiny_on_the_cpu(tmp_path, capsys):
     assert all(r["s_per_step"] > 0 and r["flops_per_step"] > 0 for r in rows)
     # the local enhancer is a different network from the global generator at the same size
     assert rows[4]["flops_per_step"] != rows[2]["flops_per_step"]
-    assert record["transfer"]["frames_per_s"] > 0 and record["data_feed"]["samples_per_s_per_worker"] > 0
+    assert record["data_feed"]["samples_per_s_per_worker"] > 0
+    transfer = record["transfer"]  # an ffmpeg is there (imageio-ffmpeg): the whole command is timed too
+    assert [t["what"] for t in transfer] == ["generation", "edn transfer", "edn transfer + side-by-side"]
+    assert all(t["frames_per_s"] > 0 and (t["width"], t["height"], t["frames"]) == (128, 64, 2) for t in transfer)
     assert "of bf16 peak" in capsys.readouterr().out
     # bench-data reads the GPU rows of that file (here none: CPU rows are not what a GPU needs)
     assert bench_data.gpu_step_rates(out) == {}
