@@ -101,6 +101,9 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
                 precision: str = "auto") -> Models:
     """Load ``generator.pt`` (and ``face.pt``); the face GAN must have been trained at the generator's size."""
     dev = pick_device(device)
+    if dev.type == "cuda":
+        # One frame size all run long: let cuDNN pick its fastest kernels for it, as training does.
+        torch.backends.cudnn.benchmark = True
     generator_path = Path(generator_path)
     stored: dict[str, Any] = {}
     generator, config = load_generator(generator_path, dev, extras=stored)

@@ -177,6 +177,21 @@ def test_cuda_is_refused_clearly_without_a_gpu():
         assert pick_device("auto") == torch.device("cpu")
 
 
+def test_inference_autotunes_cudnn_on_a_gpu_only(monkeypatch, tmp_path):
+    """As training does: one frame size all run long, so cuDNN may pick its fastest kernels for it."""
+    import pipeline.generate as generate
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    conv = (torch.nn.Conv2d(1, 1, 1), {"width": 8, "height": 8})
+    monkeypatch.setattr(generate, "load_generator", lambda path, dev, extras=None: conv)
+    generate.load_models(tmp_path / "g.pt", device="cpu")
+    assert not torch.backends.cudnn.benchmark
+    monkeypatch.setattr(generate, "pick_device", lambda device: torch.device("cuda"))  # no GPU needed below
+    monkeypatch.setattr(generate, "resolve_precision", lambda precision, dev: "fp32")
+    assert generate.load_models(tmp_path / "g.pt", device="cuda").device.type == "cuda"
+    assert torch.backends.cudnn.benchmark
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, models, precision):
