@@ -1,9 +1,8 @@
 """Running the trained models: stick figures in, frames out (shared by ``edn transfer`` and ``edn evaluate``).
 
 The generator runs frame by frame, each output fed back as the next frame's previous-frame
-input (as :func:`pipeline.models.generator.generate_sequence` does for a bare generator), several
-sequences at once where wanted (:class:`SequenceBatch`); the face GAN then adds its residual
-inside the face box of each frame. Stick figures and keypoints are brought to the model's
+input (as training's two passes do), several sequences at once where wanted
+(:class:`SequenceBatch`); the face GAN then adds its residual inside the face box of each frame. Stick figures and keypoints are brought to the model's
 resolution exactly as in training (:func:`pipeline.data.fit_to_size`, :func:`fit_keypoints`).
 """
 

@@ -9,7 +9,7 @@ import torch
 from pipeline.checkpoint import save_model
 from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator, NLayerDiscriminator
 from pipeline.models.face import build_face_generator, default_face_config
-from pipeline.models.generator import GlobalGenerator, LocalEnhancer, generate_sequence, load_generator
+from pipeline.models.generator import GlobalGenerator, LocalEnhancer, load_generator
 from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, lsgan_loss
 from pipeline.train import TemporalPair
 
@@ -118,15 +118,19 @@ def test_patchgan_sees_70x70_patches():
 
 
 def test_temporal_pair_matches_inference_feedback():
-    # Training's two passes and generate_sequence feed the previous output back the same way.
+    # Training's two passes and inference (SequenceBatch, what transfer and evaluate run) feed the
+    # previous output back the same way.
+    from pipeline.generate import Models, SequenceBatch
+    from pipeline.models.generator import image_to_tensor, tensor_to_image
+
     torch.manual_seed(0)
     model = GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1).eval()
-    poses = [torch.rand(1, 3, 32, 16) * 2 - 1 for _ in range(2)]
+    poses = [np.random.default_rng(i).integers(0, 256, (32, 16, 3), dtype=np.uint8) for i in range(2)]
     with torch.no_grad():
-        fake_t, fake_t1 = TemporalPair(model)(*poses)
-    seq = list(generate_sequence(model, poses))
-    torch.testing.assert_close(seq[0], fake_t, rtol=0, atol=0)
-    torch.testing.assert_close(seq[1], fake_t1, rtol=0, atol=0)
+        fake_t, fake_t1 = TemporalPair(model)(*(image_to_tensor(p) for p in poses))
+    sequence = SequenceBatch(Models(model, {"width": 16, "height": 32}, torch.device("cpu")), [0])
+    made = [sequence.step({0: p})[0][0] for p in poses]
+    assert np.array_equal(made[0], tensor_to_image(fake_t)) and np.array_equal(made[1], tensor_to_image(fake_t1))
 
 
 def test_generator_file_round_trip(tmp_path):

@@ -64,7 +64,7 @@ def test_transfer_video_has_the_sources_frames_size_and_rate(tmp_path, models):
 
 @pytest.mark.slow
 def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
-    """The video's first frames are what generate_sequence makes (decoded within H.264's loss)."""
+    """The video's first frames are what generate_frames makes (decoded within H.264's loss)."""
     import cv2
 
     from pipeline.generate import generate_frames, load_models, model_pose

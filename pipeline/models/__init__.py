@@ -9,12 +9,11 @@ from pipeline.models.generator import (
     GlobalGenerator,
     LocalEnhancer,
     build_generator,
-    generate_sequence,
     load_generator,
 )
 
 __all__ = [
     "FaceResidualGenerator", "GlobalGenerator", "LocalEnhancer", "MultiscaleDiscriminator",
-    "NLayerDiscriminator", "build_generator", "face_box", "generate_sequence", "load_face_generator",
+    "NLayerDiscriminator", "build_generator", "face_box", "load_face_generator",
     "load_generator",
 ]

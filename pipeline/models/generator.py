@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -256,28 +256,3 @@ def tensor_to_image(tensor: torch.Tensor) -> Any:
         t = t[0]
     t = t.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
     return t.permute(1, 2, 0).contiguous().cpu().numpy()
-
-
-@torch.no_grad()
-def generate_sequence(generator: nn.Module, poses: Iterable[torch.Tensor], *,
-                      device: str | torch.device | None = None, amp: bool = False,
-                      temporal: bool = True, dtype: torch.dtype = torch.bfloat16) -> Iterator[torch.Tensor]:
-    """Run the generator over consecutive stick figures, feeding each output back as the next input.
-
-    ``poses`` yields (3, H, W) or (1, 3, H, W) tensors in [-1, 1] at the trained resolution
-    (see :func:`pipeline.data.fit_to_size` for resizing and :func:`image_to_tensor`); yields
-    (1, 3, H, W) float32 outputs in [-1, 1] on the CPU. The first frame's previous output is zeros.
-    ``temporal=False`` is for a frame-by-frame generator (``is_temporal(config)`` false): each
-    frame from its stick figure alone. ``amp``: run under autocast to ``dtype`` (any device).
-    """
-    device = torch.device(device) if device is not None else next(generator.parameters()).device
-    previous: torch.Tensor | None = None
-    for pose in poses:
-        pose = pose.unsqueeze(0) if pose.dim() == 3 else pose
-        pose = pose.to(device, torch.float32)
-        if previous is None:
-            previous = torch.zeros_like(pose)
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
-            out = generator(torch.cat([pose, previous], dim=1) if temporal else pose)
-        previous = out.float()
-        yield previous.cpu()
