@@ -97,17 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="`edn qc` verdicts of INPUT: implausible frames count as missing, no smoothing across a break")
     p.set_defaults(func=_handler("pipeline.smooth", "cli"))
 
-    p = sub.add_parser("qc", help="per-frame pose quality control (limbs, body box, jumps, person changes)")
+    p = sub.add_parser("qc", help="per-frame pose quality control (limbs, body box, spikes, jumps, person changes)")
     p.add_argument("keypoints", type=Path)
     p.add_argument("out", type=Path, help="Parquet: frame, ok, plausible, break, reasons, scores")
     for name, default, text in (
-            ("limb-long", 2.0, "a limb longer than this times its usual share of the body's scale"),
-            ("torso-short", 0.3, "a torso shorter than this times its usual share"),
-            ("box-factor", 2.0, "a body box wider or taller than this times the video's median box"),
-            ("jump", 0.25, "the body's centre moving more than this many body heights in one frame"),
-            ("scale-change", 1.5, "the body's scale changing by more than this factor in one frame (person change)"),
-            ("joint-jump", 0.2, "a joint moving more than this many body heights in one frame"),
-            ("switch-joints", 0.5, "this fraction of the joints jumping at once (person change)")):
+            ("limb-long", 1.5, "a limb longer than this times its anthropometric share of the body-size bound"),
+            ("box-factor", 1.8, "a body box with a side longer than this times the body-size bound"),
+            ("jump-speed", 6.0, "the body's centre faster than this many body heights per second (a break)"),
+            ("scale-change", 1.5, "the body's segments changing length by more than this factor in one frame "
+                                  "(person change)"),
+            ("joint-speed", 6.0, "a joint faster than this many body heights per second ..."),
+            ("switch-joints", 0.5, "... for this fraction of the joints at once (person change)"),
+            ("spike-accel", 230.0, "a joint off the line of its neighbouring frames by more than this "
+                                   "acceleration (body heights per second squared) allows")):
         p.add_argument(f"--{name}", type=float, default=default, help=f"{text} (default: %(default)s)")
     p.set_defaults(func=_handler("pipeline.quality", "cli"))
 
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift x so the source's mean position lands on the target's")
     p.add_argument("--qc", type=Path, default=None,
                    help="`edn qc` verdicts of SOURCE: frames not ok are repaired (interpolated or held)")
+    p.add_argument("--max-repaired-share", type=float, default=0.1,
+                   help="warn, with the frame ranges and reasons, when QC repairs more than this share of the "
+                        "frames (default: %(default)s)")
     p.add_argument("--max-repair-gap", type=int, default=10,
                    help="runs of bad frames up to this long are interpolated, longer ones hold the last good pose"
                    " (default: %(default)s)")

@@ -36,10 +36,15 @@ sampling; the ankles are the ankles, not the left ear).
   between those two poses (per joint; a joint seen on one side only is held from it), a
   longer run, or one at either end of the clip, by holding the last ok pose (the first one,
   before it); an interpolation that pose QC itself calls implausible (neighbours that differ
-  by a turn or a left/right swap collapse in between) holds the last ok pose instead. So the stick figures, and the transferred video, never show a pose QC calls
-  implausible. ``qc_repair`` in the metadata lists the frames (``interpolated``, ``held``;
-  :func:`repaired_frames` reads them back) and, as a check, the normalized frames pose QC
-  still calls implausible (``implausible_after_repair``, a warning when any).
+  by a turn or a left/right swap collapse in between) holds the last ok pose instead. Last,
+  QC judges the repaired poses themselves, and any frame it still calls implausible is held
+  from the nearest ok, plausible frame (``implausible_held``). So the stick figures, and the
+  transferred video, never show a pose QC calls implausible. ``qc_repair`` in the metadata
+  lists the frames (``interpolated``, ``held``; :func:`repaired_frames` reads them back), the
+  share of frames that follow the source (``follows_source``; more than
+  ``max_repaired_share`` repaired is a warning naming the frame ranges and the reasons) and,
+  as a check, the normalized frames pose QC still calls implausible
+  (``implausible_after_repair``, a warning when any).
 * **Output.** The target's frame size, the source's fps, a ``normalize`` record of the
   parameters used, and the per-frame mapping in the metadata under ``mapping`` (lists:
   frame, valid, p, k, ankle_x, ankle_y, mapped_ankle_x, mapped_ankle_y, translate_x,
@@ -124,6 +129,7 @@ def _as_lists(mapping: dict[str, np.ndarray]) -> dict[str, list[Any]]:
 
 REPAIR_CONFIDENCE_FACTOR = 0.5  # repaired joints: positive (present) but below any detection
 DEFAULT_MAX_REPAIR_GAP = 10
+DEFAULT_MAX_REPAIRED_SHARE = 0.1  # beyond this the video visibly stops following the source: warn
 
 
 def repair_track(track: KeypointTrack, qc: dict[str, np.ndarray], max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
@@ -163,7 +169,45 @@ def repair_track(track: KeypointTrack, qc: dict[str, np.ndarray], max_repair_gap
     repaired: dict[str, list[int]] = {"interpolated": [], "held": []}
     for r, kind in runs:
         repaired[kind] += [int(f) for f in track.frames[r]]
+    # The independent check: QC of the repaired poses themselves. A frame it still calls
+    # implausible (e.g. an ok frame among bad ones whose bound the repair changed) is held too,
+    # from the nearest frame that is ok and plausible, so no stick figure shows such a pose.
+    plausible = quality_scores(out, thresholds)["plausible"]
+    trusted = np.flatnonzero(plausible & (good | np.isin(track.frames, repaired["interpolated"])))
+    still = np.flatnonzero(~plausible)
+    if len(still) and len(trusted):
+        for t in still:
+            source = trusted[np.argmin(np.abs(trusted - t))]
+            out.data[t] = out.data[source]
+            if good[source]:  # an interpolated source is already marked as repaired
+                out.data[t, :, 2] *= REPAIR_CONFIDENCE_FACTOR
+        repaired["implausible_held"] = [int(f) for f in track.frames[still]]
+        moved = set(repaired["implausible_held"])
+        repaired["interpolated"] = [f for f in repaired["interpolated"] if f not in moved]
+        repaired["held"] = sorted(set(repaired["held"]) | moved)
     return out, repaired
+
+
+def repair_report(repair: dict[str, list[int]], qc: dict[str, np.ndarray], n_frames: int,
+                  max_repaired_share: float) -> dict[str, Any]:
+    """Share of frames that follow the source, and a warning's text (None when within the share)."""
+    from pipeline.quality import frame_ranges, reason_kind
+
+    frames = sorted({f for kind in ("interpolated", "held") for f in repair.get(kind, [])})
+    share = len(frames) / n_frames if n_frames else 0.0
+    why: dict[str, int] = {}
+    reasons = dict(zip((int(f) for f in qc["frame"]), qc["reasons"]))
+    for f in frames:
+        for kind in {reason_kind(r) for r in str(reasons.get(f, "")).split(";") if r} or {"implausible after repair"}:
+            why[kind] = why.get(kind, 0) + 1
+    warning = None
+    if share > max_repaired_share:
+        warning = (f"pose QC holds or interpolates {len(frames)} of {n_frames} frames ({share:.0%}, more than "
+                   f"qc.max_repaired_share {max_repaired_share:.0%}): frames {frame_ranges(frames)}; reasons "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(why.items(), key=lambda kv: -kv[1]))
+                   + ". The transfer does not follow the source there; see the QC figure of this source.")
+    return {"repaired_share": round(share, 4), "follows_source": round(1 - share, 4), "reasons": why,
+            "warning": warning}
 
 
 def _repair_runs(track: KeypointTrack, good: np.ndarray, hold: np.ndarray,
@@ -213,7 +257,8 @@ def repaired_frames(track: KeypointTrack) -> set[int]:
 def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
                     center_x: bool = False, method: str = "paper", qc: dict[str, np.ndarray] | None = None,
                     max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
-                    qc_thresholds: dict[str, float] | None = None) -> KeypointTrack:
+                    qc_thresholds: dict[str, float] | None = None,
+                    max_repaired_share: float = DEFAULT_MAX_REPAIRED_SHARE) -> KeypointTrack:
     """Map ``source`` into the target's frame by the paper's global pose normalization.
 
     ``method='retarget'`` follows the mapping with :func:`pipeline.retarget.retarget_track`
@@ -259,8 +304,12 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
         if implausible:
             log.warning("%d normalized frames still implausible after the QC repair: %s", len(implausible),
                         implausible[:20])
+        report = repair_report(repair, qc, len(out.frames), max_repaired_share)
+        if report["warning"]:
+            log.warning("%s", report["warning"])
         out.meta["qc_repair"] = {**repair, "max_repair_gap": int(max_repair_gap),
-                                 "implausible_after_repair": implausible}
+                                 "implausible_after_repair": implausible, "max_repaired_share": max_repaired_share,
+                                 **report}
     out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])
@@ -288,13 +337,14 @@ def cli(args: argparse.Namespace) -> int:
     try:
         out = normalize_track(source, source_stats, target_stats, center_x=args.center_x, method=args.method,
                               qc=qc, max_repair_gap=args.max_repair_gap,
-                              qc_thresholds=qc_meta.get("thresholds") if qc is not None else None)
+                              qc_thresholds=qc_meta.get("thresholds") if qc is not None else None,
+                              max_repaired_share=args.max_repaired_share)
     except ValueError as exc:
         raise ValueError(f"{args.source}: {exc}") from exc
     out.meta["provenance"]["params"].update({
         "source": str(args.source), "source_stats": str(args.source_stats),
         "target_stats": str(args.target_stats), "qc": None if args.qc is None else str(args.qc),
-        "max_repair_gap": args.max_repair_gap})
+        "max_repair_gap": args.max_repair_gap, "max_repaired_share": args.max_repaired_share})
     out.meta["stats_provenance"] = {"source": source_stats.get("provenance"),
                                     "target": target_stats.get("provenance")}
     write_keypoints(args.out, out)

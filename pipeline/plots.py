@@ -150,21 +150,23 @@ def plot_qc(verdicts: Sequence[tuple[str, dict[str, np.ndarray], dict[str, Any]]
         strip.set_title(f"{name}: {int((~ok).sum())} of {len(frames)} frames not ok", fontsize=9, loc="left")
         th = meta.get("thresholds", {})
         for column, colour, limit in (("max_limb_ratio", "C0", th.get("limb_long")),
-                                      ("box_width_ratio", "C4", th.get("box_factor")),
+                                      ("box_ratio", "C4", th.get("box_factor")),
                                       ("scale_change", "C5", th.get("scale_change"))):
             ax.plot(frames, columns[column], lw=1, color=colour, label=column.replace("_", " "))
             if limit is not None:
                 ax.axhline(limit, color=colour, lw=0.8, ls="--")
         twin = ax.twinx()
-        for column, colour, limit, label in (("jump", "0.4", th.get("jump"), "jump (body heights)"),
+        # Temporal scores over their thresholds, so one dotted line at 1 serves all three.
+        for column, colour, limit, label in (("jump", "0.4", th.get("jump_speed"), "body speed / jump_speed"),
                                              ("moved_fraction", "C6", th.get("switch_joints"),
-                                              "fraction of joints jumping")):
-            twin.plot(frames, columns[column], lw=1, color=colour, label=label)
-            if limit is not None:
-                twin.axhline(limit, color=colour, lw=0.8, ls=":")
-        twin.set_ylabel("jump, fraction (dotted: thresholds)", fontsize=8)
+                                              "fraction of joints jumping / switch_joints"),
+                                             ("spike", "C8", 1.0, "joint spike / its limit")):
+            if column in columns and limit:
+                twin.plot(frames, np.asarray(columns[column], dtype=float) / limit, lw=1, color=colour, label=label)
+        twin.axhline(1.0, color="0.3", lw=0.8, ls=":")
+        twin.set_ylabel("score / threshold (dotted: 1)", fontsize=8)
         twin.legend(fontsize=7, ncol=2, loc="upper right")
-        ax.set_ylabel("ratio to usual", fontsize=8)
+        ax.set_ylabel("ratio to bound", fontsize=8)
         ax.legend(fontsize=7, ncol=3, loc="upper left")
         ax.set_xlim(strip.get_xlim())
     axes[-1, 0].set_xlabel("frame")
@@ -265,8 +267,11 @@ def plot_stability(record: dict[str, Any], real_dirs: Sequence[str | Path], out:
     hist.hist(generated, bins=bins, density=True, color="C3", alpha=0.5, label="generated")
     hist.set_xlabel("consecutive-frame difference")
     hist.legend(fontsize=7)
+    follows = record.get("follows_source")
     fig.suptitle(f"Temporal stability at {width}x{height}, {record['fps']:.6g} fps "
-                 f"({generated.size + 1} generated frames, {real.size + len(real_dirs)} real)")
+                 f"({generated.size + 1} generated frames, {real.size + len(real_dirs)} real)"
+                 + (f"; follows the source in {follows:.0%} of frames (the rest repaired by pose QC)"
+                    if follows is not None else ""))
     fig.tight_layout()
     _save(fig, out)
 

@@ -51,6 +51,17 @@ def mark_repaired(panel: np.ndarray) -> np.ndarray:
     return panel
 
 
+def label_follows(panel: np.ndarray, share: float) -> np.ndarray:
+    """Write the share of the source's frames the transfer follows (not repaired by QC) at the panel's foot."""
+    import cv2
+
+    h = panel.shape[0]
+    colour = (0, 0, 255) if share < 0.9 else (255, 255, 255)
+    cv2.putText(panel, f"follows source: {share:.0%} of frames", (max(2, h // 64), h - max(4, h // 40)),
+                cv2.FONT_HERSHEY_SIMPLEX, max(0.3, h / 900), colour, max(1, h // 300), cv2.LINE_AA)
+    return panel
+
+
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
              record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
@@ -81,6 +92,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                          f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
 
     repaired = repaired_frames(track)  # source frames pose QC repaired (edn normalize --qc)
+    follows = 1 - len(repaired) / len(track.frames)
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
     models = load_models(generator, face, device, precision)
     boxes = face_boxes(track.data, frame_size, models)
@@ -112,6 +124,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                     pose_bgr = cv2.cvtColor(pose, cv2.COLOR_RGB2BGR)
                     if int(track.frames[i]) in repaired:
                         mark_repaired(pose_bgr)
+                    if repaired:
+                        label_follows(pose_bgr, follows)
                     panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))
                 yield result
 
@@ -128,7 +142,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
         "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
-        "qc_repaired": len(repaired), "qc_repaired_frames": sorted(repaired),
+        "qc_repaired": len(repaired), "qc_repaired_frames": sorted(repaired), "follows_source": round(follows, 4),
         "consecutive_differences": differences,
         "mean_consecutive_difference": float(np.mean(differences)) if differences else None,
     }

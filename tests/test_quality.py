@@ -37,7 +37,7 @@ def two_people(switch: int = 60) -> KeypointTrack:
 def test_clean_walk_passes_every_frame() -> None:
     scores = verdicts(clean_track())
     assert scores["ok"].all(), [r for r in scores["reasons"] if r]
-    assert np.nanmax(scores["max_limb_ratio"]) < 1.05 and np.nanmax(scores["jump"]) < 0.05
+    assert np.nanmax(scores["max_limb_ratio"]) < 1.05 and np.nanmax(scores["jump"]) < 0.5  # body heights/s
 
 
 def test_limb_three_times_too_long_is_flagged() -> None:
@@ -46,7 +46,7 @@ def test_limb_three_times_too_long_is_flagged() -> None:
     track.data[40, J["RWrist"], :2] = elbow + 3 * (wrist - elbow)
     scores = verdicts(track)
     assert not scores["ok"][40] and not scores["plausible"][40]
-    assert "limb:RElbow-RWrist 3.0x" in scores["reasons"][40]
+    assert "limb:RElbow-RWrist" in scores["reasons"][40] and scores["max_limb_ratio"][40] > 2.5
     assert scores["ok"][np.arange(N) != 40].all()
 
 
@@ -67,7 +67,7 @@ def test_two_skeletons_mixed_are_flagged() -> None:
     track.data[50:53, legs] = other[legs]  # ... with person B's legs in three frames
     scores = verdicts(track)
     assert not scores["plausible"][50:53].any()
-    assert all("limb:Neck-MidHip" in r and "box" in r for r in scores["reasons"][50:53])
+    assert all("limb:Neck-MidHip" in r for r in scores["reasons"][50:53])
     assert scores["plausible"][:50].all() and scores["plausible"][53:].all()
 
 
@@ -104,7 +104,7 @@ def test_cli_writes_verdicts_with_provenance(tmp_path) -> None:
     assert columns["frame"].tolist() == list(range(N))
     assert bad_frames(tmp_path / "qc.parquet") == {40}
     assert meta["provenance"]["stage"] == "qc" and meta["thresholds"]["limb_long"] == 2.5
-    assert meta["summary"]["not_ok"] == [40] and meta["summary"]["by_reason"] == {"limb": 1, "box": 1}
+    assert meta["summary"]["not_ok"] == [40] and meta["summary"]["by_reason"] == {"limb": 1, "spike": 1}
     assert meta["upstream"][0]["stage"] == "synthetic"
     (tmp_path / "junk.parquet").write_text("x")
     assert main(["qc", str(tmp_path / "junk.parquet"), str(tmp_path / "q2.parquet")]) == 2
@@ -144,17 +144,19 @@ def _qc_columns(track: KeypointTrack) -> dict[str, np.ndarray]:
 
 def test_smoothing_does_not_cross_a_change_of_person() -> None:
     track = two_people(switch=60)
-    track.data[58:63] = empty_track(5)  # a gap around the switch, as when the detector loses the person
+    # A gap around the switch, as when the detector loses the person: 300 px (~1 body height)
+    # in 4 frames at 30 fps is 7.5 heights/s, faster than jump_speed allows a body to move.
+    track.data[58:61] = empty_track(3)
     qc = _qc_columns(track)
-    assert qc["break"][63]
+    assert qc["break"][61] and qc["jump"][61] > DEFAULTS["jump_speed"]
     mixed = smooth_track(track, window=5, max_gap=5)
     split = smooth_track(track, window=5, max_gap=5, qc=qc)
     neck = J["Neck"]
-    assert mixed.present[58:63, neck].all()  # without QC: filled from A to B, a person in between
-    assert not split.present[58:63, neck].any()  # with QC: not interpolated across the break
+    assert mixed.present[58:61, neck].all()  # without QC: filled from A to B, a person in between
+    assert not split.present[58:61, neck].any()  # with QC: not interpolated across the break
     assert np.allclose(split.data[:58, BODY], track.data[:58, BODY], atol=1e-3)
-    assert np.allclose(split.data[63:, BODY], track.data[63:, BODY], atol=1e-3)
-    assert split.meta["smooth_summary"]["segments"] == [[0, 62], [63, N - 1]]
+    assert np.allclose(split.data[61:, BODY], track.data[61:, BODY], atol=1e-3)
+    assert split.meta["smooth_summary"]["segments"] == [[0, 60], [61, N - 1]]
 
 
 def test_smoothing_window_stops_at_a_break() -> None:

@@ -160,8 +160,8 @@ def pose_targets():
 
 
 def qc_flags():
-    """`edn qc` thresholds from config['qc'] (max_repair_gap is normalize's)."""
-    options = {k: v for k, v in config["qc"].items() if k != "max_repair_gap"}
+    """`edn qc` thresholds from config['qc'] (max_repair_gap and max_repaired_share are normalize's)."""
+    options = {k: v for k, v in config["qc"].items() if k not in ("max_repair_gap", "max_repaired_share")}
     return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items())
 
 

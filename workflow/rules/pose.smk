@@ -151,6 +151,7 @@ rule normalize:
         method=config["normalize"]["method"],
         center="--center-x" if config["normalize"]["center_x"] else "",
         max_repair_gap=config["qc"]["max_repair_gap"],
+        max_repaired_share=config["qc"]["max_repaired_share"],
     conda:
         "../../envs/pose.yaml"
     log:
@@ -160,7 +161,7 @@ rule normalize:
     shell:
         "python -m pipeline.cli normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
         " --method {params.method} {params.center} --qc {input.source_qc:q}"
-        " --max-repair-gap {params.max_repair_gap} > {log} 2>&1"
+        " --max-repair-gap {params.max_repair_gap} --max-repaired-share {params.max_repaired_share} > {log} 2>&1"
 
 
 rule render_target:
