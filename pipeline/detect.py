@@ -292,13 +292,18 @@ def _body_box(joints: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 
 def pick_person(people: Sequence[np.ndarray], previous: tuple[np.ndarray, float] | None,
-                crop: Box | None = None) -> int | None:
+                crop: Box | None = None, elapsed: float = 0.0) -> int | None:
     """Index of the person to keep in one frame, or None.
 
     Candidates are people with at least two body joints whose box centre lies in ``crop``
-    (when given). Without an earlier pick: the tallest. With one: the nearest to it, when
-    within half its height (a tracked person moves little between frames), else the tallest.
+    (when given). Without an earlier pick: the tallest. With one: the nearest to it when within
+    its reach, half its height plus what a body can travel in the ``elapsed`` seconds since it
+    was last seen (pose QC's ``jump_speed`` body heights per second); else None. So a clip keeps
+    following the person it started with: someone else in the frame while that person is
+    hidden is not taken for them, and the frame stays missing.
     """
+    from pipeline.quality import DEFAULTS
+
     boxes = []
     for i, joints in enumerate(people):
         box = _body_box(joints)
@@ -312,12 +317,11 @@ def pick_person(people: Sequence[np.ndarray], previous: tuple[np.ndarray, float]
         boxes.append((i, box))
     if not boxes:
         return None
-    if previous is not None:
-        dist = [(np.linalg.norm(box[0] - previous[0]), i) for i, box in boxes]
-        best, index = min(dist)
-        if best <= 0.5 * previous[1]:
-            return index
-    return max(boxes, key=lambda item: item[1][1])[0]
+    if previous is None:
+        return max(boxes, key=lambda item: item[1][1])[0]
+    best, index = min((float(np.linalg.norm(box[0] - previous[0])), i) for i, box in boxes)
+    reach = previous[1] * (0.5 + DEFAULTS["jump_speed"] * max(0.0, elapsed))
+    return index if best <= reach else None
 
 
 def _json_frame_number(path: Path) -> int | None:
@@ -326,12 +330,14 @@ def _json_frame_number(path: Path) -> int | None:
 
 
 def read_openpose_json(json_dir: str | Path, n_frames: int, *, scale: tuple[float, float] = (1.0, 1.0),
-                       crop: Box | None = None) -> np.ndarray:
+                       crop: Box | None = None, fps: float = 30.0) -> np.ndarray:
     """(n_frames, 137, 3) keypoints from OpenPose ``--write_json`` files, one person per frame.
 
     Files are matched to frames by the number before ``_keypoints.json`` (OpenPose writes
     ``<video>_000000000000_keypoints.json``; for an image folder, the image's name). Frames with
-    no file or nobody in it are missing. ``scale`` maps OpenPose's pixels to the frames'.
+    no file or nobody in it are missing, and so are frames where only people out of reach of the
+    person followed are seen (:func:`pick_person`; a warning names them). ``scale`` maps
+    OpenPose's pixels to the frames'.
     """
     json_dir = Path(json_dir)
     if not json_dir.is_dir():
@@ -347,7 +353,7 @@ def read_openpose_json(json_dir: str | Path, n_frames: int, *, scale: tuple[floa
     if not files:
         raise ValueError(f"{json_dir}: no OpenPose JSON files (<name>_000000000000_keypoints.json) in folder")
     data = empty_track(n_frames)
-    previous = None
+    previous, last_seen, others_only = None, 0, []
     for frame in range(n_frames):
         path = files.get(frame)
         if path is None:
@@ -362,11 +368,19 @@ def read_openpose_json(json_dir: str | Path, n_frames: int, *, scale: tuple[floa
         for joints in people:
             joints[:, 0] *= scale[0]
             joints[:, 1] *= scale[1]
-        index = pick_person(people, previous, crop)
+        index = pick_person(people, previous, crop, (frame - last_seen) / fps)
         if index is None:
+            if previous is not None and any(_body_box(p) is not None for p in people):
+                others_only.append(frame)
             continue
         data[frame] = people[index]
-        previous = _body_box(people[index])
+        previous, last_seen = _body_box(people[index]), frame
+    if others_only:
+        from pipeline.quality import frame_ranges
+
+        log.warning("%s: in frames %s only people out of reach of the person followed were detected; those frames "
+                    "stay missing rather than switching to someone else (a crop box in the sheet picks the person)",
+                    json_dir, frame_ranges(others_only))
     extra = sorted(set(files) - set(range(n_frames)))
     if extra:
         log.warning("%s: %d JSON files beyond the %d frames ignored (first: frame %d)", json_dir, len(extra),
@@ -390,7 +404,7 @@ def detect_openpose_json(frames_dir: str | Path, json_dir: str | Path, *,
     if numbers != list(range(len(paths))):
         raise ValueError(f"{frames_dir}: frames must be numbered 000000 ... without gaps")
     scale = (1.0, 1.0) if json_size is None else (width / json_size[0], height / json_size[1])
-    data = read_openpose_json(json_dir, len(paths), scale=scale, crop=crop)
+    data = read_openpose_json(json_dir, len(paths), scale=scale, crop=crop, fps=float(meta.get("fps") or 30.0))
     outside = (data[..., 0] < 0) | (data[..., 0] > width - 1) | (data[..., 1] < 0) | (data[..., 1] > height - 1)
     data[outside] = (np.nan, np.nan, 0.0)
     return KeypointTrack(mark_missing(data), np.array(numbers, dtype=np.int32), _track_meta(meta, "openpose-json", {

@@ -61,6 +61,22 @@ FACE_CONTOURS = (
     (tuple(range(48, 60)), True), (tuple(range(60, 68)), True),
 )
 
+
+
+def _side_swap() -> np.ndarray:
+    """Joint order with left and right exchanged: BODY_25's L/R pairs and the two hands (the face
+    comes from the face itself, not from the body's left and right)."""
+    order = np.arange(N_JOINTS)
+    for name in BODY_25_NAMES:
+        if name[0] == "R" and "L" + name[1:] in J:
+            order[J[name]], order[J["L" + name[1:]]] = J["L" + name[1:]], J[name]
+    order[LEFT_HAND], order[RIGHT_HAND] = np.arange(RIGHT_HAND.start, RIGHT_HAND.stop), \
+        np.arange(LEFT_HAND.start, LEFT_HAND.stop)
+    return order
+
+
+SIDE_SWAP = _side_swap()  # data[..., SIDE_SWAP, :] is the same pose labelled the other way round
+
 METADATA_KEY = b"edn"
 
 

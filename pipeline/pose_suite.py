@@ -7,7 +7,9 @@ dancer makes, in 3-D; a pinhole camera at several distances projects them to BOD
 (with detection noise). QC must flag none of these frames. The same sequences with faults a
 detector makes (a limb drawn twice its length, a wrist teleported, two skeletons mixed, the legs
 swapped left for right, one frame of another person) must be flagged in those frames and only
-those. ``python -m pipeline.pose_suite`` prints the table in the README (precision and recall).
+those; a body labelled left for right for a few frames (the detector's front/back confusion)
+must be relabelled, not flagged. ``python -m pipeline.pose_suite`` prints the table in the
+README (precision and recall).
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ def skeleton(body: Body, pose: Pose, camera_height: float = 1.3) -> np.ndarray:
     # Facing the camera means the body's forwards (+z) points at it (-z); then yaw, pitch, roll.
     world = _rotation("z", pose.roll) @ _rotation("y", math.pi + pose.yaw) @ _rotation("x", pose.pitch)
     p = p @ world.T
+    p[:, 0] *= -1  # the body frame is right-handed, the camera's (x right, y up, z away) is not
     p[:, 1] += -camera_height - p[:, 1].min() + pose.lift  # the lowest joint on the floor (or lifted)
     p[:, 0] += pose.x
     p[:, 2] += pose.distance
@@ -322,8 +325,22 @@ def _other_person(pixels: np.ndarray, t: int, other: np.ndarray) -> bool:
     return True
 
 
+def _front_back(pixels: np.ndarray, t: int, size: float, frames: int) -> bool:
+    """Every label left for right for ``frames`` frames (the detector's front/back confusion), where
+    that moves most joints visibly (>= 0.25 H for 60 %: otherwise it changes nothing seen)."""
+    from pipeline.keypoints import SIDE_SWAP
+
+    order = SIDE_SWAP[BODY]
+    run = pixels[t:t + frames]
+    if (np.linalg.norm(run[:, order] - run, axis=-1) >= 0.25 * size).mean(axis=1).min() < 0.6:
+        return False
+    pixels[t:t + frames] = run[:, order]
+    return True
+
+
 FAULTS = ("limb twice its length", "wrist teleported", "two skeletons mixed", "legs swapped left/right",
           "a frame of another person")
+RELABELLED = "front/back confusion (all labels left for right, 1-8 frames)"  # to be relabelled, not flagged
 
 
 def inject(kind: str, pixels: np.ndarray, points: np.ndarray, body: Body, motion: Motion, distance: float,
@@ -334,9 +351,15 @@ def inject(kind: str, pixels: np.ndarray, points: np.ndarray, body: Body, motion
     size = body.height * camera.focal / points[:, J["MidHip"], 2]
     stranger = Body("stranger", 1.8, {"shoulder": 1.1})
     injected: list[int] = []
-    for t in sorted({int(n * q) for q in (0.2, 0.5, 0.8)}):
+    for k, t in enumerate(sorted({int(n * q) for q in (0.2, 0.5, 0.8)})):
         for t_try in range(t, min(n - 2, t + 6)):
             if injected and t_try - injected[-1] < 8:
+                continue
+            if kind == RELABELLED:
+                length = min((1, 3, 8)[k], n - 2 - t_try)
+                if _front_back(pixels, t_try, size[t_try], length):
+                    injected += list(range(t_try, t_try + length))
+                    break
                 continue
             if kind == "limb twice its length":
                 done = _limb_twice(pixels, points, t_try, body, camera, rng)
@@ -367,14 +390,26 @@ class Row:
     frames: int
     injected: list[int]
     flagged: list[int]
+    relabelled: list[int]
+
+    @property
+    def detected(self) -> set[int]:
+        """What QC should do with the injected frames: relabel a front/back confusion, flag the rest."""
+        return set(self.relabelled if self.fault == RELABELLED else self.flagged)
 
     @property
     def true_positives(self) -> int:
-        return len(set(self.injected) & set(self.flagged))
+        return len(set(self.injected) & self.detected)
 
     @property
     def false_positives(self) -> list[int]:
-        return sorted(set(self.flagged) - set(self.injected))
+        """Frames flagged or relabelled that should not be (a relabelled confusion must not be flagged)."""
+        wrong = (set(self.flagged) | set(self.relabelled)) - set(self.injected)
+        if self.fault == RELABELLED:
+            wrong |= set(self.flagged)
+        else:
+            wrong |= set(self.relabelled)
+        return sorted(wrong)
 
 
 def run_suite(thresholds: dict[str, float] | None = None, bodies: tuple[Body, ...] = BODIES,
@@ -388,20 +423,21 @@ def run_suite(thresholds: dict[str, float] | None = None, bodies: tuple[Body, ..
             for distance in motion.distances:
                 seed = 1000 * m_index + 10 * b_index + int(distance)
                 clean, points = project_sequence(body, motion, distance, camera, seed)
-                for f_index, fault in enumerate((None,) + FAULTS):
+                for f_index, fault in enumerate((None,) + FAULTS + (RELABELLED,)):
                     pixels = clean.copy()
                     injected = [] if fault is None else inject(fault, pixels, points, body, motion, distance, camera,
                                                                np.random.default_rng(seed + f_index))
                     scores = quality_scores(as_track(pixels, motion.fps, camera), thresholds)
                     rows.append(Row(motion.name, body.name, distance, fault, len(pixels), injected,
-                                    scores["frame"][~scores["ok"]].tolist()))
+                                    scores["frame"][~scores["ok"]].tolist(),
+                                    scores["frame"][scores["swapped"]].tolist()))
     return rows
 
 
 def summarise(rows: list[Row]) -> dict[str, dict[str, float]]:
     """Per fault kind (and "clean"): frames, injected, caught, false positives, precision, recall."""
     out: dict[str, dict[str, float]] = {}
-    for name in ("clean",) + FAULTS:
+    for name in ("clean",) + FAULTS + (RELABELLED,):
         chosen = [r for r in rows if (r.fault or "clean") == name]
         injected = sum(len(r.injected) for r in chosen)
         caught = sum(r.true_positives for r in chosen)
@@ -414,7 +450,8 @@ def summarise(rows: list[Row]) -> dict[str, dict[str, float]]:
 
 
 def markdown(summary: dict[str, dict[str, float]]) -> str:
-    lines = ["| sequences | frames | faulty frames | flagged of them (recall) | other frames flagged | precision |",
+    lines = ["| sequences | frames | faulty frames | flagged (relabelled) of them: recall | other frames flagged "
+             "or relabelled | precision |",
              "|---|---|---|---|---|---|"]
     for name, s in summary.items():
         recall = f"{s['caught']:.0f} ({s['recall']:.0%})" if s["injected"] else "-"
@@ -434,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if r.false_positives or r.true_positives < len(r.injected):
                 print(f"{r.motion} / {r.body} / {r.distance} m / {r.fault or 'clean'}: injected {r.injected}, "
-                      f"flagged {r.flagged}")
+                      f"flagged {r.flagged}, relabelled {r.relabelled}")
     return 0
 
 

@@ -39,6 +39,10 @@ Checks (``qc.*`` in the config; each default is derived in :data:`DEFAULTS`' com
   not breaks. A break that is not undone is a **person change** (or a cut) and is logged with
   its frame.
 * **no body** -- no body joint at all.
+* **left/right swapped** -- not a fault of the frame: a frame that breaks the motion as
+  labelled but continues it with left and right exchanged (half the joint motion or less) is
+  the detector's front/back confusion. ``swapped`` marks it and smoothing relabels it; the
+  majority labelling of the clip wins.
 
 ``plausible`` is False for limb, box, spike, other person and no body; ``break`` for jump and
 switch (the motion before does not continue into it). ``ok`` is both. Smoothing treats
@@ -61,8 +65,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.keypoints import BODY, BODY_25_NAMES, METADATA_KEY, J, KeypointTrack, present, read_keypoints, \
-    read_parquet_table
+from pipeline.keypoints import BODY, BODY_25_NAMES, METADATA_KEY, SIDE_SWAP, J, KeypointTrack, present, \
+    read_keypoints, read_parquet_table
 from pipeline.provenance import atomic_path, provenance
 
 log = logging.getLogger(__name__)
@@ -115,7 +119,7 @@ RENAMED = {"jump": "jump_speed (now body heights per second, default 6; the old 
            "torso_short": "nothing: a torso bent towards the camera foreshortens like any segment, so a short "
                           "one is no fault"}
 COLUMNS = ("frame", "ok", "plausible", "break", "reasons", "n_joints", "body_size", "max_limb_ratio", "worst_limb",
-           "box_ratio", "spike", "jump", "scale_change", "moved_fraction")
+           "box_ratio", "spike", "jump", "scale_change", "moved_fraction", "swapped")
 
 
 def limb_name(a: int, b: int) -> str:
@@ -221,6 +225,23 @@ class _Motion:
             moved = float(np.mean(speed > self.th["joint_speed"]))
         return jump, scale, moved
 
+    def swap_if_it_continues(self, p: int, t: int) -> bool:
+        """Relabel row t left for right when that version continues from row p without a break and
+        with less than half the joint motion (the detector's front/back confusion); True if so."""
+        plain = self._motion_cost(p, t)
+        order = SIDE_SWAP[BODY]
+        kept = self.xy[t].copy(), self.seen[t].copy(), self.lengths[t].copy()
+        self.xy[t], self.seen[t] = self.xy[t, order], self.seen[t, order]
+        self.lengths[t] = segment_lengths(self.xy[t:t + 1])[0]
+        if not any(self.is_break(*self.measure(p, t))) and self._motion_cost(p, t) < 0.5 * plain:
+            return True
+        self.xy[t], self.seen[t], self.lengths[t] = kept
+        return False
+
+    def _motion_cost(self, p: int, t: int) -> float:
+        joints = self.seen[t] & self.seen[p]
+        return float(np.linalg.norm(self.xy[t, joints] - self.xy[p, joints], axis=-1).sum()) if joints.any() else np.inf
+
     def is_break(self, jump: float, scale: float, moved: float) -> tuple[bool, bool]:
         """(a jump, a switch) by the thresholds; NaN measures never break."""
         return bool(jump > self.th["jump_speed"]), bool(scale > self.th["scale_change"]
@@ -288,19 +309,28 @@ def quality_scores(track: KeypointTrack, thresholds: dict[str, float] | None = N
         hi = np.where(has_body[:, None], np.where(seen[..., None], xy, -np.inf).max(axis=1), np.nan)
     box = hi - lo
     box_ratio = box.max(axis=1) / size
-    spike, spike_joint = _spikes(track.frames, xy, size, fps, th["spike_accel"])
 
-    motion = _Motion(track, xy, seen, lengths, size, fps, th)
+    # Temporal checks on the frames as the detector labelled them, except that a frame whose
+    # left/right relabelling continues the motion (and the plain one breaks it) is relabelled:
+    # MediaPipe confuses a body's front and back, most often while it turns.
+    motion = _Motion(track, xy.copy(), seen.copy(), lengths.copy(), size, fps, th)
     jump, scale_change, moved = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    jumped, switched = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    jumped, switched, swapped = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     previous = np.full(n, -1)  # the last row with a body before each row with a body
     prev = -1
     for t in np.flatnonzero(has_body):
         if prev >= 0:  # against the last frame with a body (a gap does not hide a switch), per second elapsed
             jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
             jumped[t], switched[t] = motion.is_break(jump[t], scale_change[t], moved[t])
+            if (jumped[t] or switched[t]) and motion.swap_if_it_continues(prev, t):
+                swapped[t] = True
+                jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
+                jumped[t], switched[t] = False, False
         previous[t] = prev
         prev = t
+    if swapped.sum() > has_body.sum() / 2:  # the clip's first frames were the odd ones out
+        swapped = has_body & ~swapped
+    spike, spike_joint = _spikes(track.frames, motion.xy, size, fps, th["spike_accel"])
     other = _excursions(jumped | switched, previous, track.frames, fps, motion)
     jumped[other["cleared"]] = switched[other["cleared"]] = False
 
@@ -322,6 +352,8 @@ def quality_scores(track: KeypointTrack, thresholds: dict[str, float] | None = N
         if other["frames"][t]:
             why.append("other person")
         plausible[t] = not why
+        if swapped[t]:
+            why.append("left/right swapped")  # relabelled by smoothing: no fault of the frame
         if jumped[t]:
             why.append(f"jump {jump[t]:.1f}/s")
         if switched[t]:
@@ -334,6 +366,7 @@ def quality_scores(track: KeypointTrack, thresholds: dict[str, float] | None = N
         "body_size": size, "max_limb_ratio": max_ratio,
         "worst_limb": np.array([limb_name(*SEGMENTS[w][:2]) if w >= 0 else "" for w in worst], dtype=object),
         "box_ratio": box_ratio, "spike": spike, "jump": jump, "scale_change": scale_change, "moved_fraction": moved,
+        "swapped": swapped,
     }
 
 
@@ -371,7 +404,7 @@ def _excursions(breaks: np.ndarray, previous: np.ndarray, frames: np.ndarray, fp
 
 def reason_kind(reason: str) -> str:
     """The check behind one reason: "limb:RElbow-RWrist 3.1x" -> "limb", "no body" -> "no body"."""
-    return reason if reason in ("no body", "other person") else reason.split(":")[0].split(" ")[0]
+    return reason if reason in ("no body", "other person", "left/right swapped") else reason.split(":")[0].split(" ")[0]
 
 
 def summary(scores: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -384,7 +417,8 @@ def summary(scores: dict[str, np.ndarray]) -> dict[str, Any]:
             "implausible_frames": int((~scores["plausible"]).sum()), "breaks": int(scores["break"].sum()),
             "by_reason": kinds, "not_ok": scores["frame"][~scores["ok"]].tolist(),
             "person_changes": scores["frame"][scores["break"]].tolist(),
-            "other_person": [int(f) for f, r in zip(scores["frame"], scores["reasons"]) if "other person" in r]}
+            "other_person": [int(f) for f, r in zip(scores["frame"], scores["reasons"]) if "other person" in r],
+            "swapped": scores["frame"][scores["swapped"]].tolist()}
 
 
 def write_qc(path: str | Path, scores: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -450,6 +484,9 @@ def cli(args: argparse.Namespace) -> int:
         log.warning("%s: the body jumps or changes size and does not come back at frame(s) %s: a change of person "
                     "or a cut in the footage (smoothing does not cross it; a crop box in the sheet can keep the "
                     "detector on one person)", args.keypoints, frame_ranges(s["person_changes"]))
+    if s["swapped"]:
+        log.info("%s: frames %s are labelled left for right (the detector's front/back confusion); smoothing "
+                 "relabels them", args.keypoints, frame_ranges(s["swapped"]))
     if s["other_person"]:
         log.info("%s: frames %s belong to someone else (the body jumps away and back); they are repaired from the "
                  "person the clip follows", args.keypoints, frame_ranges(s["other_person"]))

@@ -25,7 +25,8 @@ this stage does it per joint and coordinate in two steps:
    median; they are then filled like any other gap when short. The track is cut into
    segments at QC's breaks (a jump of the whole body or a change of person) and each segment
    is smoothed and gap-filled on its own: no median window and no interpolated gap spans a
-   break, so two people are never averaged into one skeleton.
+   break, so two people are never averaged into one skeleton. Frames QC found labelled left
+   for right (``swapped``: the detector's front/back confusion) are relabelled first.
 
 Frame numbers absent from the input (the detector wrote no row for them) count as
 missing frames; the output covers every frame number from the first to the last input
@@ -40,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.keypoints import KeypointTrack, empty_track, mark_missing, read_keypoints, write_keypoints
+from pipeline.keypoints import SIDE_SWAP, KeypointTrack, empty_track, mark_missing, read_keypoints, write_keypoints
 from pipeline.keypoints import present as present_mask  # `present` is a local name below
 from pipeline.provenance import provenance
 
@@ -151,6 +152,18 @@ def qc_segments(frames: np.ndarray, qc: dict[str, np.ndarray] | None) -> tuple[n
     return implausible, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
+def qc_swapped(frames: np.ndarray, qc: dict[str, np.ndarray] | None) -> np.ndarray:
+    """Rows of ``frames`` QC found labelled left for right (none without QC or its ``swapped`` column)."""
+    out = np.zeros(len(frames), dtype=bool)
+    if qc is None or "swapped" not in qc:
+        return out
+    row = {int(f): i for i, f in enumerate(frames)}
+    for f, swapped in zip(qc["frame"], qc["swapped"]):
+        if swapped and int(f) in row:
+            out[row[int(f)]] = True
+    return out
+
+
 def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5,
                  qc: dict[str, np.ndarray] | None = None) -> KeypointTrack:
     """Median pre-smoothing (``window`` frames, odd) and linear filling of gaps <= ``max_gap``.
@@ -163,8 +176,10 @@ def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5,
     out = densify(track)
     filled = 0
     implausible, segments = qc_segments(out.frames, qc)
+    swapped = qc_swapped(out.frames, qc)
     if len(out.frames):
         data = out.data
+        data[swapped] = data[swapped][:, SIDE_SWAP]
         data[implausible] = empty_track(int(implausible.sum()))
         for seg in segments:
             part = data[seg]  # a view: the segment is smoothed in place, blind to its neighbours
@@ -181,6 +196,7 @@ def smooth_track(track: KeypointTrack, window: int = 5, max_gap: int = 5,
     if qc is not None:
         out.meta["smooth_summary"].update({
             "frames_dropped_by_qc": out.frames[implausible].tolist(),
+            "frames_relabelled_left_right": out.frames[swapped].tolist(),
             "segments": [[int(out.frames[s.start]), int(out.frames[s.stop - 1])] for s in segments]})
     return out
 

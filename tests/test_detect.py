@@ -120,6 +120,29 @@ def test_pick_person_keeps_following_the_same_person():
     assert pick_person([bigger_walker, person(110, 55, 300)], (np.array(previous[0]), previous[1])) == 1
     assert pick_person([walker, dancer], None, crop=(300, 0, 200, 400)) == 0  # only inside the box
     assert pick_person([], None) is None
+    # The dancer hidden, only the walker (300 px = 1 body height away) in view: no switch ...
+    assert pick_person([walker], (np.array(previous[0]), previous[1]), elapsed=1 / 30) is None
+    # ... unless the dancer has been gone long enough to have walked there (6 heights/s).
+    assert pick_person([walker], (np.array(previous[0]), previous[1]), elapsed=0.1) == 0
+
+
+def test_openpose_json_keeps_following_the_first_person(tmp_path, caplog):
+    def doc(*people: tuple[float, float]) -> str:
+        return json.dumps({"people": [{"pose_keypoints_2d": [v for j in range(25) for v in (
+            (x, top, 0.9) if j == J["Nose"] else (x, top + 300, 0.9) if j == J["RAnkle"] else (0, 0, 0))]}
+            for x, top in people]})
+
+    folder = tmp_path / "json"
+    folder.mkdir()
+    # Frames 0-1: the dancer (x 100) and a smaller walker (x 500); 2-3: the walker alone; 4: both.
+    for frame, people in enumerate([((100, 50), (500, 150)), ((102, 50), (500, 150)), ((500, 150),),
+                                    ((500, 150),), ((104, 50), (500, 150))]):
+        (folder / f"clip_{frame:012d}_keypoints.json").write_text(doc(*people))
+    with caplog.at_level("WARNING"):
+        data = read_openpose_json(folder, 5, fps=30.0)
+    assert data[[0, 1, 4], J["Nose"], 0].tolist() == [100, 102, 104]
+    assert np.isnan(data[[2, 3], J["Nose"], 0]).all()
+    assert "frames 2-3 only people out of reach" in caplog.text
 
 
 def test_openpose_json_errors_name_the_file(tmp_path, clip_frames):

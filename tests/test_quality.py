@@ -270,6 +270,45 @@ def test_two_person_source_gives_no_implausible_output_pose(tmp_path) -> None:
     assert not quality_scores(normalize_track(smoothed, source_stats, STATS))["plausible"].all()  # without repair
 
 
+def test_frames_still_implausible_after_repair_are_held_from_the_nearest_good_frame() -> None:
+    # A stale verdict calls frame 40 ok although its wrist is 3x out: the independent QC of the
+    # repaired poses catches it and holds the nearest ok, plausible frame instead.
+    track = clean_track()
+    elbow = track.data[40, J["RElbow"], :2].copy()
+    track.data[40, J["RWrist"], :2] = elbow + 3 * (track.data[40, J["RWrist"], :2] - elbow)
+    ok = np.ones(N, dtype=bool)
+    ok[70] = False
+    out, repaired = repair_track(track, {"frame": track.frames, "ok": ok})
+    assert repaired["implausible_held"] == [40] and 40 in repaired["held"] and repaired["interpolated"] == [70]
+    assert np.allclose(out.data[40, :, :2], track.data[39, :, :2])
+    assert (out.data[40, BODY, 2] < track.data[39, BODY, 2]).all()  # marked as repaired
+    assert quality_scores(out)["plausible"].all()
+
+
+def test_repairing_more_than_the_share_warns_with_ranges_and_reasons(caplog) -> None:
+    track = clean_track()
+    qc = qc_track(track)[0]
+    qc["ok"][10:25] = False  # 15 of 120 frames (12.5 %) not ok
+    qc["reasons"][10:25] = "limb:RElbow-RWrist 2.0x"
+    out = normalize_track(track, STATS, STATS, qc=qc, max_repaired_share=0.1)
+    record = out.meta["qc_repair"]
+    assert record["repaired_share"] == pytest.approx(15 / 120) and record["follows_source"] == pytest.approx(105 / 120)
+    assert "15 of 120 frames (12%" in caplog.text and "frames 10-24" in caplog.text and "limb 15" in caplog.text
+    caplog.clear()
+    quiet = normalize_track(track, STATS, STATS, qc=qc, max_repaired_share=0.2)
+    assert quiet.meta["qc_repair"]["warning"] is None and "frames 10-24" not in caplog.text
+
+
+def test_label_of_the_share_that_follows_the_source() -> None:
+    from pipeline.transfer import label_follows
+
+    low, high = np.zeros((256, 128, 3), np.uint8), np.zeros((256, 128, 3), np.uint8)
+    label_follows(low, 0.5)
+    label_follows(high, 0.95)
+    assert (low[-20:, :, 2] > 200).any() and not (low[:200] > 0).any()  # red, at the foot only
+    assert (high[-20:] > 200).all(axis=-1).any()  # white when nearly everything follows
+
+
 # ------------------------------------------------------------------------------------ transfer
 
 def test_repaired_frames_are_flagged_on_the_stick_figure_panel() -> None:
@@ -358,6 +397,7 @@ def test_transfer_flags_repaired_frames_in_the_side_by_side_video(tmp_path, synt
     record = transfer(tmp_path / "normalized.parquet", render, frames, tmp_path / "run" / "generator.pt",
                       tmp_path / "out.mp4", side_by_side_out=tmp_path / "sbs.mp4", device="cpu")
     assert record["qc_repaired"] == 1 and record["qc_repaired_frames"] == [3]
+    assert record["follows_source"] == pytest.approx(5 / 6, abs=1e-4)
     video = cv2.VideoCapture(str(tmp_path / "sbs.mp4"))
     red = []
     while True:
