@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo test test-fast bench bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
+.PHONY: setup demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-fast: setup
 
 bench: setup
 	$(PY) scripts/bench_pose.py
+
+# Pose QC on synthetic 3-D bodies (turns, crouches, lying, cartwheels, jumps, walks, spins), clean and
+# with injected detector faults: precision and recall (the table in the README).
+qc-suite: setup
+	$(PY) -m pipeline.pose_suite --details
 
 bench-train: setup
 	$(PY) scripts/bench_train.py
