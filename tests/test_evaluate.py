@@ -19,7 +19,7 @@ from pipeline.train import TrainConfig, train
 from pipeline.train_face import FaceConfig, train_face
 
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
-            sample_every=0, deterministic=True, max_steps=3)
+            sample_every=0, deterministic=True, max_steps=3, device="cpu")
 ALL_ROWS = ["frame_by_frame", "temporal", "temporal_face"]
 
 

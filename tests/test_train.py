@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # A tiny model on the 64x128 synthetic clip (5 training pairs): a step takes tens of milliseconds.
 TINY = dict(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2, workers=0,
-            vgg_loss=False, sample_every=0, deterministic=True)
+            vgg_loss=False, sample_every=0, deterministic=True, device="cpu")  # bit-exact: the CPU's (no TF32, no bf16)
 TINY_FLAGS = ["--width", "64", "--height", "128", "--ngf", "8", "--n-downsample", "2", "--n-blocks", "1",
-              "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0"]
+              "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0",
+              "--device", "cpu"]
 
 
 def clip_flags(clip) -> list[str]:
