@@ -8,6 +8,7 @@ resolution exactly as in training (:func:`pipeline.data.fit_to_size`, :func:`fit
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -153,6 +154,10 @@ class Models:
     def amp_dtype(self) -> torch.dtype:
         return AUTOCAST_DTYPES.get(self.precision, torch.bfloat16)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the reduced precision, or nothing (fp32, tf32)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
+
 
 def load_models(generator_path: str | Path, face_path: str | Path | None = None, device: str = "auto",
                 precision: str = "auto") -> Models:
@@ -229,7 +234,7 @@ class SequenceBatch:
         if m.temporal:
             x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)
         plate = sample_plates(m.generator, [self.plates[k] for k in keys])  # None: not a plate generator
-        with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+        with m.autocast():
             out = m.generator(x) if plate is None else m.generator(x, plate)
         out = out.float()
         results = {}
@@ -239,7 +244,7 @@ class SequenceBatch:
             box = boxes.get(k) if boxes is not None else None
             refined = plain
             if use_face and m.face is not None and box is not None:
-                with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+                with m.autocast():
                     refined = tensor_to_image(enhance_face(m.face, pose[j:j + 1], out[j:j + 1], box))
             results[k] = (plain, refined)
         return results

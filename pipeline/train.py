@@ -410,8 +410,8 @@ class PoseTask(GANTask):
         d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
         generator = build_generator(config)
         if plates is not None:
-            with torch.no_grad():
-                generator.plate.copy_(batch_to_device(plates, rt))  # the one uint8 -> [-1, 1] conversion
+            with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
+                generator.plate.copy_(to_model_range(plates))
         if cfg.init_global is not None:
             init_local_from_global(generator, config, cfg.init_global)
         super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
@@ -450,10 +450,12 @@ def batch_to_device(images: torch.Tensor, rt: Runtime) -> torch.Tensor:
 
     Float input (already converted) passes through unchanged.
     """
-    t = rt.tensor(images)
-    if t.dtype == torch.uint8:
-        t = t.float().div_(127.5).sub_(1.0)
-    return t
+    return to_model_range(rt.tensor(images))
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1] where they are; float input passes through unchanged."""
+    return images.float().div_(127.5).sub_(1.0) if images.dtype == torch.uint8 else images
 
 
 def init_local_from_global(local: nn.Module, config: dict[str, Any], global_path: str | Path) -> None:

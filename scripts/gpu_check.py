@@ -22,15 +22,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's pipeline package
 
-# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity).
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
-                    "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity), by the words of the name
+# torch.cuda.get_device_name gives. The NVL and PCIe cards have lower peaks than the SXM ones of the same
+# chip; an H100/H200 name that says none of SXM, HBM3, PCIe or NVL is not guessed (pass --peak-tflops).
+BF16_PEAK_TFLOPS = {("H200", "NVL"): 835.0, ("H200",): 989.0, ("H100", "NVL"): 835.0, ("H100", "PCIe"): 756.0,
+                    ("H100", "SXM"): 989.0, ("H100", "SXM5"): 989.0, ("H100", "HBM3"): 989.0, ("GH200",): 989.0, ("A100",): 312.0,
+                    ("L40S",): 362.0, ("A10",): 125.0, ("L4",): 121.0}
 
 
 def bf16_peak(device_name: str) -> float | None:
     """The GPU's dense bf16 peak in FLOP/s from its name, or None when the name is not in the table."""
-    for key in sorted(BF16_PEAK_TFLOPS, key=len, reverse=True):  # most specific name first
-        if key.lower() in device_name.lower():
+    # whole words ("A10" is not "A100", "H200" not "GH200", "H200 NVL" not "H200"), most words first
+    words = set(device_name.upper().replace("-", " ").split())
+    for key in sorted(BF16_PEAK_TFLOPS, key=len, reverse=True):
+        if all(word.upper() in words for word in key):
             return BF16_PEAK_TFLOPS[key] * 1e12
     return None
 
@@ -62,15 +67,19 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def train_task(net: dict[str, Any], width: int, height: int, precision: str, device: Any) -> Any:
+    """The pose GAN of one row (VGG off), on ``device`` in ``precision``."""
+    from pipeline.train import PoseTask, Runtime, TrainConfig
+
+    cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, precision=precision, **net)
+    return PoseTask(cfg, Runtime(0, 1, device, precision=precision))
+
+
 def train_row(name: str, net: dict[str, Any], width: int, height: int, precision: str, device: Any,
               steps: int, peak: float | None) -> dict[str, Any]:
     import torch
 
-    from pipeline.train import PoseTask, Runtime, TrainConfig
-
-    cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, **net)
-    rt = Runtime(0, 1, device, precision=precision)
-    task = PoseTask(cfg, rt)
+    task = train_task(net, width, height, precision, device)
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8, generator=g)
              for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
