@@ -179,6 +179,19 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip):
 
 
 @pytest.mark.slow
+def test_fp16_resume_keeps_the_loss_scales(tmp_path, synthetic_clip):
+    cfg = dict(TINY, epochs=1, niter_decay=0, checkpoint_every=2, precision="fp16")
+    train(tmp_path / "whole", [synthetic_clip], TrainConfig(**cfg))
+    train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg, max_steps=2))
+    scales = {k: s["scale"] for k, s in load_checkpoint(tmp_path / "parts" / "checkpoint.pt")["scalers"].items()}
+    # A step overflowed and the scales halved from their start (65536): a resume that restarted them would
+    # overflow and skip again, so the rest of the run would differ.
+    assert scales == {"G": 32768.0, "D": 32768.0}
+    train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg))
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 5
+
+
+@pytest.mark.slow
 def test_two_processes_keep_weights_in_sync(tmp_path, synthetic_clip):
     # The launcher and command the workflow uses, with two gloo processes on the CPU.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
