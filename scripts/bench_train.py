@@ -3,7 +3,7 @@ generator update and the discriminator update), on synthetic batches. Prints a M
 
 - CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``).
 - CUDA, when present: the paper-size model (pix2pixHD global generator ngf 64, 4 downsamplings,
-  9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 and bf16, with peak
+  9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 (IEEE) and bf16, with peak
   memory and the fraction of the GPU's dense bf16 peak reached. FLOPs are counted with
   ``torch.utils.flop_counter.FlopCounterMode`` over one whole step (forward and backward of
   generator, discriminator and, when used, VGG).

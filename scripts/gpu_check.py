@@ -1,7 +1,7 @@
 """`make gpu-check`: the figures a CUDA machine owes the README, in one command.
 
 Training steps of the paper-size generators (global: ngf 64, 9 blocks; local enhancer: ngf 32
-around it) at 512x256 and 1024x512 in fp32 and bf16: s/step, peak memory and achieved FLOP/s as
+around it) at 512x256 and 1024x512 in fp32 (IEEE: TF32 off) and bf16: s/step, peak memory and achieved FLOP/s as
 a fraction of the GPU's dense bf16 peak (FLOPs counted by torch.utils.flop_counter); one data
 worker's samples/s; transfer frames/s at 1024x512 (generation alone, and `edn transfer` end to end
 where an ffmpeg is found). Prints tables, writes JSON. Needs torch, numpy, opencv, pandas and
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's
 
 # Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity), by the words of the name
 # torch.cuda.get_device_name gives. The NVL and PCIe cards have lower peaks than the SXM ones of the same
-# chip; an H100/H200 name that says none of SXM, HBM3, PCIe or NVL is not guessed (pass --peak-tflops).
+# chip; an H100 name that says none of SXM, HBM3, PCIe or NVL is not guessed (pass --peak-tflops).
 BF16_PEAK_TFLOPS = {("H200", "NVL"): 835.0, ("H200",): 989.0, ("H100", "NVL"): 835.0, ("H100", "PCIe"): 756.0,
                     ("H100", "SXM"): 989.0, ("H100", "SXM5"): 989.0, ("H100", "HBM3"): 989.0, ("GH200",): 989.0, ("A100",): 312.0,
                     ("L40S",): 362.0, ("A10",): 125.0, ("L4",): 121.0}
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed training steps per row")
     p.add_argument("--frames", type=int, default=100, help="frames generated for the transfer rate")
     p.add_argument("--out", type=Path, default=Path("results/bench/gpu_check.json"))
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the GPU's dense bf16 peak, when its name is not in the built-in table")
     args = p.parse_args(argv)
 
     import torch
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = bf16_peak(name) if device.type == "cuda" else None
+    peak = (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(name)) if device.type == "cuda" else None
     torch.backends.cudnn.benchmark = device.type == "cuda"
     rows = []
     for spec in models(args.tiny):

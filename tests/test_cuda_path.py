@@ -206,6 +206,9 @@ def test_gpu_check_rows_with_cuda(cuda_reported, monkeypatch, tmp_path):
         ("global ngf64", "GlobalGenerator", (512, 1024)), ("local ngf32", "LocalEnhancer", (1024,)))
         for w in sizes for p in ("fp32", "bf16")]
     assert transfers == [(1024, 512, torch.device("cuda"))]
+    built.clear()
+    assert gpu_check.main(["--device", "cuda", "--peak-tflops", "500", "--out", str(tmp_path / "g.json")]) == 0
+    assert {peak for *_, peak, _ in built} == {500e12}  # a GPU the table does not know
 
 
 # --------------------------------------------------------------- device, processes, precision
