@@ -6,8 +6,6 @@ Outside SLURM: one process (the command itself) unless --gpus/--cpu-procs ask fo
 `torchrun --standalone`. Inside a SLURM allocation the allocation decides:
 - processes per node: SLURM_GPUS_ON_NODE, else the devices in CUDA_VISIBLE_DEVICES, else
   --cpu-procs (CPU training with gloo);
-CPU processes (no GPU from SLURM or --gpus) get `--device cpu` appended, so that a GPU on the node
-is not taken by `device: auto`; --gpus more than CUDA_VISIBLE_DEVICES lists is refused.
 - one node: `torchrun --standalone` (it picks a free local port, so jobs sharing a node do not
   collide);
 - several nodes: the launcher first re-runs itself once per node through
@@ -15,6 +13,8 @@ is not taken by `device: auto`; --gpus more than CUDA_VISIBLE_DEVICES lists is r
   with the first host of `scontrol show hostnames $SLURM_JOB_NODELIST` as the rendezvous address
   and a port derived from the job id.
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK for `edn train`, which resumes from its checkpoint.
+CPU processes (no GPU from SLURM or --gpus) get `--device cpu` appended, so that a GPU on the node
+is not taken by `device: auto`; --gpus beyond what CUDA_VISIBLE_DEVICES lists is refused.
 """
 
 from __future__ import annotations
