@@ -149,8 +149,6 @@ class Runtime:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS[1:]:
             raise ValueError(f"Runtime precision must be resolved (one of {PRECISIONS[1:]}), got {self.precision!r}")
-        # fp32 math is process-wide in torch: whoever builds a Runtime (training, benchmarks) gets what it says.
-        set_float32_math(self.precision)
 
     @property
     def bf16(self) -> bool:
@@ -289,6 +287,9 @@ class GANTask(abc.ABC):
     def __init__(self, cfg: TrainConfig, rt: Runtime, generator: nn.Module, discriminator: MultiscaleDiscriminator,
                  model_config: dict[str, Any]):
         self.cfg, self.rt, self.model_config = cfg, rt, model_config
+        # fp32 math is process-wide in torch: set when a task is built, so every training run and benchmark row
+        # computes in the precision it records (IEEE fp32 unless tf32).
+        set_float32_math(rt.precision)
         self.G = rt.prepare(generator)
         self.D = rt.prepare(discriminator)
         self.D_ddp = rt.wrap(self.D)

@@ -297,16 +297,25 @@ def test_deterministic_is_refused_on_cuda():
     assert not torch.are_deterministic_algorithms_enabled()
 
 
-def test_fp32_is_ieee_and_tf32_is_asked_for():
+def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
+    import pipeline.generate as generate
     from pipeline.generate import resolve_precision
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # load_models turns it on for "CUDA"
+    monkeypatch.setattr(generate, "load_generator", lambda path, dev, extras=None:
+                        (torch.nn.Conv2d(1, 1, 1), {"width": 8, "height": 8}))
+    monkeypatch.setattr(generate, "pick_device", lambda device: torch.device("cuda"))
     try:
-        Runtime(0, 1, torch.device("cuda", 0), precision="tf32")
+        PoseTask(TrainConfig(**TINY), meta_runtime("tf32"))  # training
         assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
-        for precision in ("fp32", "bf16", "fp16"):
-            Runtime(0, 1, torch.device("cuda", 0), precision=precision)
+        for precision in ("fp32", "bf16"):
+            PoseTask(TrainConfig(**TINY), meta_runtime(precision))  # fp16 needs a GradScaler of a real device
             assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")  # torch's default conv: tf32
+        assert generate.load_models(tmp_path / "g.pt", precision="tf32").precision == "tf32"  # inference
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        assert generate.load_models(tmp_path / "g.pt", precision="fp32").precision == "fp32"
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     finally:
         conv.fp32_precision, matmul.fp32_precision = "tf32", "none"
     assert resolve_precision("tf32", torch.device("cuda", 0)) == "tf32"
