@@ -240,9 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="VGG19 ImageNet weights (vgg19-dcbbb0d1.pth; default: the torch hub cache)")
         p.add_argument("--seed", type=int, default=0, help="seed of weights and data order" + dflt)
         p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
-        p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+        p.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                        help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32; fp16 "
-                       "with loss scaling" + dflt)
+                       "with loss scaling; fp32 is IEEE, tf32 lets CUDA use TF32 for fp32 matmuls/convolutions" + dflt)
         p.add_argument("--channels-last", action="store_true",
                        help="channels_last memory format (off: InstanceNorm returns NCHW, so it costs transposes)")
         p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + dflt)
@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", type=Path, default=None, help="also write source | stick figure | result here")
     p.add_argument("--record", type=Path, default=None, help="JSON record (default: OUT with suffix .json)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
-    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                    help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
     p.set_defaults(func=_handler("pipeline.transfer", "cli"))
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-weights", default=None,
                    help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if any" + dflt)
-    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
+    p.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                    help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + dflt)
     p.set_defaults(func=_handler("pipeline.evaluate", "cli"))

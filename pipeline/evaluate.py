@@ -189,7 +189,8 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1])
 
 
-def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> tuple[float, float]:
+def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> tuple[float, Any]:
+    """SSIM and LPIPS of the crop to ``box``; LPIPS as the metric's unsynchronised tensor (or NaN)."""
     from pipeline.metrics import crop, ssim
 
     a, b = crop(_bgr(real), box), crop(_bgr(fake), box)
@@ -357,7 +358,7 @@ class _ScoreCollector:
     def score(self, c: int, t: int, real: np.ndarray, pose: np.ndarray, fakes: dict[str, np.ndarray],
               face_box: Any, lpips: Any) -> dict[str, dict[str, Any]]:
         """Clip c's frame t: every row's image scores against the real frame; returns the rows' entries."""
-        from pipeline.metrics import keypoint_box
+        from pipeline.metrics import LPIPS, keypoint_box
 
         self.stability["real"].add(real, c)
         body_box = keypoint_box(self.data[c].keypoints[t], BODY_MARGIN)
@@ -372,6 +373,10 @@ class _ScoreCollector:
             self.frame_rows[r.name].append(entries[r.name])
             if (c, t) in self.picks:
                 self.grid.setdefault((c, t), {"pose": pose, "real": real})[r.name] = fake
+        # The frame's LPIPS values come to the host together: one synchronisation, not one per crop.
+        keys = [(name, k) for name in entries for k in ("lpips_body", "lpips_face")]
+        for (name, k), value in zip(keys, LPIPS.floats([entries[name][k] for name, k in keys])):
+            entries[name][k] = value
         if t == len(self.data[c].frames) - 1:
             for differences in self.stability.values():
                 differences.end(c)

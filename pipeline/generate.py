@@ -8,6 +8,7 @@ resolution exactly as in training (:func:`pipeline.data.fit_to_size`, :func:`fit
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -22,15 +23,59 @@ from pipeline.models.generator import image_to_tensor, is_temporal, load_generat
     tensor_to_image
 
 
+def cuda_problem() -> str | None:
+    """Why CUDA cannot run this torch's kernels here, or None when it can (a GPU visible, torch built for it)."""
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        if built is None:
+            return "this torch is a CPU-only build (torch.version.cuda is None): install a CUDA build of torch"
+        return (f"torch.cuda.is_available() is False: this torch is built for CUDA {built}; the NVIDIA driver "
+                "is missing or too old for it, or no GPU is visible to this process (check nvidia-smi)")
+    if torch.cuda.device_count() == 0:
+        return "no CUDA device is visible to this process (CUDA_VISIBLE_DEVICES, the job's GPU binding)"
+    major, minor = torch.cuda.get_device_capability(0)
+    archs = torch.cuda.get_arch_list()
+    if not _runs_on(major * 10 + minor, archs):
+        return (f"no kernel image for this GPU: {torch.cuda.get_device_name(0)} has compute capability "
+                f"{major}.{minor}, this torch {torch.__version__} is built for {' '.join(archs) or 'no GPU'}; "
+                "install a torch build that includes it (see pytorch.org's install matrix)")
+    return None
+
+
+def _runs_on(capability: int, archs: Sequence[str]) -> bool:
+    """Whether a build for ``archs`` (torch.cuda.get_arch_list(): "sm_80", "sm_90a", "compute_90") runs on a GPU
+    of ``capability`` (86 for 8.6): its own cubin, or PTX of an older or equal one, which the driver compiles."""
+    for arch in archs:
+        kind, _, number = arch.partition("_")
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if not digits:
+            continue
+        if (kind == "sm" and int(digits) == capability) or (kind == "compute" and int(digits) <= capability):
+            return True
+    return False
+
+
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto``: CUDA when there is a GPU, else the CPU; ``cuda`` without one is an error."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda requested but no CUDA device is available")
-    if device not in ("cpu", "cuda"):
+    """``auto``: CUDA when it can run here, else the CPU, except in a job that was given GPUs: there an
+    unusable CUDA is an error (it never trains on the CPU by surprise); ``cuda`` without a usable GPU is an error."""
+    import os
+
+    from pipeline.launch import allocated_gpus
+
+    if device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    problem = cuda_problem()
+    if problem is None:
+        return torch.device("cuda")
+    if device == "cuda":
+        raise RuntimeError(f"--device cuda requested but CUDA is unusable: {problem}")
+    given = allocated_gpus(os.environ)
+    if given:
+        raise RuntimeError(f"device auto: this job was given GPUs ({given}) but CUDA is unusable: {problem}. "
+                           "Fix that, or set device: cpu (edn --device cpu) to run on the CPU on purpose")
+    return torch.device("cpu")
 
 
 def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]
@@ -41,23 +86,37 @@ def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], st
             "training_provenance": stored.get("provenance")}
 
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "tf32", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto``: bf16 on a GPU that computes it natively (compute capability >= 8.0), else fp32.
 
-    bf16 and fp16 run under autocast, also on the CPU (slow there; for tests of the GPU path).
+    bf16 and fp16 run under autocast, also on the CPU (slow there; for tests of the GPU path). fp32 is
+    IEEE fp32; tf32 is fp32 storage with TF32 tensor-core matmuls and convolutions (CUDA only: fp32 elsewhere).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "tf32":
+        return "tf32" if device.type == "cuda" else "fp32"
     if precision != "auto":
         return precision
     if device.type == "cuda" and torch.cuda.is_bf16_supported() \
             and torch.cuda.get_device_capability(device) >= (8, 0):
         return "bf16"
     return "fp32"  # V100/T4 would emulate bf16 slowly; the CPU stays exact
+
+
+def set_float32_math(precision: str) -> None:
+    """How CUDA computes fp32 matmuls and convolutions in this process: TF32 for ``tf32``, IEEE otherwise.
+
+    torch's default lets cuDNN run fp32 convolutions in TF32 (10-bit mantissa) on A100/H100, so a run
+    recorded as fp32 would not be fp32. (No effect on the CPU.)
+    """
+    mode = "tf32" if precision == "tf32" else "ieee"
+    torch.backends.cuda.matmul.fp32_precision = mode
+    torch.backends.cudnn.conv.fp32_precision = mode
 
 
 @dataclass
@@ -89,11 +148,15 @@ class Models:
 
     @property
     def amp(self) -> bool:
-        return self.precision != "fp32"
+        return self.precision in AUTOCAST_DTYPES
 
     @property
     def amp_dtype(self) -> torch.dtype:
         return AUTOCAST_DTYPES.get(self.precision, torch.bfloat16)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast to the reduced precision, or nothing (fp32, tf32)."""
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp else contextlib.nullcontext()
 
 
 def load_models(generator_path: str | Path, face_path: str | Path | None = None, device: str = "auto",
@@ -118,7 +181,9 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
             raise ValueError(f"{face_path}: face GAN trained at {face_config.get('width')}x{face_config.get('height')}"
                              f" but {generator_path} at {config['width']}x{config['height']}")
         records["face"] = _model_record(face_path, face, face_config, face_stored)
-    return Models(generator, config, dev, face, face_config, records, resolve_precision(precision, dev))
+    resolved = resolve_precision(precision, dev)
+    set_float32_math(resolved)
+    return Models(generator, config, dev, face, face_config, records, resolved)
 
 
 def model_pose(path: str | Path, size: tuple[int, int]) -> np.ndarray:
@@ -169,7 +234,7 @@ class SequenceBatch:
         if m.temporal:
             x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)
         plate = sample_plates(m.generator, [self.plates[k] for k in keys])  # None: not a plate generator
-        with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+        with m.autocast():
             out = m.generator(x) if plate is None else m.generator(x, plate)
         out = out.float()
         results = {}
@@ -179,7 +244,7 @@ class SequenceBatch:
             box = boxes.get(k) if boxes is not None else None
             refined = plain
             if use_face and m.face is not None and box is not None:
-                with torch.autocast(m.device.type, dtype=m.amp_dtype, enabled=m.amp):
+                with m.autocast():
                     refined = tensor_to_image(enhance_face(m.face, pose[j:j + 1], out[j:j + 1], box))
             results[k] = (plain, refined)
         return results

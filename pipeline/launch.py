@@ -13,6 +13,8 @@ Outside SLURM: one process (the command itself) unless --gpus/--cpu-procs ask fo
   with the first host of `scontrol show hostnames $SLURM_JOB_NODELIST` as the rendezvous address
   and a port derived from the job id.
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK for `edn train`, which resumes from its checkpoint.
+CPU processes (no GPU from SLURM or --gpus) get `--device cpu` appended, so that a GPU on the node
+is not taken by `device: auto`; --gpus beyond what CUDA_VISIBLE_DEVICES lists is refused.
 """
 
 from __future__ import annotations
@@ -66,6 +68,22 @@ def visible_gpus(env: Mapping[str, str]) -> int:
     return 0
 
 
+# Variables through which SLURM (or the user) hands a job its GPUs; "NoDevFiles": GRES asked, none bound.
+GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
+
+
+def allocated_gpus(env: Mapping[str, str]) -> str | None:
+    """The first variable saying this job was given GPUs, as "NAME=value"; None when none does."""
+    for name in GPU_VARIABLES:
+        value = env.get(name, "").strip()
+        if not value or value in ("NoDevFiles", "-1"):  # -1: the usual way to hide every GPU
+            continue
+        if name == "SLURM_GPUS_ON_NODE" and value == "0":  # a count; the others list device indices
+            continue
+        return f"{name}={value}"
+    return None
+
+
 def in_slurm(env: Mapping[str, str]) -> bool:
     return bool(env.get("SLURM_JOB_ID"))
 
@@ -81,8 +99,31 @@ def rendezvous_port(env: Mapping[str, str]) -> int:
 
 def processes_per_node(env: Mapping[str, str], gpus: int = 0, cpu_procs: int = 1) -> int:
     """Inside SLURM the GPUs SLURM bound win; outside, the --gpus the caller asked for."""
-    found = visible_gpus(env) if in_slurm(env) else gpus
+    found = gpus_per_node(env, gpus)
     return found if found > 0 else max(1, cpu_procs)
+
+
+def gpus_per_node(env: Mapping[str, str], gpus: int = 0) -> int:
+    """GPUs (one process each) per node: SLURM's inside an allocation, else --gpus, which may not ask for
+    more than CUDA_VISIBLE_DEVICES lists when it is set (a process without a GPU of its own would crash)."""
+    if in_slurm(env):
+        return visible_gpus(env)
+    listed = env.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if gpus > 0 and listed and gpus > visible_gpus(env):
+        raise ValueError(f"--gpus {gpus} but CUDA_VISIBLE_DEVICES={listed} lets this node's processes see "
+                         f"{visible_gpus(env)}: ask for at most that many")
+    return gpus
+
+
+def cpu_command(train_cmd: Sequence[str]) -> list[str]:
+    """``train_cmd`` for a CPU process: with ``--device cpu``, so that a GPU on the node is not picked up by
+    ``device: auto`` (N CPU processes on a one-GPU box would all go for it; rank 1 has no GPU)."""
+    cmd = list(train_cmd)
+    for i, arg in enumerate(cmd):
+        if (arg == "--device" and cmd[i + 1:i + 2] == ["cuda"]) or arg == "--device=cuda":
+            raise ValueError("--cpu-procs starts CPU processes (no GPU allocated or asked for) but the "
+                             "command asks --device cuda: use --gpus N for GPU processes")
+    return [*cmd, "--device", "cpu"]  # the last --device wins (argparse)
 
 
 def torchrun(python: str) -> list[str]:
@@ -105,6 +146,8 @@ def build_command(train_cmd: Sequence[str], env: Mapping[str, str], *, gpus: int
                 python, "-m", "pipeline.launch", f"--gpus={gpus}", f"--cpu-procs={cpu_procs}",
                 "--", *train_cmd]
     nproc = processes_per_node(env, gpus, cpu_procs)
+    if gpus_per_node(env, gpus) == 0 and (nproc > 1 or nnodes > 1):
+        train_cmd = cpu_command(train_cmd)
     if nnodes == 1:
         if nproc == 1:
             return list(train_cmd)

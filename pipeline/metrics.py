@@ -159,7 +159,8 @@ class LPIPS:
     """LPIPS (AlexNet, v0.1 linear layers shipped in the ``lpips`` wheel) on BGR uint8 crops.
 
     Build with :meth:`load`, which returns None, after logging why, when the pretrained
-    backbone is absent.
+    backbone is absent. A call returns the distance as a 0-d tensor on the metric's device, not yet
+    synchronised; :meth:`floats` brings many to the host at once.
     """
 
     def __init__(self, model: Any, device: str) -> None:
@@ -196,12 +197,28 @@ class LPIPS:
                 param.copy_(features[key])
         return cls(model.eval().to(device), device)
 
-    def __call__(self, a: np.ndarray, b: np.ndarray) -> float:
+    def __call__(self, a: np.ndarray, b: np.ndarray) -> Any:
+        """LPIPS of two BGR uint8 crops of one shape: a 0-d tensor on the device (no synchronisation)."""
         import torch
 
-        def tensor(image: np.ndarray) -> torch.Tensor:
-            rgb = np.ascontiguousarray(image[..., ::-1], dtype=np.float32) / 127.5 - 1.0
-            return torch.from_numpy(rgb).permute(2, 0, 1)[None].to(self.device)
+        # Both crops in one uint8 copy to the device, converted there (RGB, [-1, 1]).
+        pair = torch.from_numpy(np.stack([a, b])).to(self.device, non_blocking=True)
+        pair = pair.flip(-1).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        # The crop size changes almost every frame: cuDNN autotuning (which the generators' one frame size
+        # gets) would tune again for each new size, costing more than it saves.
+        benchmark = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = False
+        try:
+            with torch.no_grad():
+                return self.model(pair[:1], pair[1:]).reshape(())
+        finally:
+            torch.backends.cudnn.benchmark = benchmark
 
-        with torch.no_grad():
-            return float(self.model(tensor(a), tensor(b)).item())
+    @staticmethod
+    def floats(values: list[Any]) -> list[float]:
+        """Distances as floats: the tensors among ``values`` in one copy to the host, floats (NaN) as they are."""
+        import torch
+
+        tensors = [v for v in values if isinstance(v, torch.Tensor)]
+        host = iter(torch.stack(tensors).float().cpu().tolist() if tensors else [])
+        return [next(host) if isinstance(v, torch.Tensor) else float(v) for v in values]

@@ -35,7 +35,7 @@ from torch import nn
 from pipeline.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
     set_rng_state, tensors_sha256
 from pipeline.data import Clip, PairDataset, load_clip
-from pipeline.generate import pick_device
+from pipeline.generate import AUTOCAST_DTYPES, PRECISIONS, pick_device, resolve_precision, set_float32_math
 from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
     tensor_to_image
@@ -83,7 +83,9 @@ class TrainConfig:
     vgg_weights: str | None = None  # None: the torch hub cache
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler
+    # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler; fp32 is IEEE (TF32 off),
+    # tf32 lets CUDA matmuls and convolutions use TF32
+    precision: str = "auto"
     # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
     # off unless a benchmark on the machine shows it faster
     channels_last: bool = False
@@ -111,7 +113,7 @@ class TrainConfig:
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
-        bad += [f"precision={self.precision!r}"] if self.precision not in ("auto", "bf16", "fp16", "fp32") else []
+        bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
@@ -141,8 +143,12 @@ class Runtime:
     rank: int
     world: int
     device: torch.device
-    precision: str = "fp32"  # bf16, fp16 (with loss scaling) or fp32
+    precision: str = "fp32"  # bf16, fp16 (with loss scaling), tf32 or fp32 (IEEE)
     channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS[1:]:
+            raise ValueError(f"Runtime precision must be resolved (one of {PRECISIONS[1:]}), got {self.precision!r}")
 
     @property
     def bf16(self) -> bool:
@@ -152,12 +158,11 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def autocast(self) -> torch.autocast:
-        from pipeline.generate import AUTOCAST_DTYPES
-
-        # bf16 needs no loss scaling, fp16 does (GANTask's GradScaler); fp32 runs without autocast.
-        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES.get(self.precision, torch.bfloat16),
-                              enabled=self.precision != "fp32")
+    def autocast(self) -> contextlib.AbstractContextManager:
+        # bf16 needs no loss scaling, fp16 does (GANTask's GradScaler); fp32 and tf32 run without autocast.
+        if self.precision not in AUTOCAST_DTYPES:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])
 
     def wrap(self, module: nn.Module) -> nn.Module:
         if self.world == 1:
@@ -183,12 +188,16 @@ def start_runtime(device: str = "auto", precision: str = "auto", channels_last: 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     dev = pick_device(device)
     if dev.type == "cuda":  # torchrun gives each process its own GPU
+        visible = torch.cuda.device_count()
+        if local_rank >= visible:
+            raise RuntimeError(
+                f"process {local_rank} on this node (LOCAL_RANK) has no GPU of its own: {visible} visible. Start "
+                f"at most {visible} process(es) per node (python -m pipeline.launch --gpus {visible}), or train "
+                "on the CPU on purpose with --device cpu (the launcher's --cpu-procs mode passes it)")
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    from pipeline.generate import resolve_precision
-
     return Runtime(rank, world, dev, resolve_precision(precision, dev), channels_last)
 
 
@@ -200,10 +209,17 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def determinism(enabled: bool, rt: Runtime) -> Iterator[None]:
-    """Deterministic kernels (``--deterministic``) or cuDNN autotuning, restored afterwards."""
+    """Deterministic kernels (``--deterministic``) or cuDNN autotuning, restored afterwards.
+
+    Deterministic runs are the CPU's: on CUDA the generator's ReflectionPad2d has no deterministic
+    backward kernel (torch.use_deterministic_algorithms' documentation), so a "deterministic" GPU run
+    would not be one; that is refused rather than merely warned about.
+    """
+    if enabled and rt.device.type != "cpu":
+        raise ValueError(f"deterministic: true is exact on the CPU only, this run is on {rt.device}: on CUDA "
+                         "ReflectionPad2d's backward (every generator layer's padding) has no deterministic kernel. "
+                         "Use device: cpu (--device cpu) for a bit-reproducible run, or deterministic: false")
     before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
-    if enabled and rt.device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.benchmark = not enabled and rt.device.type == "cuda"
     try:
@@ -219,6 +235,18 @@ def _all_gather(obj: Any, rt: Runtime) -> list[Any]:
     out: list[Any] = [None] * rt.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def agree_on_vgg(vgg_loss: bool, no_vgg: str | None, rt: Runtime) -> None:
+    """Every rank must train with the same losses (their values are all-reduced by position): a VGG
+    decision that differs between ranks (``vgg_loss: auto`` with the weights on some nodes only) is an error."""
+    decisions = _all_gather((bool(vgg_loss), no_vgg), rt)
+    if len({on for on, _ in decisions}) > 1:
+        found = [rank for rank, (on, _) in enumerate(decisions) if on]
+        missing = "; ".join(f"rank {rank}: {why}" for rank, (on, why) in enumerate(decisions) if not on)
+        raise RuntimeError(f"the VGG loss would be on for ranks {found} only ({missing}): every process must "
+                           "see the same VGG19 weight file (train: vgg_weights on a shared file system), or set "
+                           "vgg_loss: false (--no-vgg-loss)")
 
 
 C = TypeVar("C", bound=TrainConfig)
@@ -259,6 +287,9 @@ class GANTask(abc.ABC):
     def __init__(self, cfg: TrainConfig, rt: Runtime, generator: nn.Module, discriminator: MultiscaleDiscriminator,
                  model_config: dict[str, Any]):
         self.cfg, self.rt, self.model_config = cfg, rt, model_config
+        # fp32 math is process-wide in torch: set when a task is built, so every training run and benchmark row
+        # computes in the precision it records (IEEE fp32 unless tf32).
+        set_float32_math(rt.precision)
         self.G = rt.prepare(generator)
         self.D = rt.prepare(discriminator)
         self.D_ddp = rt.wrap(self.D)
@@ -266,6 +297,9 @@ class GANTask(abc.ABC):
         self.models = {"G": self.G, "D": self.D}
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
                            for k, m in self.models.items()}
+        # fp16 gradients underflow without loss scaling; the scales are checkpointed (exact resume)
+        self.scalers = {k: torch.amp.GradScaler(rt.device.type) for k in self.optimizers} \
+            if rt.precision == "fp16" else {}
 
     def inputs(self, batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
         return [batch_to_device(batch[k], self.rt) for k in keys]
@@ -280,11 +314,7 @@ class GANTask(abc.ABC):
     def _update(self, name: str, loss: torch.Tensor) -> None:
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
-        scaler = None
-        if self.rt.precision == "fp16":  # fp16 gradients underflow without loss scaling
-            if not hasattr(self, "scalers"):
-                self.scalers = {k: torch.amp.GradScaler(self.rt.device.type) for k in self.optimizers}
-            scaler = self.scalers[name]
+        scaler = self.scalers.get(name)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         if name == "G":
             # Their gradients are computed (and all-reduced by DDP, whose buckets must stay the same)
@@ -381,8 +411,8 @@ class PoseTask(GANTask):
         d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
         generator = build_generator(config)
         if plates is not None:
-            with torch.no_grad():
-                generator.plate.copy_(batch_to_device(plates, rt))  # the one uint8 -> [-1, 1] conversion
+            with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
+                generator.plate.copy_(to_model_range(plates))
         if cfg.init_global is not None:
             init_local_from_global(generator, config, cfg.init_global)
         super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
@@ -421,10 +451,12 @@ def batch_to_device(images: torch.Tensor, rt: Runtime) -> torch.Tensor:
 
     Float input (already converted) passes through unchanged.
     """
-    t = rt.tensor(images)
-    if t.dtype == torch.uint8:
-        t = t.float().div_(127.5).sub_(1.0)
-    return t
+    return to_model_range(rt.tensor(images))
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1] where they are; float input passes through unchanged."""
+    return images.float().div_(127.5).sub_(1.0) if images.dtype == torch.uint8 else images
 
 
 def init_local_from_global(local: nn.Module, config: dict[str, Any], global_path: str | Path) -> None:
@@ -578,6 +610,11 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
             o.load_state_dict(state["optimizers"][k])
         for k, s in schedulers.items():
             s.load_state_dict(state["schedulers"][k])
+        if task.scalers and "scalers" not in state:
+            raise ValueError(f"{ckpt_path}: fp16 checkpoint without its loss scales (written before they were "
+                             "saved): delete it / use another OUT_DIR to start over")
+        for k, scaler in task.scalers.items():
+            scaler.load_state_dict(state["scalers"][k])
         step = int(state["step"])
         set_rng_state(state["rng"][rt.rank])
         if rt.is_main:
@@ -601,6 +638,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
                 "models": {k: m.state_dict() for k, m in task.models.items()},
                 "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                "scalers": {k: s.state_dict() for k, s in task.scalers.items()},
                 "sampler": {"seed": cfg.seed, "epoch": step_now // steps_per_epoch,
                             "batch_in_epoch": step_now % steps_per_epoch, "steps_per_epoch": steps_per_epoch},
                 "rng": rngs,
@@ -692,6 +730,7 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
         with determinism(cfg.deterministic, rt):
             requested = cfg.vgg_loss
             cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
+            agree_on_vgg(cfg.vgg_loss, no_vgg, rt)
             if no_vgg and rt.is_main:
                 log.warning("=" * 72)
                 log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "

@@ -70,7 +70,7 @@ class FaceTask(GANTask):
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t1")
-        boxes = batch["box_t1"]
+        boxes = batch["box_t1"].tolist()  # corners as Python ints: slicing needs no tensor work on the host
         # A plate generator paints each sample over its own clip's plate, as in its training and in
         # generation; without it every sample would get clip 0's background and the residual would learn to
         # repaint backgrounds it never sees at generation time.

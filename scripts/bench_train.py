@@ -3,7 +3,7 @@ generator update and the discriminator update), on synthetic batches. Prints a M
 
 - CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``).
 - CUDA, when present: the paper-size model (pix2pixHD global generator ngf 64, 4 downsamplings,
-  9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 and bf16, with peak
+  9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 (IEEE) and bf16, with peak
   memory and the fraction of the GPU's dense bf16 peak reached. FLOPs are counted with
   ``torch.utils.flop_counter.FlopCounterMode`` over one whole step (forward and backward of
   generator, discriminator and, when used, VGG).
@@ -28,18 +28,18 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from gpu_check import bf16_peak  # noqa: E402  (this folder: the one table of GPU peaks)
 from pipeline.train import PoseTask, Runtime, TrainConfig, resolve_vgg  # noqa: E402
 
-# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; first match wins.
-BF16_PEAK_TFLOPS = (("H200", 989.4), ("H100 PCIe", 756.0), ("H100", 989.4), ("A100", 312.0), ("L40S", 362.1),
-                    ("L4", 121.0), ("A10", 125.0))
 PAPER_MODEL = dict(ngf=64, n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
 
 
 def gpu_peak(name: str, override: float | None) -> float | None:
+    """Dense bf16 peak in TFLOP/s: ``override``, else gpu_check's table by device name."""
     if override:
         return override
-    return next((peak for key, peak in BF16_PEAK_TFLOPS if key in name), None)
+    peak = bf16_peak(name)
+    return peak / 1e12 if peak is not None else None
 
 
 def synthetic_batch(cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -72,6 +72,23 @@ def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int) -> dict[str,
     return {"seconds": seconds, "flops": float(counter.get_total_flops()), "memory_gib": memory}
 
 
+def run_list(train: dict, batch_size: int, cuda: bool) -> list[tuple[Runtime, str, TrainConfig]]:
+    """The measured rows: the configured model on the CPU; with ``cuda`` the paper-size model at 512x256
+    and 1024x512 in fp32 (IEEE) and bf16 on GPU 0."""
+    shared = dict(batch_size=batch_size, vgg_loss="auto", vgg_weights=train.get("vgg_weights") or None, workers=0)
+    runs = [(Runtime(0, 1, torch.device("cpu")), "configured",
+             TrainConfig(width=train["width"], height=train["height"], ngf=train["ngf"],
+                         n_downsample=train["n_downsample"], n_blocks=train["n_blocks"], ndf=train["ndf"],
+                         n_layers_d=train["n_layers_d"], num_d=train["num_d"],
+                         local_enhancer=train["local_enhancer"], **shared))]
+    if cuda:
+        for width, height in ((512, 256), (1024, 512)):
+            for precision in ("fp32", "bf16"):
+                runs.append((Runtime(0, 1, torch.device("cuda", 0), precision=precision), "paper",
+                             TrainConfig(width=width, height=height, precision=precision, **PAPER_MODEL, **shared)))
+    return runs
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
@@ -84,19 +101,10 @@ def main() -> int:
     args = parser.parse_args()
 
     train = yaml.safe_load(args.config.read_text())["train"]
-    shared = dict(batch_size=args.batch_size, vgg_loss="auto", vgg_weights=train.get("vgg_weights") or None,
-                  workers=0)
-    runs = [(Runtime(0, 1, torch.device("cpu")), "configured",
-             TrainConfig(width=train["width"], height=train["height"], ngf=train["ngf"],
-                         n_downsample=train["n_downsample"], n_blocks=train["n_blocks"], ndf=train["ndf"],
-                         n_layers_d=train["n_layers_d"], num_d=train["num_d"],
-                         local_enhancer=train["local_enhancer"], **shared))]
-    if torch.cuda.is_available() and not args.no_cuda:
+    cuda = torch.cuda.is_available() and not args.no_cuda
+    if cuda:
         torch.backends.cudnn.benchmark = True
-        for width, height in ((512, 256), (1024, 512)):
-            for bf16 in (False, True):
-                runs.append((Runtime(0, 1, torch.device("cuda", 0), bf16=bf16), "paper",
-                             TrainConfig(width=width, height=height, **PAPER_MODEL, **shared)))
+    runs = run_list(train, args.batch_size, cuda)
 
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)"
@@ -114,7 +122,7 @@ def main() -> int:
             else None
         memory = f"{m['memory_gib']:.2f} GiB" + (" (allocated)" if rt.device.type == "cuda" else " (max RSS)")
         print(f"| {rt.device.type} | {model} ngf {cfg.ngf}, {cfg.n_blocks} blocks | {cfg.width} x {cfg.height} "
-              f"| {'bf16' if rt.bf16 else 'fp32'} | {'on' if cfg.vgg_loss else 'off'} | {m['seconds']:.3f} "
+              f"| {rt.precision} | {'on' if cfg.vgg_loss else 'off'} | {m['seconds']:.3f} "
               f"| {1 / m['seconds']:.2f} | {2 * cfg.batch_size / m['seconds']:.2f} | {m['flops'] / 1e9:.1f} "
               f"| {achieved:.3f} | {f'{100 * achieved / peak:.1f}' if peak else 'n/a'} | {memory} |")
     return 0

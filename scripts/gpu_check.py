@@ -1,7 +1,7 @@
 """`make gpu-check`: the figures a CUDA machine owes the README, in one command.
 
 Training steps of the paper-size generators (global: ngf 64, 9 blocks; local enhancer: ngf 32
-around it) at 512x256 and 1024x512 in fp32 and bf16: s/step, peak memory and achieved FLOP/s as
+around it) at 512x256 and 1024x512 in fp32 (IEEE: TF32 off) and bf16: s/step, peak memory and achieved FLOP/s as
 a fraction of the GPU's dense bf16 peak (FLOPs counted by torch.utils.flop_counter); one data
 worker's samples/s; transfer frames/s at 1024x512 (generation alone, and `edn transfer` end to end
 where an ffmpeg is found). Prints tables, writes JSON. Needs torch, numpy, opencv, pandas and
@@ -22,15 +22,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's pipeline package
 
-# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity).
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 80GB HBM3": 989.0, "H100 PCIe": 756.0,
-                    "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0}
+# Dense bf16 tensor-core peaks, TFLOP/s (vendor data sheets, without sparsity), by the words of the name
+# torch.cuda.get_device_name gives. The NVL and PCIe cards have lower peaks than the SXM ones of the same
+# chip; an H100 name that says none of SXM, HBM3, PCIe or NVL is not guessed (pass --peak-tflops).
+BF16_PEAK_TFLOPS = {("H200", "NVL"): 835.0, ("H200",): 989.0, ("H100", "NVL"): 835.0, ("H100", "PCIe"): 756.0,
+                    ("H100", "SXM"): 989.0, ("H100", "SXM5"): 989.0, ("H100", "HBM3"): 989.0, ("GH200",): 989.0, ("A100",): 312.0,
+                    ("L40S",): 362.0, ("A10",): 125.0, ("L4",): 121.0}
 
 
 def bf16_peak(device_name: str) -> float | None:
     """The GPU's dense bf16 peak in FLOP/s from its name, or None when the name is not in the table."""
-    for key in sorted(BF16_PEAK_TFLOPS, key=len, reverse=True):  # most specific name first
-        if key.lower() in device_name.lower():
+    # whole words ("A10" is not "A100", "H200" not "GH200", "H200 NVL" not "H200"), most words first
+    words = set(device_name.upper().replace("-", " ").split())
+    for key in sorted(BF16_PEAK_TFLOPS, key=len, reverse=True):
+        if all(word.upper() in words for word in key):
             return BF16_PEAK_TFLOPS[key] * 1e12
     return None
 
@@ -62,15 +67,19 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def train_task(net: dict[str, Any], width: int, height: int, precision: str, device: Any) -> Any:
+    """The pose GAN of one row (VGG off), on ``device`` in ``precision``."""
+    from pipeline.train import PoseTask, Runtime, TrainConfig
+
+    cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, precision=precision, **net)
+    return PoseTask(cfg, Runtime(0, 1, device, precision=precision))
+
+
 def train_row(name: str, net: dict[str, Any], width: int, height: int, precision: str, device: Any,
               steps: int, peak: float | None) -> dict[str, Any]:
     import torch
 
-    from pipeline.train import PoseTask, Runtime, TrainConfig
-
-    cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, **net)
-    rt = Runtime(0, 1, device, precision=precision)
-    task = PoseTask(cfg, rt)
+    task = train_task(net, width, height, precision, device)
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8, generator=g)
              for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
@@ -158,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="timed training steps per row")
     p.add_argument("--frames", type=int, default=100, help="frames generated for the transfer rate")
     p.add_argument("--out", type=Path, default=Path("results/bench/gpu_check.json"))
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the GPU's dense bf16 peak, when its name is not in the built-in table")
     args = p.parse_args(argv)
 
     import torch
@@ -168,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    peak = bf16_peak(name) if device.type == "cuda" else None
+    peak = (args.peak_tflops * 1e12 if args.peak_tflops else bf16_peak(name)) if device.type == "cuda" else None
     torch.backends.cudnn.benchmark = device.type == "cuda"
     rows = []
     for spec in models(args.tiny):

@@ -19,7 +19,7 @@ from pipeline.train import TrainConfig, train
 from pipeline.train_face import FaceConfig, train_face
 
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
-            sample_every=0, deterministic=True, max_steps=3)
+            sample_every=0, deterministic=True, max_steps=3, device="cpu")
 ALL_ROWS = ["frame_by_frame", "temporal", "temporal_face"]
 
 
@@ -297,3 +297,32 @@ def test_ablation_arguments_are_checked(tmp_path):
         parse_ablations(["x/generator.pt"])
     with pytest.raises(ValueError, match="given twice"):
         parse_ablations(["a=x", "a=y"])
+
+
+def test_a_frames_lpips_values_come_to_the_host_together(monkeypatch):
+    import types
+
+    from pipeline.evaluate import Row, _ScoreCollector
+    from pipeline.metrics import LPIPS
+
+    keypoints = np.zeros((1, 137, 3))
+    keypoints[0, :25] = [[4 + i, 4 + 2 * i, 1.0] for i in range(25)]  # a body: its box (with margin) 57 px high
+    data = [types.SimpleNamespace(frames=[7], keypoints=keypoints)]
+    specs = [Row("temporal", "T", "temporal"), Row("temporal_face", "TF", "temporal", face=True)]
+    collector = _ScoreCollector(data, specs, samples=0)
+
+    class Metric:  # a distance per crop, left on the "device" as LPIPS leaves it
+        def __call__(self, a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+            return torch.tensor(float(a.shape[0]))
+
+    transfers = []
+    real_floats = LPIPS.floats
+    monkeypatch.setattr(LPIPS, "floats", staticmethod(lambda values: transfers.append(len(values))
+                                                      or real_floats(values)))
+    rng = np.random.default_rng(0)
+    real, fake = (rng.integers(0, 256, (128, 64, 3), dtype=np.uint8) for _ in range(2))
+    entries = collector.score(0, 0, real, real, {"temporal": fake, "temporal_face": real}, (0, 0, 16, 16), Metric())
+    assert transfers == [4]  # body and face crops of both rows: one copy to the host
+    for entry in entries.values():
+        assert entry["lpips_face"] == 16.0 and entry["lpips_body"] == 57.0 and type(entry["lpips_body"]) is float
+    assert collector.frame_rows["temporal"][0] is entries["temporal"]

@@ -113,7 +113,7 @@ def test_face_task_sees_each_sample_over_its_own_clips_plate():
 
 @pytest.mark.slow
 def test_train_face_end_to_end(tmp_path, synthetic_clip):
-    tiny = dict(ndf=4, workers=0, vgg_loss=False, deterministic=True)
+    tiny = dict(ndf=4, workers=0, vgg_loss=False, deterministic=True, device="cpu")
     train(tmp_path / "main", [synthetic_clip], TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1,
                                                            num_d=1, max_steps=2, sample_every=0, **tiny))
     generator = tmp_path / "main" / "generator.pt"

@@ -20,6 +20,11 @@ def test_peak_table_and_flop_count():
     assert gpu_check.bf16_peak("NVIDIA H100 PCIe") == 756e12  # the more specific name wins over "H100"
     assert gpu_check.bf16_peak("NVIDIA A100-SXM4-80GB") == 312e12
     assert gpu_check.bf16_peak("Tesla T4") is None
+    # the NVL cards have lower peaks than the SXM ones of the same chip; torch's names for the SXM H100
+    assert gpu_check.bf16_peak("NVIDIA H200 NVL") == gpu_check.bf16_peak("NVIDIA H100 NVL") == 835e12
+    assert gpu_check.bf16_peak("NVIDIA H100 80GB HBM3") == gpu_check.bf16_peak("NVIDIA H100 SXM5 80GB") == 989e12
+    assert gpu_check.bf16_peak("NVIDIA H100") is None  # which H100 is not guessed
+    assert gpu_check.bf16_peak("NVIDIA A10") == 125e12 and gpu_check.bf16_peak("NVIDIA L40S") == 362e12
     layer = torch.nn.Linear(8, 4, bias=False)
     x = torch.randn(3, 8)
     assert gpu_check.count_flops(lambda: layer(x)) == 2 * 3 * 8 * 4

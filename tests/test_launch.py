@@ -27,7 +27,8 @@ def test_outside_slurm_one_process_is_the_command_itself():
 
 def test_outside_slurm_gpus_or_cpu_procs_start_standalone_torchrun():
     assert build({}, gpus=2) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=2", *TRAIN]
-    assert build({}, cpu_procs=3)[-len(TRAIN) - 1] == "--nproc-per-node=3"
+    assert build({}, cpu_procs=3) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=3", *TRAIN,
+                                      "--device", "cpu"]
 
 
 def test_one_node_takes_gpu_count_from_slurm():
@@ -41,14 +42,15 @@ def test_cuda_visible_devices_counts_when_slurm_gpus_on_node_is_absent():
     env = {"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "2,3,5"}
     assert "--nproc-per-node=3" in build(env)
     # GRES asked but nothing bound: CPU processes, not a crash
-    assert build({"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, cpu_procs=2)[-len(TRAIN) - 1] \
+    assert build({"SLURM_JOB_ID": "42", "CUDA_VISIBLE_DEVICES": "NoDevFiles"}, cpu_procs=2)[-len(TRAIN) - 3] \
         == "--nproc-per-node=2"
 
 
 def test_slurm_without_gpus_uses_cpu_procs_or_one_process():
     env = {"SLURM_JOB_ID": "42", "SLURM_JOB_NUM_NODES": "1"}
     assert build(env) == TRAIN
-    assert build(env, cpu_procs=2) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=2", *TRAIN]
+    assert build(env, cpu_procs=2) == [*TORCHRUN, "--standalone", "--nnodes=1", "--nproc-per-node=2", *TRAIN,
+                                       "--device", "cpu"]
 
 
 def test_several_nodes_fan_out_one_launcher_per_node_first():
@@ -95,5 +97,41 @@ def test_cli_dry_run_prints_the_command():
     done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--dry-run", "--", *TRAIN],
                           capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == [sys.executable, "-m", "torch.distributed.run", "--no-python", "--standalone",
-                                   "--nnodes=1", "--nproc-per-node=2", *TRAIN]
+                                   "--nnodes=1", "--nproc-per-node=2", *TRAIN, "--device", "cpu"]
 
+
+
+def test_cpu_processes_train_on_the_cpu_even_beside_a_gpu():
+    # Two CPU processes on a one-GPU box: with device auto both would take CUDA and rank 1 has no GPU.
+    cmd = build({"CUDA_VISIBLE_DEVICES": "0"}, cpu_procs=2)
+    assert cmd[-len(TRAIN) - 2:] == [*TRAIN, "--device", "cpu"]
+    # an explicit --device auto is overridden (argparse keeps the last), an explicit cuda is a contradiction
+    assert build_cmd([*TRAIN, "--device", "auto"], {}, cpu_procs=2)[-2:] == ["--device", "cpu"]
+    for asks_cuda in (["--device", "cuda"], ["--device=cuda"]):
+        with pytest.raises(ValueError, match="--cpu-procs starts CPU processes .* asks --device cuda"):
+            build_cmd([*TRAIN, *asks_cuda], {}, cpu_procs=2)
+    # one process, or GPU processes: the command is left as it is
+    assert build({}) == TRAIN and build({}, gpus=2)[-len(TRAIN):] == TRAIN
+    # SLURM bound GPUs: GPU processes, whatever --cpu-procs says
+    assert build({"SLURM_JOB_ID": "1", "SLURM_GPUS_ON_NODE": "2"}, cpu_procs=4)[-len(TRAIN):] == TRAIN
+
+
+def test_more_gpu_processes_than_visible_gpus_are_refused():
+    with pytest.raises(ValueError, match=r"--gpus 2 but CUDA_VISIBLE_DEVICES=0 lets this node's processes see 1"):
+        build({"CUDA_VISIBLE_DEVICES": "0"}, gpus=2)
+    assert "--nproc-per-node=2" in build({"CUDA_VISIBLE_DEVICES": "0,1"}, gpus=2)
+
+
+def test_gpus_given_to_the_job_are_read_from_every_variable():
+    assert launch.allocated_gpus({}) is None
+    for hidden in ({"CUDA_VISIBLE_DEVICES": ""}, {"CUDA_VISIBLE_DEVICES": "-1"},
+                   {"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, {"SLURM_GPUS_ON_NODE": "0"}):
+        assert launch.allocated_gpus(hidden) is None, hidden
+    assert launch.allocated_gpus({"CUDA_VISIBLE_DEVICES": "0"}) == "CUDA_VISIBLE_DEVICES=0"
+    assert launch.allocated_gpus({"SLURM_JOB_GPUS": "0"}) == "SLURM_JOB_GPUS=0"  # a device index, not a count
+    assert launch.allocated_gpus({"SLURM_STEP_GPUS": "2,3"}) == "SLURM_STEP_GPUS=2,3"
+    assert launch.allocated_gpus({"SLURM_GPUS_ON_NODE": "1"}) == "SLURM_GPUS_ON_NODE=1"
+
+
+def build_cmd(cmd, env, **kw):
+    return launch.build_command(cmd, env, python=PY, hostnames=None, **kw)

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -87,5 +89,29 @@ def test_lpips_loads_backbone_from_the_configured_file(tmp_path):
     expected = torch.load(weights, weights_only=True)["features.3.weight"]
     assert torch.equal(dict(metric.model.net.named_parameters())["slice2.3.weight"], expected)  # file used
     a = _image(shape=(64, 64, 3))
-    assert metric(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert metric(a, 255 - a) > 0.0
+    same, different = LPIPS.floats([metric(a, a), metric(a, 255 - a)])
+    assert same == pytest.approx(0.0, abs=1e-6) and different > 0.0
+    # as the RGB float crops the metric took one at a time before (each copied and synchronised alone)
+    rgb = [torch.from_numpy(np.ascontiguousarray(x[..., ::-1], dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+           for x in (a, 255 - a)]
+    with torch.no_grad():
+        assert different == pytest.approx(float(metric.model(*rgb)), rel=1e-6)
+
+
+def test_lpips_leaves_cudnn_autotuning_off_for_its_crops_and_stays_on_the_device(monkeypatch):
+    import torch
+
+    seen = []
+
+    def model(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append((torch.backends.cudnn.benchmark, x.shape, y.shape))
+        return (x - y).abs().mean().reshape(1, 1, 1, 1)
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)  # as load_models leaves it on a GPU
+    metric = LPIPS(model, "cpu")
+    a, b = _image(shape=(20, 12, 3)), _image(shape=(20, 12, 3), seed=1)
+    value = metric(a, b)
+    assert isinstance(value, torch.Tensor) and value.shape == ()  # not brought to the host per crop
+    assert seen == [(False, (1, 3, 20, 12), (1, 3, 20, 12))] and torch.backends.cudnn.benchmark
+    expected = np.abs(a.astype(np.float64) - b).mean() / 127.5
+    assert LPIPS.floats([value, math.nan, value]) == pytest.approx([expected, math.nan, expected], nan_ok=True)

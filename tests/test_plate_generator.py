@@ -71,7 +71,7 @@ def _tiny_plate_run(tmp_path, clips, **overrides):
     # Plates resized (half the clips' size) and a forked data worker: the path that hung on the demo's
     # frames while the plates were resized on OpenCV's thread pool (these small images do not start it).
     cfg = TrainConfig(width=32, height=64, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2,
-                      workers=1, vgg_loss=False, sample_every=0, deterministic=True, max_steps=3,
+                      workers=1, vgg_loss=False, sample_every=0, deterministic=True, max_steps=3, device="cpu",
                       background="plate", **overrides)
     record = train(tmp_path / "run", clips, cfg, clip_plate=plates)
     return record, plates

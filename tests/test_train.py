@@ -26,9 +26,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # A tiny model on the 64x128 synthetic clip (5 training pairs): a step takes tens of milliseconds.
 TINY = dict(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2, workers=0,
-            vgg_loss=False, sample_every=0, deterministic=True)
+            vgg_loss=False, sample_every=0, deterministic=True, device="cpu")  # bit-exact: the CPU's (no TF32, no bf16)
 TINY_FLAGS = ["--width", "64", "--height", "128", "--ngf", "8", "--n-downsample", "2", "--n-blocks", "1",
-              "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0"]
+              "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0",
+              "--device", "cpu"]
 
 
 def clip_flags(clip) -> list[str]:
@@ -175,6 +176,19 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip):
     # other settings do not resume: the run says which and what to do
     with pytest.raises(ValueError, match=r"checkpoint.pt: checkpoint was made with other settings \(ngf\)"):
         train(tmp_path / "parts", [synthetic_clip], TrainConfig(**{**cfg, "ngf": 4}))
+
+
+@pytest.mark.slow
+def test_fp16_resume_keeps_the_loss_scales(tmp_path, synthetic_clip):
+    cfg = dict(TINY, epochs=1, niter_decay=0, checkpoint_every=2, precision="fp16")
+    train(tmp_path / "whole", [synthetic_clip], TrainConfig(**cfg))
+    train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg, max_steps=2))
+    scales = {k: s["scale"] for k, s in load_checkpoint(tmp_path / "parts" / "checkpoint.pt")["scalers"].items()}
+    # A step overflowed and the scales halved from their start (65536): a resume that restarted them would
+    # overflow and skip again, so the rest of the run would differ.
+    assert scales == {"G": 32768.0, "D": 32768.0}
+    train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg))
+    assert losses(tmp_path / "parts") == losses(tmp_path / "whole") and len(losses(tmp_path / "whole")) == 5
 
 
 @pytest.mark.slow
@@ -453,3 +467,15 @@ def test_workflow_with_background_plate_plans_plates_for_the_pose_gan_only(tmp_p
     baseline = blocks["train_frame_by_frame"]  # the paper's frame-by-frame baseline keeps the paper's generator
     assert "--clip-plate" not in baseline and baseline.index("--background plate") < baseline.index("--background none")
     assert "--background" not in blocks["train_face"] and "--clip-plate" not in blocks["train_face"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux's /proc shows a process's file mappings")
+def test_a_resumed_checkpoint_is_memory_mapped_not_copied_into_each_process(tmp_path):
+    # The ranks of a node resuming at once share the file's pages instead of each reading 2.3 GB.
+    from pipeline.checkpoint import save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"models": {"G": {"w": torch.arange(4096.0)}}})
+    state = load_checkpoint(path)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    assert torch.equal(state["models"]["G"]["w"], torch.arange(4096.0))

@@ -17,7 +17,7 @@ from pipeline.train_face import FaceConfig, train_face
 
 # A tiny model on the 64x128 synthetic clip: training and transfer take seconds.
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
-            sample_every=0, deterministic=True, max_steps=3)
+            sample_every=0, deterministic=True, max_steps=3, device="cpu")
 FPS = 25.0  # not a common default, so the video's rate must come from the source
 
 
@@ -167,12 +167,15 @@ def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip)
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_cuda_is_refused_clearly_without_a_gpu():
+def test_cuda_is_refused_clearly_without_a_gpu(monkeypatch):
     from pipeline.generate import pick_device
+    from pipeline.launch import GPU_VARIABLES
 
+    for name in GPU_VARIABLES:  # a job given no GPU
+        monkeypatch.delenv(name, raising=False)
     assert pick_device("cpu") == torch.device("cpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA device"):
+        with pytest.raises(RuntimeError, match="--device cuda requested but CUDA is unusable"):
             pick_device("cuda")
         assert pick_device("auto") == torch.device("cpu")
 

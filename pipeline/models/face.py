@@ -115,7 +115,7 @@ def enhance_face(face_generator: FaceResidualGenerator, pose: torch.Tensor, gene
     if box is None:
         return generated
     device = next(face_generator.parameters()).device
-    boxes = torch.tensor([box])
+    boxes = [box]  # corners as Python ints: no host tensor to index with
     pose_crop = crop_boxes(pose.to(device), boxes)
     gen_crop = crop_boxes(generated.to(device), boxes)
     refined = face_generator(pose_crop, gen_crop).clamp(-1, 1)
