@@ -453,3 +453,26 @@ def test_workflow_with_background_plate_plans_plates_for_the_pose_gan_only(tmp_p
     baseline = blocks["train_frame_by_frame"]  # the paper's frame-by-frame baseline keeps the paper's generator
     assert "--clip-plate" not in baseline and baseline.index("--background plate") < baseline.index("--background none")
     assert "--background" not in blocks["train_face"] and "--clip-plate" not in blocks["train_face"]
+
+
+def test_timed_checkpoints_come_on_the_clock_not_only_on_the_step_count(tmp_path, synthetic_clip, monkeypatch):
+    # A job stopped at its time limit loses at most checkpoint_minutes of training: a clock that
+    # advances 100 s per reading makes every step due with checkpoint_minutes=1, none with 0.
+    import itertools
+
+    import pipeline.train as train_module
+
+    saved: list[int] = []
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: (saved.append(state["step"]),
+                                                                              real_save(path, state)))
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: next(clock))
+    cfg = dict(TINY, epochs=1, niter_decay=0, checkpoint_every=1000, max_steps=4)
+    train(tmp_path / "steps", [synthetic_clip], TrainConfig(**cfg))
+    assert saved == [4]  # only the last step
+    saved.clear()
+    train(tmp_path / "timed", [synthetic_clip], TrainConfig(**cfg, checkpoint_minutes=1))
+    assert saved == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="checkpoint_minutes=-1"):
+        TrainConfig(**cfg, checkpoint_minutes=-1)
