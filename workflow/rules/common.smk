@@ -294,23 +294,30 @@ def init_global_flags(wildcards, input):
 TORCH_THREADS = max(1, workflow.cores or 1)
 
 # ---- what a training job asks a cluster for, from train: gpus (per node), nodes, workers, mem_mb.
-# Submitting to a cluster, or running inside a SLURM job (the job's own Snakemake must compute the
-# same threads: they become OMP_NUM_THREADS).
-ON_CLUSTER = workflow.non_local_exec or bool(os.environ.get("SLURM_JOB_ID"))
 TRAIN_PROCS = config["train"]["gpus"] or config["train"]["cpu_processes"]  # processes per node
-# Each process: itself plus its data workers. The launcher splits the node's threads among its processes.
-TRAIN_THREADS = TRAIN_PROCS * (config["train"]["workers"] + 1) if ON_CLUSTER else TORCH_THREADS
+
+
+def on_cluster():
+    """Submitting to a cluster, or running inside a SLURM job (whose own Snakemake must compute the same
+    threads: they become OMP_NUM_THREADS). Asked when jobs are planned: the executor is not known yet
+    while the Snakefile is read."""
+    return workflow.non_local_exec or bool(os.environ.get("SLURM_JOB_ID"))
 
 
 def train_threads(wildcards):
-    """A training job's threads (its CPUs per node on SLURM). Snakemake would silently lower them to
-    --cores (the profile's `cores`), leaving the processes and workers fewer CPUs than they need."""
-    cores = workflow.global_resources.get("_cores")
-    if workflow.non_local_exec and cores is not None and TRAIN_THREADS > cores:
+    """A training job's threads: on a cluster its CPUs per node, each process plus its data workers
+    (the launcher splits them among the processes); locally every core, as TORCH_THREADS. Snakemake
+    would silently lower them to --cores (the profile's `cores`), leaving the processes and workers
+    fewer CPUs than they need: that stops the run instead."""
+    if not on_cluster():
+        return TORCH_THREADS
+    threads = TRAIN_PROCS * (config["train"]["workers"] + 1)
+    cores = workflow._cores  # --cores (the profile's cores); None when unset
+    if workflow.non_local_exec and cores is not None and threads > cores:
         raise ValueError(f"config train: {TRAIN_PROCS} process(es) per node x (workers {config['train']['workers']} "
-                         f"+ 1) = {TRAIN_THREADS} CPUs per training job, more than the profile's cores: {cores}; "
-                         f"raise cores (profiles/slurm/config.yaml) to at least {TRAIN_THREADS}, or lower train: workers")
-    return TRAIN_THREADS
+                         f"+ 1) = {threads} CPUs per training job, more than the profile's cores: {cores}; "
+                         f"raise cores (profiles/slurm/config.yaml) to at least {threads}, or lower train: workers")
+    return threads
 
 
 def train_resources(rule):
