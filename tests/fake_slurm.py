@@ -227,6 +227,7 @@ class _locked:
         self.path = state_dir / ".lock"
 
     def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.path, "a")
         fcntl.flock(self.f, fcntl.LOCK_EX)
 
