@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PROFILE = REPO / "profiles" / "slurm"
 WORKERS = 1  # data workers per process: a job asks (workers + 1) CPUs per process
+NODE_CPUS = 32  # a typical node with 4 GPUs; the profile's recipe once asked 4 tasks x 32 CPUs of it
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,7 @@ def sbatch_options(state: Path) -> list[dict[str, str]]:
     return [fake_slurm.options(c["argv"])[0] for c in fake_slurm.calls(state, "sbatch")]
 
 
+@pytest.mark.slow  # about a minute each on 2 cores: the executor polls every 10 s
 @pytest.mark.parametrize("gpus, nodes", [(1, 1), (4, 1), (4, 2)], ids=["1gpu", "4gpus_1node", "2nodes_x_4gpus"])
 def test_training_submissions_a_scheduler_accepts(tmp_path, prepared, gpus, nodes):
     state = tmp_path / "slurm"
@@ -86,6 +88,7 @@ def test_training_submissions_a_scheduler_accepts(tmp_path, prepared, gpus, node
     cpus = gpus * (WORKERS + 1)  # one CPU per process plus its data workers
     # One task per node; CPUs per node = tasks per node x CPUs per task, within the node
     assert sbatch["--cpus-per-task"] == str(cpus)
+    assert int(sbatch.get("--ntasks-per-node", "1")) * cpus <= NODE_CPUS  # SLURM reserves tasks x CPUs a node
     assert sbatch["--nodes"] == str(nodes)
     assert sbatch["--mem"] == str(3000 * gpus)  # memory per node, scaled with its GPUs
     assert sbatch["-p"] == "gpu" and sbatch["-t"] == "720" and sbatch["-A"] == "my_account"
@@ -112,6 +115,7 @@ def test_training_submissions_a_scheduler_accepts(tmp_path, prepared, gpus, node
     assert (work / "results" / "logs" / "slurm" / "rule_train_generator" / "s" / f"{job}.log").is_file()
 
 
+@pytest.mark.slow
 def test_a_job_stopped_at_its_time_limit_resumes_with_the_same_memory(tmp_path, prepared):
     state = tmp_path / "slurm"
     work = workdir(tmp_path, prepared, gpus=1, mem_mb=3000, epochs=4)
@@ -130,6 +134,7 @@ def test_a_job_stopped_at_its_time_limit_resumes_with_the_same_memory(tmp_path, 
     assert record["provenance"]["slurm_job_id"] == jobs[1]
 
 
+@pytest.mark.slow
 def test_a_job_killed_for_memory_comes_back_with_more(tmp_path, prepared):
     state = tmp_path / "slurm"
     work = workdir(tmp_path, prepared, gpus=1, mem_mb=3000)
