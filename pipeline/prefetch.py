@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from pipeline.metrics import ALEXNET_FILE
-from pipeline.models.losses import VGG19_FILE
+from pipeline.models.losses import VGG19_FILE, default_vgg_weights_path
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,9 @@ WEIGHTS = {
 
 
 def cache_dir() -> Path:
-    """Where training and evaluation look for the weights: torch's hub cache (honours TORCH_HOME)."""
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """Where training and evaluation look for the weights: torch's hub cache (honours TORCH_HOME), the
+    folder of the perceptual loss's default VGG19 path (evaluation's AlexNet lookup uses the same)."""
+    return default_vgg_weights_path().parent
 
 
 def hash_prefix(name: str) -> str:
