@@ -152,3 +152,22 @@ def test_a_training_job_wider_than_the_profiles_cores_stops_before_submitting(tm
     assert done.returncode != 0
     assert "16 CPUs per training job, more than the profile's cores: 8" in done.stdout + done.stderr
     assert fake_slurm.calls(state, "sbatch") == []
+
+
+def test_only_slurms_out_of_memory_kills_count_as_memory_failures(tmp_path):
+    from pipeline.cluster import memory_mb, oom_killed_attempts
+
+    logs = tmp_path / "rule_train_generator" / "s"
+    logs.mkdir(parents=True)
+    (logs / "1.log").write_text("slurmstepd: error: *** JOB 1 ON n1 CANCELLED AT 2026-12-02T01:00:00 DUE TO "
+                                "TIME LIMIT ***\n")
+    (logs / "2.log").write_text("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n")
+    assert oom_killed_attempts(logs) == 0  # a time limit, and GPU memory that more host memory would not fix
+    (logs / "3.log").write_text("slurmstepd: error: Detected 1 oom_kill event in StepId=3.0. Some of the step "
+                                "tasks have been OOM Killed.\n")
+    (logs / "4.log").write_text("slurmstepd: error: Exceeded job memory limit\n")  # SLURM before 21.08
+    assert oom_killed_attempts(logs) == 2
+    assert memory_mb(8000, 4, logs) == 8000 * 4 * 3
+    assert memory_mb(8000, 4, tmp_path / "missing") == memory_mb(8000, 4, None) == 32000
+    with pytest.raises(ValueError, match="processes per node"):
+        memory_mb(8000, 0, None)
