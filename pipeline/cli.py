@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--channels-last", action="store_true",
                        help="channels_last memory format (off: InstanceNorm returns NCHW, so it costs transposes)")
         p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + dflt)
+        p.add_argument("--checkpoint-minutes", type=float, default=0.0,
+                       help="also checkpoint when this many minutes passed since the last one, 0: off" + dflt)
         p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids, 0: none" + dflt)
         p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
         p.add_argument("--holdout", type=float, default=0.2, help="last fraction of every clip kept out" + dflt)

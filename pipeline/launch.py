@@ -11,10 +11,12 @@ Outside SLURM: one process (the command itself) unless --gpus/--cpu-procs ask fo
 - several nodes: the launcher first re-runs itself once per node through
   `srun --ntasks-per-node=1`; each copy starts `torchrun --nnodes=N --node-rank=$SLURM_NODEID`
   with the first host of `scontrol show hostnames $SLURM_JOB_NODELIST` as the rendezvous address
-  and a port derived from the job id.
+  and a port derived from the job id (29500-32499: below Linux's ephemeral range, 32768-60999).
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK for `edn train`, which resumes from its checkpoint.
 CPU processes (no GPU from SLURM or --gpus) get `--device cpu` appended, so that a GPU on the node
 is not taken by `device: auto`; --gpus beyond what CUDA_VISIBLE_DEVICES lists is refused.
+The job's threads (OMP_NUM_THREADS, set by Snakemake to the CPUs the job has on the node) are shared
+among the processes of a node, so N processes on N x C CPUs run C threads each, not N x C.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from typing import Callable, Mapping, Sequence
 # Set in the per-node copies started by srun, so they do not fan out again.
 PER_NODE_MARK = "EDN_LAUNCH_PER_NODE"
 BASE_PORT = 29500
+# Ports BASE_PORT .. BASE_PORT + PORT_SPAN - 1: the highest, 32499, stays below 32768, where Linux's
+# default ephemeral range (net.ipv4.ip_local_port_range) starts, so no outgoing connection holds it.
+PORT_SPAN = 3000
 
 
 def slurm_hostnames(nodelist: str) -> list[str]:
@@ -43,7 +48,8 @@ def scontrol_job(job_id: str) -> str:
 
 
 def complete_slurm_env(env: Mapping[str, str], query: Callable[[str], str] = scontrol_job) -> dict[str, str]:
-    """Fill in the node count and list when only the job id made it into our environment.
+    """Fill in the node count, node list and CPUs per task when only the job id made it into our
+    environment.
 
     Snakemake's jobstep executor strips SLURM_* (all but the job id) before running a job
     that declares the `mpi` resource (the multi-node case), so ask SLURM for them.
@@ -53,6 +59,8 @@ def complete_slurm_env(env: Mapping[str, str], query: Callable[[str], str] = sco
         fields = dict(f.split("=", 1) for f in query(full["SLURM_JOB_ID"]).split() if "=" in f)
         full["SLURM_JOB_NUM_NODES"] = fields["NumNodes"].split("-")[0]
         full.setdefault("SLURM_JOB_NODELIST", fields["NodeList"])
+        if fields.get("CPUs/Task", "").isdigit():
+            full.setdefault("SLURM_CPUS_PER_TASK", fields["CPUs/Task"])
     return full
 
 
@@ -94,7 +102,7 @@ def node_count(env: Mapping[str, str]) -> int:
 
 def rendezvous_port(env: Mapping[str, str]) -> int:
     """A per-job port, so two multi-node jobs sharing a first node do not collide."""
-    return BASE_PORT + int(env.get("SLURM_JOB_ID", "0")) % 10000
+    return BASE_PORT + int(env.get("SLURM_JOB_ID", "0")) % PORT_SPAN
 
 
 def processes_per_node(env: Mapping[str, str], gpus: int = 0, cpu_procs: int = 1) -> int:
@@ -140,8 +148,12 @@ def build_command(train_cmd: Sequence[str], env: Mapping[str, str], *, gpus: int
         raise ValueError("no training command given (expected: -- edn train OUT_DIR ...)")
     nnodes = node_count(env) if in_slurm(env) else 1
     if nnodes > 1 and env.get(PER_NODE_MARK) != "1":
-        # one launcher per node; each then starts that node's torchrun
+        # one launcher per node; each then starts that node's torchrun. The step asks for the job's
+        # CPUs per task: without it srun gives each task one CPU (its SLURM_CPUS_PER_TASK default is
+        # not read from a stripped environment), and all of a node's processes share that one.
+        cpus = env.get("SLURM_CPUS_PER_TASK", "").strip()
         return ["srun", f"--nodes={nnodes}", f"--ntasks={nnodes}", "--ntasks-per-node=1",
+                *([f"--cpus-per-task={cpus}"] if cpus.isdigit() else []),
                 "--kill-on-bad-exit=1", f"--export=ALL,{PER_NODE_MARK}=1",
                 python, "-m", "pipeline.launch", f"--gpus={gpus}", f"--cpu-procs={cpu_procs}",
                 "--", *train_cmd]
@@ -161,6 +173,16 @@ def build_command(train_cmd: Sequence[str], env: Mapping[str, str], *, gpus: int
             f"--master-port={rendezvous_port(env)}", *train_cmd]
 
 
+def process_env(env: Mapping[str, str], nproc: int) -> dict[str, str]:
+    """The environment of the started processes: the node's threads (OMP_NUM_THREADS, else SLURM's CPUs
+    per task) split among its ``nproc`` processes, at least one each."""
+    out = dict(env)
+    total = (env.get("OMP_NUM_THREADS") or env.get("SLURM_CPUS_PER_TASK") or "").strip()
+    if nproc > 1 and total.isdigit():
+        out["OMP_NUM_THREADS"] = str(max(1, int(total) // nproc))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,15 +195,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     train_cmd = args.train_cmd[1:] if args.train_cmd[:1] == ["--"] else args.train_cmd
     try:
-        cmd = build_command(train_cmd, complete_slurm_env(os.environ), gpus=args.gpus, cpu_procs=args.cpu_procs)
+        env = complete_slurm_env(os.environ)
+        cmd = build_command(train_cmd, env, gpus=args.gpus, cpu_procs=args.cpu_procs)
     except (ValueError, RuntimeError, subprocess.CalledProcessError) as exc:
         parser.error(str(exc))
-    print(f"launch: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+    fan_out = cmd[:1] == ["srun"]
+    # srun reads some SLURM_* variables as options: it gets our own environment untouched
+    env = dict(os.environ) if fan_out else process_env(env, processes_per_node(env, args.gpus, args.cpu_procs))
+    threads = "" if fan_out or env.get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS") \
+        else f" (OMP_NUM_THREADS={env['OMP_NUM_THREADS']} per process)"
+    print(f"launch: {shlex.join(cmd)}{threads}", file=sys.stderr, flush=True)
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
     # replace this process: SLURM's signals (scancel, time limit) reach torchrun/srun directly
-    os.execvp(cmd[0], cmd)
+    os.execvpe(cmd[0], cmd, env)
 
 
 if __name__ == "__main__":

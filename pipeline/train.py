@@ -22,6 +22,7 @@ import math
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence, TypeVar
@@ -49,8 +50,8 @@ ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figur
 # Settings that may differ between a checkpoint and the run resuming it (training length and
 # housekeeping); every other setting shapes the networks, losses or data order and must match.
 # (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
-_FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "sample_every", "max_steps", "workers",
-                   "deterministic", "vgg_weights", "init_global"}
+_FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "checkpoint_minutes", "sample_every",
+                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
 
@@ -90,6 +91,9 @@ class TrainConfig:
     # off unless a benchmark on the machine shows it faster
     channels_last: bool = False
     checkpoint_every: int = 500
+    # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
+    # stopped at its time limit loses at most that much whatever a step costs on the GPU it got.
+    checkpoint_minutes: float = 0.0
     sample_every: int = 500  # 0: no sample grids
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
     holdout: float = 0.2
@@ -116,6 +120,7 @@ class TrainConfig:
         bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
+        bad += [f"checkpoint_minutes={self.checkpoint_minutes}"] if not self.checkpoint_minutes >= 0 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
         bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
         bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
@@ -127,8 +132,8 @@ class TrainConfig:
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
-                             "vgg_loss true/false/auto, lr_scaling none/linear, init_global and "
-                             "niter_fix_global need the local enhancer)")
+                             "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
+                             "init_global and niter_fix_global need the local enhancer)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -644,6 +649,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
                 "rng": rngs,
             })
 
+    last_save = time.monotonic()
     bar = tqdm(total=stop, initial=step, desc=stage, unit="step", disable=not rt.is_main, dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0)  # log files get a line every 30 s
     while step < stop:
@@ -655,10 +661,16 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
             step += 1
             losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
             names = sorted(losses)
-            values = torch.stack([losses[k].detach().float() for k in names])
+            # Rank 0's clock decides a timed checkpoint; the flag rides on the loss all-reduce, so every
+            # rank saves at the same step (saving is collective) without a collective of its own.
+            due = float(rt.is_main and cfg.checkpoint_minutes > 0
+                        and time.monotonic() - last_save >= cfg.checkpoint_minutes * 60)
+            values = torch.stack([losses[k].detach().float() for k in names]
+                                 + [torch.tensor(due, device=losses[names[0]].device)])
             if rt.world > 1:
                 dist.all_reduce(values)
                 values /= rt.world
+            values, timed = values[:-1], bool(values[-1] > 0)
             lr = task.optimizers["G"].param_groups[0]["lr"]
             if step % steps_per_epoch == 0:
                 for s in schedulers.values():
@@ -670,8 +682,9 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
                 bar.update(1)
                 if visuals is not None:
                     _write_grid(out_dir / "samples" / f"step_{step:07d}.png", visuals)
-            if step % cfg.checkpoint_every == 0 or step == stop:
+            if step % cfg.checkpoint_every == 0 or step == stop or timed:
                 save(step)
+                last_save = time.monotonic()
             if step >= stop:
                 break
     bar.close()

@@ -63,6 +63,27 @@ def test_several_nodes_fan_out_one_launcher_per_node_first():
     assert cmd[-len(TRAIN) - 1:] == ["--", *TRAIN]
 
 
+def test_fan_out_asks_the_jobs_cpus_per_task_for_each_node_copy():
+    env = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]",
+           "SLURM_CPUS_PER_TASK": "16"}
+    assert "--cpus-per-task=16" in build(env)[:7]  # else srun gives the node's copy one CPU
+    del env["SLURM_CPUS_PER_TASK"]
+    assert not any(a.startswith("--cpus-per-task") for a in build(env))
+
+
+def test_rendezvous_ports_stay_below_the_ephemeral_range():
+    ports = {launch.rendezvous_port({"SLURM_JOB_ID": str(job)}) for job in range(0, 100_000, 7)}
+    assert min(ports) == launch.BASE_PORT and max(ports) < 32768  # Linux: ephemeral ports from 32768
+    assert len(ports) == launch.PORT_SPAN
+
+
+def test_node_threads_are_shared_by_its_processes():
+    assert launch.process_env({"OMP_NUM_THREADS": "16"}, 4)["OMP_NUM_THREADS"] == "4"
+    assert launch.process_env({"SLURM_CPUS_PER_TASK": "6"}, 4)["OMP_NUM_THREADS"] == "1"
+    assert launch.process_env({"OMP_NUM_THREADS": "8"}, 1)["OMP_NUM_THREADS"] == "8"  # one process: as given
+    assert "OMP_NUM_THREADS" not in launch.process_env({}, 4)
+
+
 def test_per_node_copy_starts_torchrun_with_rank_and_rendezvous_from_slurm():
     env = {"SLURM_JOB_ID": "1234", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1", "SLURM_GPUS_ON_NODE": "4",
            "SLURM_JOB_NODELIST": "gpu[07-08]", launch.PER_NODE_MARK: "1"}
@@ -77,10 +98,11 @@ def test_multi_node_without_nodelist_is_an_error():
 
 
 def test_node_count_is_asked_from_slurm_when_the_jobstep_stripped_it():
-    line = "JobId=77 JobName=x NumNodes=2-2 NumCPUs=8 NodeList=gpu[07-08] BatchHost=gpu07"
+    line = "JobId=77 JobName=x NumNodes=2-2 NumCPUs=8 NumTasks=2 CPUs/Task=4 NodeList=gpu[07-08] BatchHost=gpu07"
     env = launch.complete_slurm_env({"SLURM_JOB_ID": "77"}, query=lambda job_id: {"77": line}[job_id])
     assert env["SLURM_JOB_NUM_NODES"] == "2" and env["SLURM_JOB_NODELIST"] == "gpu[07-08]"
-    assert build(env)[0] == "srun"
+    assert env["SLURM_CPUS_PER_TASK"] == "4"
+    assert build(env)[:5] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--cpus-per-task=4"]
     # nothing is asked outside SLURM or when SLURM's variables are there
     untouched = {"SLURM_JOB_ID": "77", "SLURM_JOB_NUM_NODES": "1"}
     assert launch.complete_slurm_env(untouched, query=None) == untouched
@@ -135,3 +157,16 @@ def test_gpus_given_to_the_job_are_read_from_every_variable():
 
 def build_cmd(cmd, env, **kw):
     return launch.build_command(cmd, env, python=PY, hostnames=None, **kw)
+
+def test_cli_starts_each_process_with_its_share_of_the_threads(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    # the "training command" prints the thread count it was started with; one process: exec'd directly
+    cmd = [sys.executable, "-m", "pipeline.launch", "--", sys.executable, "-c",
+           "import os; print(os.environ['OMP_NUM_THREADS'])"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS="6"), check=True)
+    assert done.stdout.strip() == "6"
+    # several processes (torchrun): each gets its share
+    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--dry-run", "--", "x"],
+                          capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS="6"), check=True)
+    assert "OMP_NUM_THREADS=3 per process" in done.stderr
+

@@ -38,11 +38,25 @@ def test_slurm_profile_names_what_users_edit_and_logs_to_results():
     assert {"slurm_partition", "slurm_account"} <= set(slurm["default-resources"])
     assert slurm["slurm-logdir"] == "results/logs/slurm"
     assert slurm["retries"] >= 1
-    for rule in ("train_generator", "train_face"):
+    assert slurm["slurm-keep-successful-logs"] is True  # docs/hpc.md sends users to these logs
+    for rule in ("train_generator", "train_global", "train_face", "train_frame_by_frame", "train_ablation"):
         train = slurm["set-resources"][rule]
-        assert train["gpu"] >= 1 and "gres" not in train
-        # memory grows per attempt in the rule; a profile value would replace that callable
-        assert "mem_mb" not in train
+        # GPUs, nodes, CPUs and memory come from the config (train_resources in the rule); a profile
+        # value would replace them, e.g. the memory that grows after an out-of-memory kill
+        assert not {"gpu", "gres", "nodes", "mem_mb", "cpus_per_task", "slurm_extra"} & set(train), rule
+        # below the 24 h limit common on GPU partitions; a job stopped at it resumes in the next
+        assert train["runtime"] <= 1440, rule
+
+
+def test_threads_are_the_cpus_a_job_gets():
+    # The executor asks --cpus-per-task = threads unless cpus_per_task is set, and Snakemake hands
+    # threads to the job as OMP_NUM_THREADS: so no cpus_per_task, threads per rule instead.
+    for name in ("slurm", "slurm-test"):
+        prof = profile(name)
+        assert "cpus_per_task" not in prof["default-resources"], name
+        assert not [r for r, res in prof["set-resources"].items() if "cpus_per_task" in res], name
+        assert {"transfer", "evaluate", "detect"} <= set(prof["set-threads"]), name
+        assert max(prof["set-threads"].values()) <= prof["cores"], name
 
 
 def test_test_profile_mirrors_the_cluster_profile():
@@ -50,6 +64,7 @@ def test_test_profile_mirrors_the_cluster_profile():
     assert test["groups"] == slurm["groups"]
     assert test["group-components"] == slurm["group-components"]
     assert set(test["set-resources"]) == set(slurm["set-resources"])
+    assert set(test["set-threads"]) == set(slurm["set-threads"])
     # without accounting: squeue for status, no account
     assert test["slurm-status-command"] == "squeue" and test["slurm-no-account"] is True
     assert "slurm_account" not in test["default-resources"]
@@ -91,14 +106,20 @@ def test_conda_envs_pin_what_requirements_txt_pins():
 def test_every_gpu_rule_gets_gpu_resources_on_the_cluster():
     # A rule that asks for a GPU must name the GPU partition in the cluster profile, or SLURM
     # would put it on the default (CPU) partition.
-    gpu_rules = set()
+    # Training rules take their GPUs from the config (train_resources), the others from the profile.
+    gpu_rules, train_rules = set(), set()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        for rule, body in re.findall(r"^rule (\w+):\n((?:    .*\n|\n)*)", smk.read_text(), re.M):
+        for rule, body in re.findall(r"^(?:rule|use rule \w+ as) (\w+)(?: with)?:\n((?:    .*\n|\n)*)",
+                                     smk.read_text(), re.M):
             if re.search(r"^\s+gpu=", body, re.M):
                 gpu_rules.add(rule)
-    assert {"train_generator", "train_face", "transfer", "evaluate"} <= gpu_rules
+            if re.search(r"^\s+\*\*train_resources\(", body, re.M):
+                train_rules.add(rule)
+    assert {"transfer", "evaluate"} <= gpu_rules
+    assert train_rules == {"train_generator", "train_global", "train_face", "train_frame_by_frame", "train_ablation"}
     cluster = profile("slurm")["set-resources"]
-    for rule in gpu_rules:
+    for rule in gpu_rules | train_rules:
         assert rule in cluster and cluster[rule]["slurm_partition"] != profile("slurm")["default-resources"][
             "slurm_partition"], rule
+    for rule in gpu_rules:
         assert cluster[rule]["gpu"] >= 1, rule

@@ -106,7 +106,8 @@ def test_launcher_expands_node_lists_with_scontrol(cluster, monkeypatch):
 # The workflow's own training rule (train_generator: `python -m pipeline.launch -- python -m
 # pipeline.cli train ...`) on a synthetic clip, inside SLURM allocations of the test cluster.
 TINY_TRAIN = {"width": 64, "height": 128, "ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8, "num_d": 1,
-              "n_layers_d": 2, "niter_decay": 0, "workers": 0, "sample_every": 0, "cpu_processes": 2}
+              "n_layers_d": 2, "niter_decay": 0, "workers": 0, "sample_every": 0, "cpu_processes": 2,
+              "gpus": 0, "mem_mb": 1000}  # no GPUs on the test cluster: two CPU processes (gloo), 1000 MB each
 
 
 def training_workdir(workdir: Path, clip: tuple[Path, Path, Path], **train) -> list[str]:

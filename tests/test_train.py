@@ -479,3 +479,26 @@ def test_a_resumed_checkpoint_is_memory_mapped_not_copied_into_each_process(tmp_
     state = load_checkpoint(path)
     assert str(path) in Path("/proc/self/maps").read_text()
     assert torch.equal(state["models"]["G"]["w"], torch.arange(4096.0))
+
+
+def test_timed_checkpoints_come_on_the_clock_not_only_on_the_step_count(tmp_path, synthetic_clip, monkeypatch):
+    # A job stopped at its time limit loses at most checkpoint_minutes of training: a clock that
+    # advances 100 s per reading makes every step due with checkpoint_minutes=1, none with 0.
+    import itertools
+
+    import pipeline.train as train_module
+
+    saved: list[int] = []
+    real_save = train_module.save_checkpoint
+    monkeypatch.setattr(train_module, "save_checkpoint", lambda path, state: (saved.append(state["step"]),
+                                                                              real_save(path, state)))
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr(train_module.time, "monotonic", lambda: next(clock))
+    cfg = dict(TINY, epochs=1, niter_decay=0, checkpoint_every=1000, max_steps=4)
+    train(tmp_path / "steps", [synthetic_clip], TrainConfig(**cfg))
+    assert saved == [4]  # only the last step
+    saved.clear()
+    train(tmp_path / "timed", [synthetic_clip], TrainConfig(**cfg, checkpoint_minutes=1))
+    assert saved == [1, 2, 3, 4]
+    with pytest.raises(ValueError, match="checkpoint_minutes=-1"):
+        TrainConfig(**cfg, checkpoint_minutes=-1)

@@ -1,4 +1,5 @@
 # Helpers shared by the rule files (config and sheet validation, paths, per-video options).
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -221,7 +222,7 @@ def train_flags(stage, overrides=None):
     epochs and network from train: face:.
     """
     options = {k: v for k, v in {**config["train"], **(overrides or {})}.items()
-               if k not in ("gpus", "cpu_processes", "mem_mb", "face", "global_phase")}
+               if k not in ("gpus", "nodes", "cpu_processes", "mem_mb", "face", "global_phase")}
     if stage == "global":  # the reference schedule's first phase: what the local enhancer's global part is
         options = {k: v for k, v in options.items() if k not in ("local_enhancer", "niter_fix_global", "n_blocks_local")}
         options.update(width=options["width"] // 2, height=options["height"] // 2, ngf=2 * options["ngf"],
@@ -288,13 +289,70 @@ def init_global_flags(wildcards, input):
 # Snakemake sets OMP_NUM_THREADS, torch's intra-op threads, to a job's `threads` (1 unless the rule
 # says): rules that run a network (training, transfer, evaluation) take every core the run has. They
 # hold the gpu resource one at a time anyway; on a 2-core CPU a demo training step took 0.63 s with
-# one thread and 0.40 s with two (make bench-train). On SLURM, cpus_per_task sets what a job gets.
+# one thread and 0.40 s with two (make bench-train). On SLURM the profile's set-threads gives transfer
+# and evaluate theirs, and the SLURM executor asks `--cpus-per-task` = threads.
 TORCH_THREADS = max(1, workflow.cores or 1)
 
+# ---- what a training job asks a cluster for, from train: gpus (per node), nodes, workers, mem_mb.
+TRAIN_PROCS = config["train"]["gpus"] or config["train"]["cpu_processes"]  # processes per node
 
-def train_mem_mb(wildcards, attempt):
-    """Memory grows with each retry, so a job killed for memory comes back with more."""
-    return config["train"]["mem_mb"] * attempt
+
+def on_cluster():
+    """Submitting to a cluster, or running inside a SLURM job (whose own Snakemake must compute the same
+    threads: they become OMP_NUM_THREADS). Asked when jobs are planned: the executor is not known yet
+    while the Snakefile is read."""
+    return workflow.non_local_exec or bool(os.environ.get("SLURM_JOB_ID"))
+
+
+def train_threads(wildcards):
+    """A training job's threads: on a cluster its CPUs per node, each process plus its data workers
+    (the launcher splits them among the processes); locally every core, as TORCH_THREADS. Snakemake
+    would silently lower them to --cores (the profile's `cores`), leaving the processes and workers
+    fewer CPUs than they need: that stops the run instead."""
+    if not on_cluster():
+        return TORCH_THREADS
+    threads = TRAIN_PROCS * (config["train"]["workers"] + 1)
+    cores = workflow._cores  # --cores (the profile's cores); None when unset
+    if workflow.non_local_exec and cores is not None and threads > cores:
+        raise ValueError(f"config train: {TRAIN_PROCS} process(es) per node x (workers {config['train']['workers']} "
+                         f"+ 1) = {threads} CPUs per training job, more than the profile's cores: {cores}; "
+                         f"raise cores (profiles/slurm/config.yaml) to at least {threads}, or lower train: workers")
+    return threads
+
+
+def train_resources(rule):
+    """Resources of a training rule. One node: `gpu` (the SLURM executor's --gpus, a job total, here
+    also the node's). Several nodes: the executor has no GPUs-per-node resource and would run the job
+    as one task spanning the nodes (srun -n1), so the job declares `mpi` (Snakemake then runs it
+    without its own srun), one task per node (torchrun's launcher) and --gpus-per-node."""
+    nodes, gpus = config["train"]["nodes"], config["train"]["gpus"]
+    resources = {"gpu": gpus, "nodes": nodes, "mem_mb": train_mem_mb(rule)}
+    if nodes > 1:
+        extra = "--ntasks-per-node=1" + (f" --gpus-per-node={gpus}" if gpus else "")
+        resources.update(gpu=0, mpi="srun", tasks=nodes, slurm_extra=extra)
+    return resources
+
+
+def slurm_job_logs(rule, wildcards):
+    """The folder where Snakemake's SLURM executor writes this job's logs (its logdir setting); None
+    when not submitting to SLURM."""
+    settings = getattr(workflow, "executor_settings", None)
+    logdir = getattr(settings, "logdir", None)
+    if logdir is None:
+        return None
+    # as the executor resolves it: relative to the working directory Snakemake started in
+    return Path(workflow.workdir_init) / logdir / f"rule_{rule}" / "_".join(wildcards).replace("/", "_")
+
+
+def train_mem_mb(rule):
+    """Memory per node: train: mem_mb per process, one more share for every attempt SLURM killed for
+    memory (its log says so). A time-limit kill resumes from the checkpoint with the same request."""
+    from pipeline.cluster import memory_mb
+
+    def mem_mb(wildcards):
+        return memory_mb(config["train"]["mem_mb"], TRAIN_PROCS, slurm_job_logs(rule, wildcards))
+
+    return mem_mb
 
 
 # ---- transfer, evaluation and their figures (workflow/rules/transfer.smk)

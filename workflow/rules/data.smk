@@ -1,3 +1,9 @@
+# fetch_demo downloads (pip download of the demo wheel): it runs where Snakemake runs, the login node
+# on a cluster, not on a compute node that usually has no internet. `make prefetch` does it beforehand.
+localrules:
+    fetch_demo,
+
+
 rule fetch_demo:
     output:
         DEMO_VIDEOS,

@@ -20,10 +20,9 @@ rule train_generator:
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("generator"),
         init_global=init_global_flags,
-    threads: TORCH_THREADS
+    threads: train_threads
     resources:
-        gpu=config["train"]["gpus"],
-        mem_mb=train_mem_mb,
+        **train_resources("train_generator"),
     conda:
         "../../envs/train.yaml"
     log:
@@ -52,6 +51,8 @@ use rule train_generator as train_global with:
         options=train_flags("global"),
         init_global="",
         plates="",
+    resources:
+        **train_resources("train_global"),
     log:
         "results/logs/train_global/{subject}.log",
     benchmark:
@@ -71,10 +72,9 @@ rule train_face:
         qc=train_qc_flags,
         cpu_processes=config["train"]["cpu_processes"],
         options=train_flags("face"),
-    threads: TORCH_THREADS
+    threads: train_threads
     resources:
-        gpu=config["train"]["gpus"],
-        mem_mb=train_mem_mb,
+        **train_resources("train_face"),
     conda:
         "../../envs/train.yaml"
     log:

@@ -19,6 +19,8 @@ use rule train_generator as train_frame_by_frame with:
         options=train_flags("generator") + " --no-temporal --niter-fix-global 0 --background none",
         init_global="",
         plates="",
+    resources:
+        **train_resources("train_frame_by_frame"),
     log:
         "results/logs/train_frame_by_frame/{subject}.log",
     benchmark:
@@ -42,6 +44,8 @@ use rule train_generator as train_ablation with:
         plates=train_plate_flags,
         options=ablation_train_flags,
         init_global="",
+    resources:
+        **train_resources("train_ablation"),
     log:
         "results/logs/train_ablation/{subject}_{ablation}.log",
     benchmark:
