@@ -292,11 +292,14 @@ def check_outputs(stage: str, inputs: tuple[str | Path | None, ...],
         written = [out.path] if isinstance(out, FileOutput) else [out.path / e.rstrip("/") for e in out.entries]
         for path in [out.path] + written:
             resolved, inode = path.resolve(), _inode(path)
+            # A folder written only by its named entries may hold other files, inputs among them
+            # (the workflow keeps the global phase's run inside the local phase's run folder).
+            shared = path == out.path and isinstance(out, FolderOutput) and bool(out.entries)
             for source, where, source_inode in sources:
                 if resolved == where or (inode is not None and inode == source_inode):
                     raise ValueError(f"{path}: is the input {source}; refusing to overwrite an input, give another "
                                      "output path (the output comes last)")
-                if resolved in where.parents:
+                if resolved in where.parents and not shared:
                     raise ValueError(f"{path}: output would hold the input {source}; give another output path")
                 if where in resolved.parents:
                     raise ValueError(f"{path}: output lies inside the input folder {source}; give a path outside it")

@@ -412,3 +412,18 @@ def test_killed_extract_leaves_no_ffmpeg(tmp_path):
 def test_killed_transfer_leaves_no_encoder(ws):
     _kill_while_child_runs([*TRANSFER, "o.mp4", "--generator", "g.pt", "--device", "cpu"], "libx264", ws)
     assert not (ws / "o.mp4").exists()
+
+
+def test_a_run_folder_may_hold_other_runs_inputs(ws):
+    """The workflow keeps the global phase's run inside the local phase's run folder: its
+    generator.pt is an input of the local run, not one of the files that run writes."""
+    from pipeline.cli import build_parser, stage_paths
+    from pipeline.provenance import check_outputs
+
+    (ws / "run" / "global").mkdir(parents=True)
+    shutil.copy(ws / "g.pt", ws / "run" / "global" / "generator.pt")
+    local = ["train", "run", *CLIP, "--local-enhancer", "--init-global"]
+    check_outputs(*stage_paths(build_parser().parse_args([*local, "run/global/generator.pt"])))
+    # but the run's own model file may not be the global generator it starts from
+    with pytest.raises(ValueError, match="run/generator.pt: is the input"):
+        check_outputs(*stage_paths(build_parser().parse_args([*local, "run/generator.pt"])))
