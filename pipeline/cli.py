@@ -54,8 +54,8 @@ def _positive_int(text: str) -> int:
 def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
     """(stage, inputs, outputs) of a parsed command, for the output rule (provenance.check_outputs).
 
-    Every stage that writes files is listed here, so one rule covers them all; None for a
-    command that writes nothing the rule applies to (fetch-demo downloads into its own folder).
+    Every command is listed here, so one rule covers all their outputs (tests/test_slips.py
+    checks that none is missing); None only for a command not listed.
     """
     from pipeline.provenance import FileOutput, FolderOutput
 
@@ -64,6 +64,9 @@ def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[A
 
     c = args.command
     clips = [p for clip in (getattr(args, "clip", None) or []) for p in clip]
+    if c == "fetch-demo":
+        return c, (), (FolderOutput(args.out_dir, ("SOURCE.json", "Demo_SinglePerson/", "Demo_MultiPerson/"),
+                                    "SOURCE.json"),)
     if c == "extract":
         return c, (args.video,), (FolderOutput(args.out_dir),)
     if c == "detect":
@@ -375,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     force = "replace an existing output file that another command wrote (never an input)"
     for name, stage in sub.choices.items():
-        if name not in ("plot", "fetch-demo"):
+        if name != "plot":
             stage.add_argument("--force", action="store_true", help=force)
     for figure in plots.choices.values():
         figure.add_argument("--force", action="store_true", help=force)

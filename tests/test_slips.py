@@ -6,6 +6,7 @@ code, that the message names the path, and that no file in the workspace changed
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -89,6 +90,9 @@ def _setup(ws: Path, name: str) -> None:
         (ws / "rdir" / "000003.png").unlink()
         (ws / "rdir" / "000003.png").mkdir()
         (ws / "rdir" / "000003.png" / "keep.txt").write_text("mine")
+    elif name == "foreign_demo":
+        (ws / "videos" / "Demo_SinglePerson").mkdir(parents=True)
+        (ws / "videos" / "Demo_SinglePerson" / "cam01.mp4").write_bytes(b"my video")
     elif name == "linked_output":
         (ws / "link.parquet").symlink_to(ws / "kp.parquet")
 
@@ -147,6 +151,7 @@ REFUSED = [
      "smooth.parquet", "is the input"),
     ("evaluate_into_frames", None, ["evaluate", "frames/ev", *CLIP, "--generator", "g.pt"], "frames/ev",
      "inside the input folder"),
+    ("fetch_demo_over_foreign_videos", "foreign_demo", ["fetch-demo", "videos"], "videos", "Demo_SinglePerson"),
     ("extract_a_folder", None, ["extract", "somedir", "out"], "somedir", "is a folder, not a video"),
     ("face_model_is_a_generator", None, [*TRANSFER, "o.mp4", "--generator", "g.pt", "--face", "g.pt"], "g.pt",
      "is a generator file"),
@@ -427,3 +432,35 @@ def test_a_run_folder_may_hold_other_runs_inputs(ws):
     # but the run's own model file may not be the global generator it starts from
     with pytest.raises(ValueError, match="run/generator.pt: is the input"):
         check_outputs(*stage_paths(build_parser().parse_args([*local, "run/generator.pt"])))
+
+
+# One command line of every command: each must be known to the output rule.
+EVERY_COMMAND = {
+    "fetch-demo": ["fetch-demo", "d"], "extract": ["extract", "v.mp4", "f"], "detect": ["detect", "f", "k.parquet"],
+    "gather-keypoints": ["gather-keypoints", "f", "k.parquet", "c.parquet"], "smooth": ["smooth", "a.parquet", "b.parquet"],
+    "qc": ["qc", "a.parquet", "b.parquet"], "stats": ["stats", "a.parquet", "s.json"],
+    "normalize": ["normalize", "a.parquet", "s.json", "t.json", "n.parquet"], "render": ["render", "a.parquet", "r"],
+    "train": ["train", "run", *CLIP], "train-face": ["train-face", "run", *CLIP, "--generator", "g.pt"],
+    "plate": ["plate", "f", "a.parquet", "p"], "transfer": [*TRANSFER, "o.mp4", "--generator", "g.pt"],
+    "evaluate": ["evaluate", "e", *CLIP, "--generator", "g.pt"],
+    "plot": ["plot", "tracks", "a.parquet", "b.parquet", "t.png"],
+}
+
+
+def test_every_command_is_under_the_output_rule():
+    from pipeline.cli import build_parser, stage_paths
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(commands) == set(EVERY_COMMAND)
+    for name, argv in EVERY_COMMAND.items():
+        checked = stage_paths(parser.parse_args(argv))
+        assert checked is not None and checked[0] == name and checked[2], name
+    figures = next(a for a in commands["plot"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+    plots = {"tracks": ["a.parquet", "b.parquet", "o.png"], "qc": ["a.parquet", "b.parquet", "o.png"],
+             "normalization": ["n.parquet", "s.json", "t.json", "o.png"], "bones": ["n.parquet", "t.json", "o.png"],
+             "losses": ["o.png", "--run", "name", "run"], "stability": ["r.json", "o.png", "--real", "f"]}
+    assert set(figures) == set(plots)
+    for figure, argv in plots.items():
+        stage, inputs, outputs = stage_paths(parser.parse_args(["plot", figure, *argv]))
+        assert [o.path for o in outputs] == [Path("o.png")] and len([i for i in inputs if i is not None]) >= 1
