@@ -315,6 +315,28 @@ def check_outputs(stage: str, inputs: tuple[str | Path | None, ...],
             _check_folder_output(stage, out, force)
 
 
+# The markers of the stages that own whole folders (extract, render: meta.json; evaluate).
+_FOLDER_MARKERS = ("meta.json", "evaluation.json")
+_FOLDER_STAGES = ("extract", "render", "evaluate")
+
+
+def _folder_owner(folder: Path) -> str | None:
+    """The folder stage that owns ``folder`` wholly (its marker names it), or None."""
+    for marker in _FOLDER_MARKERS:
+        if (folder / marker).is_file():
+            stage = recorded_stage(folder / marker)
+            if stage in _FOLDER_STAGES:
+                return stage
+    return None
+
+
+def _check_not_in_owned_folder(stage: str, path: Path, folder: Path) -> None:
+    owner = _folder_owner(folder)
+    if owner is not None and owner != stage:
+        raise ValueError(f"{path}: {folder} is the output folder of `edn {owner}`, which may hold only what that "
+                         "stage writes; give a path outside it")
+
+
 def _check_parents(path: Path) -> None:
     for parent in path.parents:
         if parent.exists():
@@ -332,6 +354,7 @@ def _check_file_output(stage: str, out: FileOutput, force: bool) -> None:
     if path.suffix.lower() != out.suffix:
         slip = (" and exists: did you forget the output? It comes last" if path.exists() else "")
         raise ValueError(f"{path}: `edn {stage}` writes a {kind} file, the output must end in {out.suffix}{slip}")
+    _check_not_in_owned_folder(stage, path, path.parent)
     if not (path.exists() or path.is_symlink()):
         return
     recorded = recorded_stage(path)
@@ -353,6 +376,7 @@ def _check_folder_output(stage: str, out: FolderOutput, force: bool) -> None:
                          "give a new folder")
     if not out.entries or not path.is_dir():
         return
+    _check_not_in_owned_folder(stage, path, path)
     present = []
     for entry in out.entries:
         target = path / entry.rstrip("/")

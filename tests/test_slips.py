@@ -39,8 +39,9 @@ def _tiny_models(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace_template(tmp_path_factory, synthetic_clip) -> Path:
-    """frames/, render/, kp.parquet and the real outputs of smooth, qc, stats; models; foreign files."""
+def workspace_template(tmp_path_factory, synthetic_clip, clip_path) -> Path:
+    """frames/, render/, kp.parquet and the real outputs of extract (xframes/), smooth, qc, stats;
+    models; foreign files."""
     root = tmp_path_factory.mktemp("slips") / "ws"
     root.mkdir()
     frames, render, kp = synthetic_clip
@@ -53,6 +54,7 @@ def workspace_template(tmp_path_factory, synthetic_clip) -> Path:
         assert main(["smooth", "kp.parquet", "smooth.parquet"]) == 0
         assert main(["qc", "kp.parquet", "qc.parquet"]) == 0
         assert main(["stats", "smooth.parquet", "stats.json"]) == 0
+        assert main(["extract", str(clip_path), "xframes", "--height", "64", "--max-frames", "3"]) == 0
     finally:
         os.chdir(cwd)
     _tiny_models(root)
@@ -151,6 +153,12 @@ REFUSED = [
      "smooth.parquet", "is the input"),
     ("evaluate_into_frames", None, ["evaluate", "frames/ev", *CLIP, "--generator", "g.pt"], "frames/ev",
      "inside the input folder"),
+    ("plate_into_a_frames_folder", None, ["plate", "frames", "smooth.parquet", "xframes"], "xframes",
+     "output folder of `edn extract`"),
+    ("detect_into_a_render_folder", None, ["detect", "frames", "render/kp.parquet"], "render/kp.parquet",
+     "output folder of `edn render`"),
+    ("train_into_a_render_folder", None, ["train", "render", "--clip", "frames", "frames", "kp.parquet"], "render",
+     "output folder of `edn render`"),
     ("fetch_demo_over_foreign_videos", "foreign_demo", ["fetch-demo", "videos"], "videos", "Demo_SinglePerson"),
     ("extract_a_folder", None, ["extract", "somedir", "out"], "somedir", "is a folder, not a video"),
     ("face_model_is_a_generator", None, [*TRANSFER, "o.mp4", "--generator", "g.pt", "--face", "g.pt"], "g.pt",
