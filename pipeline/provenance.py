@@ -11,6 +11,7 @@ import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -180,21 +181,26 @@ PNG_KEY = "edn"  # PNG tEXt keyword holding the provenance JSON of a figure
 MP4_COMMENT = "edn-stage="  # MP4 comment tag naming the stage that encoded the video
 
 
+@dataclass(frozen=True)
 class FileOutput:
-    """A file a stage writes: its path, the extension it must have, the stages whose files it may replace."""
+    """A file a stage writes: its path, the extension it must have, the stages whose files it may
+    replace (default: the stage itself)."""
 
-    def __init__(self, path: str | Path, suffix: str, replaces: tuple[str, ...] = ()) -> None:
-        self.path, self.suffix, self.replaces = Path(path), suffix, replaces
+    path: Path
+    suffix: str
+    replaces: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
 class FolderOutput:
     """A folder a stage writes: wholly (``entries`` empty; :func:`atomic_dir` checks ownership) or
     only the named ``entries`` inside it (a trailing ``/`` marks a sub-folder), vouched for by the
     ``marker`` JSON whose provenance names the stage (a folder others may share, e.g. a run folder)."""
 
-    def __init__(self, path: str | Path, entries: tuple[str, ...] = (), marker: str = "meta.json",
-                 replaces: tuple[str, ...] = ()) -> None:
-        self.path, self.entries, self.marker, self.replaces = Path(path), entries, marker, replaces
+    path: Path
+    entries: tuple[str, ...] = ()
+    marker: str = "meta.json"
+    replaces: tuple[str, ...] = ()
 
 
 def recorded_stage(path: str | Path) -> str | None:
