@@ -2,7 +2,7 @@
 
 Only the stage's own process is killed (not its process group), so its children (data workers,
 ffmpeg) must end by themselves; none may be left, nor any temporary after the rerun. Kill points
-are counted in steps done (rows of losses.csv) and frames handed to the encoder, never in
+are counted in steps done (rows of losses.csv), frames handed to the encoder and files written, never in
 fractions of a wall-clock duration, so every kill lands.
 """
 
@@ -114,10 +114,27 @@ def _killed_and_resumed(stage: str, args: list[str], tmp_path: Path, model: str)
     return ref / model
 
 
-def test_killed_training_and_face_training_resume_exactly(tmp_path, synthetic_clip):
+def test_killed_training_face_training_and_evaluation_rerun_to_the_same_results(tmp_path, synthetic_clip):
     clip = ["--clip", *map(str, synthetic_clip)]
     generator = _killed_and_resumed("train", [*clip, *GENERATOR, *TRAIN], tmp_path, "generator.pt")
     _killed_and_resumed("train-face", [*clip, "--generator", str(generator), *FACE, *TRAIN], tmp_path, "face.pt")
+
+    # Evaluation writes its folder at the end: killed after a seeded count of files in its temporary.
+    args = [*clip, "--generator", str(generator), "--rows", "temporal", "--device", "cpu"]
+    _run("evaluate", "eval_ref", *args, cwd=tmp_path)
+    k = RNG.randint(1, 4)
+    proc = _edn("evaluate", "eval_killed", *args, cwd=tmp_path)
+    _kill_when(proc, lambda: any(len(list(t.iterdir())) >= k for t in tmp_path.glob(".eval_killed.*.tmp")),
+               f"{k} files written")
+    assert not (tmp_path / "eval_killed").exists()
+    _run("evaluate", "eval_killed", *args, cwd=tmp_path)
+    for name in ("metrics.parquet", "frames.parquet", "samples.png"):
+        assert (tmp_path / "eval_killed" / name).read_bytes() == (tmp_path / "eval_ref" / name).read_bytes(), name
+    ref, got = (json.loads((tmp_path / d / "evaluation.json").read_text()) for d in ("eval_ref", "eval_killed"))
+    for record in (ref, got):
+        del record["provenance"], record["seconds"]
+    assert got == ref
+    assert not _stale(tmp_path)
 
 
 def _frames_read(pid: int) -> int:
