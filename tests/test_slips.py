@@ -201,7 +201,8 @@ def test_a_stage_replaces_its_own_outputs(ws):
 
     for argv in (["smooth", "kp.parquet", "smooth.parquet"], ["qc", "kp.parquet", "qc.parquet"],
                  ["stats", "smooth.parquet", "stats.json"], ["plate", "frames", "smooth.parquet", "p"],
-                 ["plate", "frames", "smooth.parquet", "p"], ["plot", "tracks", "kp.parquet", "smooth.parquet", "t.png"],
+                 ["plate", "frames", "smooth.parquet", "p"],
+                 ["plot", "tracks", "kp.parquet", "smooth.parquet", "t.png"],
                  ["plot", "tracks", "kp.parquet", "smooth.parquet", "t.png"]):
         assert main(argv) == 0, argv
     assert [recorded_stage(ws / n) for n in ("smooth.parquet", "qc.parquet", "stats.json", "t.png", "g.pt",
@@ -211,17 +212,15 @@ def test_a_stage_replaces_its_own_outputs(ws):
 
 def test_videos_carry_the_stage_that_wrote_them(tmp_path):
     from pipeline.provenance import recorded_stage
-    from pipeline.video import write_video
+    from pipeline.video import VideoEncoder, write_video
 
     frames = [np.full((16, 16, 3), i * 20, np.uint8) for i in range(3)]
-    write_video(frames, tmp_path / "t.mp4", 10.0)
-    write_video(frames, tmp_path / "tagged.mp4", 10.0)  # untagged first, then a tagged one
-    from pipeline.video import VideoEncoder
-
-    with VideoEncoder(tmp_path / "tagged.mp4", 10.0, stage="transfer") as enc:
-        for f in frames:
-            enc.write(f)
-    assert recorded_stage(tmp_path / "t.mp4") is None and recorded_stage(tmp_path / "tagged.mp4") == "transfer"
+    write_video(frames, tmp_path / "plain.mp4", 10.0)  # an encoder not told its stage tags nothing
+    with VideoEncoder(tmp_path / "tagged.mp4", 10.0, stage="transfer") as encoder:
+        for frame in frames:
+            encoder.write(frame)
+    assert recorded_stage(tmp_path / "plain.mp4") is None
+    assert recorded_stage(tmp_path / "tagged.mp4") == "transfer"
 
 
 # ----------------------------------------------------------------------------- keypoint files
@@ -445,7 +444,8 @@ def test_a_run_folder_may_hold_other_runs_inputs(ws):
 # One command line of every command: each must be known to the output rule.
 EVERY_COMMAND = {
     "fetch-demo": ["fetch-demo", "d"], "extract": ["extract", "v.mp4", "f"], "detect": ["detect", "f", "k.parquet"],
-    "gather-keypoints": ["gather-keypoints", "f", "k.parquet", "c.parquet"], "smooth": ["smooth", "a.parquet", "b.parquet"],
+    "gather-keypoints": ["gather-keypoints", "f", "k.parquet", "c.parquet"],
+    "smooth": ["smooth", "a.parquet", "b.parquet"],
     "qc": ["qc", "a.parquet", "b.parquet"], "stats": ["stats", "a.parquet", "s.json"],
     "normalize": ["normalize", "a.parquet", "s.json", "t.json", "n.parquet"], "render": ["render", "a.parquet", "r"],
     "train": ["train", "run", *CLIP], "train-face": ["train-face", "run", *CLIP, "--generator", "g.pt"],
