@@ -277,7 +277,7 @@ def test_stages_refuse_a_malformed_keypoint_file(tmp_path, capsys, stage):
     assert f"{path}: column 'frame' holds index 10000000" in err and not out.exists()
 
 
-def test_detect_records_the_frame_count(tmp_path, synthetic_clip):
+def test_detect_records_the_frame_count():
     """Files written from a frames folder carry its frame count, the bound their indices are read against."""
     from pipeline.detect import _track_meta
 
