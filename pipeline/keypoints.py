@@ -15,14 +15,13 @@ confidence float32 in [0, 1]; a missing joint has 0 and NaN x, y
 The Parquet file metadata key ``edn`` holds JSON with at least ``width``,
 ``height``, ``fps``, ``backend`` and ``provenance`` (stage, parameters,
 versions), and ``frame_count``, the frames of the video (every frame index is
-below it; files without it are held to ``MAX_FRAMES``). In memory a track is an array of shape (frames, 137, 3) holding
-x, y, confidence.
+below it; files without it are held to ``MAX_FRAMES``). In memory a track is
+an array of shape (frames, 137, 3) holding x, y, confidence.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +66,7 @@ METADATA_KEY = b"edn"
 # Bounds a keypoint file is checked against on read, so a corrupt value is named, not allocated.
 MAX_FRAMES = 1_000_000  # frame files are numbered with six digits (000000.jpg ... 999999.jpg)
 MAX_SIDE = 16384  # pixels: frames larger than 16K are not video frames
+MAX_FPS = 10_000  # frames per second: beyond high-speed cameras
 
 
 class KeypointFileError(ValueError):
@@ -227,12 +227,13 @@ def _read_meta(path: Path, schema_meta: dict[bytes, bytes]) -> dict[str, Any]:
         value = meta.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise KeypointFileError(f"{path}: 'edn' metadata lacks a positive '{key}' (found {value!r})")
-    for key in ("width", "height"):
-        if not float(meta[key]).is_integer() or meta[key] > MAX_SIDE:
+    for key in ("width", "height"):  # compared before float(): a huge JSON integer must not overflow
+        if meta[key] > MAX_SIDE or not float(meta[key]).is_integer():
             raise KeypointFileError(f"{path}: 'edn' metadata '{key}' must be a whole number of pixels up to "
                                     f"{MAX_SIDE}, found {meta[key]!r}")
-    if not math.isfinite(meta["fps"]):
-        raise KeypointFileError(f"{path}: 'edn' metadata 'fps' must be finite, found {meta['fps']!r}")
+    if not meta["fps"] <= MAX_FPS:  # also infinity
+        raise KeypointFileError(f"{path}: 'edn' metadata 'fps' must be finite and at most {MAX_FPS}, "
+                                f"found {meta['fps']!r}")
     if "frame_count" in meta:
         count = meta["frame_count"]
         if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_FRAMES:

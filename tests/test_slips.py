@@ -253,6 +253,8 @@ BAD_KEYPOINTS = [
     ("width_1e300", {"width": 1e300}, [0], None, "'width' must be a whole number"),
     ("huge_frame", {"width": 60000, "height": 60000}, [0], None, "'width' must be a whole number"),
     ("fps_infinite", {"fps": float("inf")}, [0], None, "'fps' must be finite"),
+    ("fps_huge_integer", {"fps": 10 ** 400}, [0], None, "'fps' must be finite"),
+    ("height_huge_integer", {"height": 10 ** 400}, [0], None, "'height' must be a whole number"),
     ("frame_count_not_whole", {"frame_count": 2.5}, [0], None, "'frame_count' must be a whole number"),
 ]
 
