@@ -8,6 +8,7 @@ run repeats the uninterrupted run's next steps exactly. Files are written atomic
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -68,12 +69,73 @@ def load_tensor_file(path: str | Path, what: str, mmap: bool = False) -> dict[st
     return state
 
 
+# What each kind of .pt file is and which command writes it, for errors about a file of the wrong kind.
+MADE_BY = {"generator": "edn train", "face generator": "edn train-face",
+           "training checkpoint": "edn train / edn train-face (checkpoint.pt of a run folder)"}
+# Models larger than this are refused before they are built (4 GiB of float32 weights).
+MAX_MODEL_PARAMETERS = 1_000_000_000
+
+
+def file_kind(state: dict[str, Any]) -> str | None:
+    """Which kind of ``edn`` .pt file a loaded dict is (a key of :data:`MADE_BY`), None when unknown.
+
+    A checkpoint holds the models with their optimizers; a model file its ``provenance`` (stage
+    train or train-face) and ``config``, whose ``box_size`` marks a face generator and ``kind``
+    (global/local) a pose generator.
+    """
+    if "models" in state and "optimizers" in state:
+        return "training checkpoint"
+    record = state.get("provenance")
+    stage = record.get("stage") if isinstance(record, dict) else None
+    config = state.get("config") if isinstance(state.get("config"), dict) else {}
+    if stage == "train-face" or "box_size" in config:
+        return "face generator"
+    if stage == "train" or "kind" in config:
+        return "generator"
+    return None
+
+
+def _check_kind(path: Path, state: dict[str, Any], what: str) -> None:
+    found = file_kind(state)
+    if found is not None and found != what:
+        raise ValueError(f"{path}: is a {found} file (made by {MADE_BY[found]}), not a {what} file "
+                         f"(made by {MADE_BY.get(what, what)}); give the right file")
+
+
+def check_config(path: Path, config: Any, schema: dict[str, tuple[Any, ...]], what: str) -> dict[str, Any]:
+    """``config`` checked against ``schema``: key -> (required, allowed values) or (required, type, lo, hi).
+
+    Errors name the file, the key and what was found, so a damaged or foreign record fails
+    before anything is built from it.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: {what} 'config' is not a record ({type(config).__name__})")
+    for key, rule in schema.items():
+        required, *allowed = rule
+        if key not in config:
+            if required:
+                raise ValueError(f"{path}: {what} config lacks '{key}'")
+            continue
+        value = config[key]
+        if len(allowed) == 1:
+            if value not in allowed[0]:
+                raise ValueError(f"{path}: {what} config '{key}' is {value!r}, expected one of {sorted(allowed[0])}")
+            continue
+        kind, lo, hi = allowed
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            raise ValueError(f"{path}: {what} config '{key}' must be {kind.__name__}, found {value!r}")
+        if kind is not bool and not lo <= value <= hi:
+            raise ValueError(f"{path}: {what} config '{key}' is {value}, outside {lo}..{hi}")
+    return config
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
     path = Path(path)
     # Memory-mapped: the ranks of a node resuming at once share one copy in the page cache
     # instead of each holding the whole file (2.3 GB at paper size) in its own memory.
     state = load_tensor_file(path, "checkpoint", mmap=True)
+    _check_kind(path, state, "training checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: not an edn checkpoint of version {CHECKPOINT_VERSION}")
     return state
@@ -87,11 +149,14 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict[str, Any],
 
 
 def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], what: str, made_by: str,
-               device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
-               ) -> tuple[torch.nn.Module, dict[str, Any]]:
+               device: str | torch.device = "cpu", extras: dict[str, Any] | None = None,
+               schema: dict[str, tuple[Any, ...]] | None = None) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a model written by :func:`save_model`: (model in eval mode on ``device``, its config).
 
-    ``what`` names the file kind and ``made_by`` the command that writes it, for the errors.
+    ``what`` names the file kind (a key of :data:`MADE_BY`) and ``made_by`` the command that
+    writes it, for the errors. Before any weight is allocated the file's kind is checked, its
+    config against ``schema`` (:func:`check_config`), and the architecture, built on the meta
+    device, against :data:`MAX_MODEL_PARAMETERS` and the stored weights' names and shapes.
     ``extras``, when given, receives the file's other entries (step, provenance, ...), so callers
     that record them need not read the file a second time.
     """
@@ -99,12 +164,30 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found (run `{made_by}` first)")
     state = load_tensor_file(path, what)
+    _check_kind(path, state, what)
     if "config" not in state or "state_dict" not in state:
         raise ValueError(f"{path}: not a {what} file (expected 'config' and 'state_dict')")
-    config = dict(state["config"])
+    config = dict(check_config(path, state["config"], schema or {}, what))
+    weights = state["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise ValueError(f"{path}: {what} 'state_dict' is not a set of named tensors")
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {k: tuple(v.shape) for k, v in build(config).state_dict().items()}
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: {what} config does not describe a network ({exc})") from exc
+    n_parameters = sum(math.prod(shape) for shape in expected.values())
+    if n_parameters > MAX_MODEL_PARAMETERS:
+        raise ValueError(f"{path}: {what} config describes {n_parameters:,} weights, more than the "
+                         f"{MAX_MODEL_PARAMETERS:,} a model may have; the file is damaged or not one of ours")
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if found != expected:
+        wrong = sorted(set(found) ^ set(expected)) or [k for k in expected if found[k] != expected[k]]
+        raise ValueError(f"{path}: weights do not fit the stored {what} config ({len(wrong)} tensors differ, "
+                         f"e.g. {wrong[0]}: {found.get(wrong[0])} stored, {expected.get(wrong[0])} expected)")
     model = build(config)
     try:
-        model.load_state_dict(state["state_dict"])
+        model.load_state_dict(weights)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit the stored architecture ({exc})") from exc
     if extras is not None:

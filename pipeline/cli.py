@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -41,6 +41,74 @@ def _handler(module: str, function: str) -> Callable[[argparse.Namespace], int |
     return run
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
+    """(stage, inputs, outputs) of a parsed command, for the output rule (provenance.check_outputs).
+
+    Every command is listed here, so one rule covers all their outputs (tests/test_slips.py
+    checks that none is missing); None only for a command not listed.
+    """
+    from pipeline.provenance import FileOutput, FolderOutput
+
+    def keypoints(path: Path) -> FileOutput:  # a keypoint file: detect and gather write the same thing
+        return FileOutput(path, ".parquet", ("detect", "gather-keypoints"))
+
+    c = args.command
+    clips = [p for clip in (getattr(args, "clip", None) or []) for p in clip]
+    if c == "fetch-demo":
+        return c, (), (FolderOutput(args.out_dir, ("SOURCE.json", "Demo_SinglePerson/", "Demo_MultiPerson/"),
+                                    "SOURCE.json"),)
+    if c == "extract":
+        return c, (args.video,), (FolderOutput(args.out_dir),)
+    if c == "detect":
+        return c, (args.frames_dir, args.json_dir), (keypoints(args.out),)
+    if c == "gather-keypoints":
+        return c, (args.frames_dir, *args.chunks), (keypoints(args.out),)
+    if c == "smooth":
+        return c, (args.input, args.qc), (FileOutput(args.out, ".parquet"),)
+    if c == "qc":
+        return c, (args.keypoints,), (FileOutput(args.out, ".parquet"),)
+    if c == "stats":
+        return c, tuple(args.inputs), (FileOutput(args.out, ".json"),)
+    if c == "normalize":
+        return c, (args.source, args.source_stats, args.target_stats, args.qc), (FileOutput(args.out, ".parquet"),)
+    if c == "plot":
+        inputs = {"tracks": ("raw", "smooth"), "qc": ("raw_qc", "smooth_qc"),
+                  "normalization": ("normalized", "source_stats", "target_stats"),
+                  "bones": ("normalized", "target_stats"), "stability": ("record",), "losses": ()}[args.figure]
+        paths = [getattr(args, name) for name in inputs] + [Path(d) for _, d in (getattr(args, "run", None) or [])]
+        return c, (*paths, *(getattr(args, "real", None) or [])), (FileOutput(args.out, ".png"),)
+    if c == "render":
+        return c, (args.keypoints,), (FolderOutput(args.out_dir),)
+    if c in ("train", "train-face"):
+        model = args.model_out or args.out_dir / ("face.pt" if c == "train-face" else "generator.pt")
+        inputs = (*clips, *(args.clip_qc or []), *(getattr(args, "clip_plate", None) or []),
+                  getattr(args, "init_global", None), getattr(args, "generator", None), args.vgg_weights)
+        run = FolderOutput(args.out_dir, ("checkpoint.pt", "run.json", "losses.csv", "samples/"), "run.json")
+        return c, inputs, (run, FileOutput(model, ".pt"))
+    if c == "plate":
+        return c, (args.frames, args.keypoints), (FolderOutput(args.out, ("plate.png", "plate.json"), "plate.json"),)
+    if c == "transfer":
+        outputs = [FileOutput(args.out, ".mp4"), FileOutput(args.record or args.out.with_suffix(".json"), ".json")]
+        if args.side_by_side is not None:
+            outputs.append(FileOutput(args.side_by_side, ".mp4"))
+        return c, (args.normalized, args.render_dir, args.source_frames, args.generator, args.face), tuple(outputs)
+    if c == "evaluate":
+        ablations = [a.split("=", 1)[1] for a in (args.ablation or []) if "=" in a]
+        return c, (*clips, args.generator, args.face, args.frame_by_frame, *ablations, args.lpips_weights), \
+            (FolderOutput(args.out_dir),)
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now pipeline stages.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -60,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clockwise rotation to apply instead of the file's metadata")
     p.add_argument("--crop", type=_box, default=None, help="x,y,w,h in source pixels after rotation")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg")
-    p.add_argument("--max-frames", type=int, default=None, help="keep only the first N frames")
+    p.add_argument("--max-frames", type=_positive_int, default=None, help="keep only the first N frames")
     p.set_defaults(func=_handler("pipeline.extract", "cli"))
 
     p = sub.add_parser("detect", help="frames -> keypoints Parquet (OpenPose layout)")
@@ -315,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames of the target's real footage; repeat per clip")
     q.set_defaults(func=_handler("pipeline.plots", "cli_stability"))
 
+    force = "replace an existing output file that another command wrote (never an input)"
+    for name, stage in sub.choices.items():
+        if name != "plot":
+            stage.add_argument("--force", action="store_true", help=force)
+    for figure in plots.choices.values():
+        figure.add_argument("--force", action="store_true", help=force)
     return parser
 
 
@@ -324,8 +398,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        checked = stage_paths(args)
+        if checked is not None:
+            from pipeline.provenance import check_outputs
+
+            check_outputs(*checked, force=args.force)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:
         # Our stages raise these with messages naming the file and the problem.
         logging.getLogger("edn").debug("traceback", exc_info=True)
         print(f"edn {args.command}: error: {exc}", file=sys.stderr)

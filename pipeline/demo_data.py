@@ -49,7 +49,9 @@ def download_wheel(wheel_dir: Path) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-d", str(wheel_dir), f"{PACKAGE}=={VERSION}"]
         log.info("downloading %s==%s: %s", PACKAGE, VERSION, " ".join(cmd))
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        from pipeline.media import child_process_options
+
+        done = subprocess.run(cmd, capture_output=True, text=True, **child_process_options())
         if done.returncode != 0 or not wheel.is_file():
             raise RuntimeError(f"pip download of {PACKAGE}=={VERSION} failed:\n{done.stderr.strip()}")
     actual = sha256(wheel)

@@ -418,6 +418,8 @@ def _track_meta(frames_meta: dict[str, Any], backend: str, params: dict[str, Any
     meta = {"width": int(frames_meta["width"]), "height": int(frames_meta["height"]),
             "fps": float(frames_meta["fps"]), "backend": backend,
             "provenance": frames_meta.get("provenance")}
+    if frames_meta.get("frame_count") is not None:  # every frame index of the file is below it (keypoints.py)
+        meta["frame_count"] = int(frames_meta["frame_count"])
     return chain_provenance(meta, provenance("detect", {"backend": backend, **params}))
 
 

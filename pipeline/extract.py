@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipeline.media import VideoInfo, ffmpeg_exe, probe_video
+from pipeline.media import VideoInfo, child_process_options, ffmpeg_exe, probe_video
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         raise ValueError(f"extract: height must be a positive even number, got {height}")
     if fps is not None and fps <= 0:
         raise ValueError(f"extract: fps must be positive, got {fps}")
+    if max_frames is not None and max_frames <= 0:
+        raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
     out_fps = float(fps or info.fps)
 
     input_args = {}
@@ -83,11 +86,11 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         if max_frames is not None:
             output_args["frames:v"] = max_frames
         cmd = stream.output(str(tmp / f"%06d.{image_format}"), **output_args)
-        try:
-            cmd.run(cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True)
-        except ffmpeg.Error as exc:
-            tail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-3:]
-            raise ValueError(f"{video}: ffmpeg failed to extract frames: {' | '.join(tail)}") from exc
+        # Our own subprocess call (not ffmpeg-python's run): ffmpeg must die with this process.
+        done = subprocess.run(cmd.compile(cmd=ffmpeg_exe()), capture_output=True, **child_process_options())
+        if done.returncode != 0:
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+            raise ValueError(f"{video}: ffmpeg failed to extract frames: {' | '.join(tail)}")
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
             raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")

@@ -14,8 +14,9 @@ confidence float32 in [0, 1]; a missing joint has 0 and NaN x, y
 
 The Parquet file metadata key ``edn`` holds JSON with at least ``width``,
 ``height``, ``fps``, ``backend`` and ``provenance`` (stage, parameters,
-versions). In memory a track is an array of shape (frames, 137, 3) holding
-x, y, confidence.
+versions), and ``frame_count``, the frames of the video (every frame index is
+below it; files without it are held to ``MAX_FRAMES``). In memory a track is
+an array of shape (frames, 137, 3) holding x, y, confidence.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def _side_swap() -> np.ndarray:
 SIDE_SWAP = _side_swap()  # data[..., SIDE_SWAP, :] is the same pose labelled the other way round
 
 METADATA_KEY = b"edn"
+# Bounds a keypoint file is checked against on read, so a corrupt value is named, not allocated.
+MAX_FRAMES = 1_000_000  # frame files are numbered with six digits (000000.jpg ... 999999.jpg)
+MAX_SIDE = 16384  # pixels: frames larger than 16K are not video frames
+MAX_FPS = 10_000  # frames per second: beyond high-speed cameras
 
 
 class KeypointFileError(ValueError):
@@ -193,12 +198,21 @@ def read_keypoints(path: str | Path) -> KeypointTrack:
     for name in ("x", "y", "confidence"):
         if not (pa.types.is_floating(table.column(name).type) or pa.types.is_integer(table.column(name).type)):
             raise KeypointFileError(f"{path}: column '{name}' must hold numbers, found {table.column(name).type}")
+    if table.num_rows == 0:
+        raise KeypointFileError(f"{path}: no frames (the keypoint table is empty)")
     frame = table.column("frame").to_numpy().astype(np.int64)
     joint = table.column("joint").to_numpy().astype(np.int64)
-    if len(joint) and (joint.min() < 0 or joint.max() >= N_JOINTS):
-        raise KeypointFileError(f"{path}: joint index outside 0..{N_JOINTS - 1}")
-    if len(frame) and frame.min() < 0:
-        raise KeypointFileError(f"{path}: negative frame index {frame.min()}")
+    if joint.min() < 0 or joint.max() >= N_JOINTS:
+        raise KeypointFileError(f"{path}: column 'joint' holds {joint.min() if joint.min() < 0 else joint.max()}, "
+                                f"outside the layout's 0..{N_JOINTS - 1}")
+    if frame.min() < 0:
+        raise KeypointFileError(f"{path}: column 'frame' holds the negative index {frame.min()}")
+    # Checked before anything is sized by the indices: a stray index must not become an allocation.
+    count = meta.get("frame_count", MAX_FRAMES)
+    if frame.max() >= count:
+        source = "its 'edn' metadata 'frame_count'" if "frame_count" in meta else "six-digit frame numbers"
+        raise KeypointFileError(f"{path}: column 'frame' holds index {frame.max()}, beyond the {count} frames of "
+                                f"{source}")
     if len(np.unique(frame * N_JOINTS + joint)) != len(frame):
         raise KeypointFileError(f"{path}: a (frame, joint) pair appears more than once")
     frames = np.unique(frame)
@@ -229,4 +243,16 @@ def _read_meta(path: Path, schema_meta: dict[bytes, bytes]) -> dict[str, Any]:
         value = meta.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise KeypointFileError(f"{path}: 'edn' metadata lacks a positive '{key}' (found {value!r})")
+    for key in ("width", "height"):  # compared before float(): a huge JSON integer must not overflow
+        if meta[key] > MAX_SIDE or not float(meta[key]).is_integer():
+            raise KeypointFileError(f"{path}: 'edn' metadata '{key}' must be a whole number of pixels up to "
+                                    f"{MAX_SIDE}, found {meta[key]!r}")
+    if not meta["fps"] <= MAX_FPS:  # also infinity
+        raise KeypointFileError(f"{path}: 'edn' metadata 'fps' must be finite and at most {MAX_FPS}, "
+                                f"found {meta['fps']!r}")
+    if "frame_count" in meta:
+        count = meta["frame_count"]
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_FRAMES:
+            raise KeypointFileError(f"{path}: 'edn' metadata 'frame_count' must be a whole number in 1..{MAX_FRAMES},"
+                                    f" found {count!r}")
     return meta

@@ -6,11 +6,16 @@ that ships inside the ``imageio-ffmpeg`` wheel, so a fresh machine needs no syst
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 
 def ffmpeg_exe() -> str:
@@ -23,6 +28,35 @@ def ffmpeg_exe() -> str:
     except ImportError:  # pragma: no cover - imageio-ffmpeg is a pinned dependency
         raise RuntimeError("no ffmpeg on PATH and imageio-ffmpeg is not installed") from None
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _prctl() -> Any:
+    """libc's prctl, looked up in the parent: a forked child must not import or load libraries."""
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent(parent: int | None = None, prctl: Any = None) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, even by SIGKILL (Linux).
+
+    Called in a child: as ``preexec_fn`` of a subprocess (see :func:`child_process_options`) or
+    at the start of a data-loading worker. ``parent``, the pid that started us, closes the race
+    of a parent that died before the request was made. Elsewhere than on Linux it does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    (prctl or _prctl())(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def child_process_options() -> dict[str, Any]:
+    """Keyword arguments for ``subprocess.run``/``Popen`` so the child (ffmpeg) ends with this process."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    return {"preexec_fn": partial(die_with_parent, os.getpid(), _prctl())}
 
 
 @dataclass(frozen=True)
@@ -54,10 +88,13 @@ def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
     the displayed ones, which is what ffmpeg's autorotation hands us when decoding.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a video file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
     exe = ffmpeg_exe()
-    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True).stderr
+    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                            **child_process_options()).stderr
     stream = _VIDEO_STREAM.search(header)
     if stream is None:
         reason = _last_line(header) if "Invalid data" in header or "Error" in header else "no video stream"
@@ -79,7 +116,7 @@ def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
         return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, None, duration, codec,
                          stream.group("pix"))
     counted = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                              "-f", "null", "-"], capture_output=True, text=True)
+                              "-f", "null", "-"], capture_output=True, text=True, **child_process_options())
     frames = _FRAME_COUNT.findall(counted.stderr)
     frame_count = int(frames[-1]) if frames else 0
     if frame_count == 0:

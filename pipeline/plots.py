@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.keypoints import J, KeypointTrack, read_keypoints
-from pipeline.provenance import atomic_path
+from pipeline.provenance import PNG_KEY, atomic_path, provenance
 
 TRACK_JOINTS = ("Nose", "RWrist", "LWrist", "RAnkle", "LAnkle")
 
@@ -24,8 +24,12 @@ def _pyplot():
 
 
 def _save(fig: Any, out: str | Path) -> None:
+    import json
+
+    # Provenance in a text chunk: the output rule (provenance.check_outputs) replaces only its own figures.
+    record = json.dumps({"provenance": provenance("plot", {"out": str(out)})}, sort_keys=True, default=str)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={PNG_KEY: record})
     _pyplot().close(fig)
 
 

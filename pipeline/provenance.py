@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -98,18 +100,23 @@ def check_output_dir(path: Path, stage: str, owned: re.Pattern[str], inputs: tup
         source = Path(source).resolve()
         if resolved == source or resolved in source.parents:
             raise ValueError(f"{path}: output folder holds the input {source}; give a new folder")
+        if source in resolved.parents:
+            raise ValueError(f"{path}: output folder lies inside the input {source}; give a folder outside it")
     if not path.exists() and not path.is_symlink():
         return
     if not path.is_dir() or path.is_symlink():
         raise ValueError(f"{path}: output exists and is not a folder; remove it or give a new folder")
-    entries = sorted(e.name for e in path.iterdir())
+    entries = sorted(path.iterdir())
     if not entries:
         return
     try:
         recorded = json.loads((path / marker).read_text())["provenance"]["stage"]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None
-    foreign = [name for name in entries if not owned.fullmatch(name)]
+    # A folder stage writes plain files only: a folder or a link under an owned name is foreign.
+    foreign = [e.name for e in entries
+               if not owned.fullmatch(e.name) or e.is_symlink() or not e.is_file()]
+    entries = [e.name for e in entries]
     if recorded != stage or foreign:
         shown = foreign or entries
         listed = ", ".join(shown[:5]) + (f" and {len(shown) - 5} more" if len(shown) > 5 else "")
@@ -158,3 +165,242 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+# ------------------------------------------------------------------ the output rule of every stage
+#
+# One rule for every path a stage writes, checked by ``edn`` before the stage starts (see
+# cli.py, which lists each stage's inputs and outputs): an output may not be, contain, or lie
+# inside an input; a file output must carry the extension of what the stage writes; an existing
+# file is replaced only when its provenance names the stage (``--force`` overrides that one
+# check). Folder stages' ownership of their folders is :func:`check_output_dir`.
+
+_KINDS = {".parquet": "Parquet", ".json": "JSON", ".pt": "model", ".png": "PNG image", ".mp4": "MP4 video"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_KEY = "edn"  # PNG tEXt keyword holding the provenance JSON of a figure
+MP4_COMMENT = "edn-stage="  # MP4 comment tag naming the stage that encoded the video
+
+
+@dataclass(frozen=True)
+class FileOutput:
+    """A file a stage writes: its path, the extension it must have, the stages whose files it may
+    replace (default: the stage itself)."""
+
+    path: Path
+    suffix: str
+    replaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FolderOutput:
+    """A folder a stage writes: wholly (``entries`` empty; :func:`atomic_dir` checks ownership) or
+    only the named ``entries`` inside it (a trailing ``/`` marks a sub-folder), vouched for by the
+    ``marker`` JSON whose provenance names the stage (a folder others may share, e.g. a run folder)."""
+
+    path: Path
+    entries: tuple[str, ...] = ()
+    marker: str = "meta.json"
+    replaces: tuple[str, ...] = ()
+
+
+def recorded_stage(path: str | Path) -> str | None:
+    """The ``edn`` stage an existing file's provenance names; None when it has none or is unreadable.
+
+    Parquet: the ``edn`` schema metadata; JSON: its ``provenance``; a model or checkpoint: its
+    ``provenance`` or ``stage``; PNG: the ``edn`` text chunk; MP4: the comment tag.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            raw = (pq.read_schema(path).metadata or {}).get(b"edn")
+            record = json.loads(raw) if raw else None
+        elif suffix == ".json":
+            record = json.loads(path.read_text())
+        elif suffix == ".pt":
+            record = _torch_record(path)
+        elif suffix == ".png":
+            record = json.loads(_png_text(path).get(PNG_KEY, "null"))
+        elif suffix == ".mp4":
+            return _mp4_stage(path)
+        else:
+            return None
+    except Exception:  # any unreadable file simply has no edn provenance
+        return None
+    if not isinstance(record, dict):
+        return None
+    stage = (record.get("provenance") or {}).get("stage") if isinstance(record.get("provenance"), dict) else None
+    stage = stage or record.get("stage")
+    return stage if isinstance(stage, str) else None
+
+
+def _torch_record(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:  # memory-mapped: the weights are not read, only the small record
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) format cannot be mapped
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return {k: state[k] for k in ("provenance", "stage") if k in state} if isinstance(state, dict) else {}
+
+
+def _png_text(path: Path) -> dict[str, str]:
+    """The tEXt chunks before the image data of a PNG file."""
+    texts: dict[str, str] = {}
+    with path.open("rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            return texts
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return texts
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"IDAT" or length > 1 << 24:
+                return texts
+            body = f.read(length)
+            f.read(4)  # CRC
+            if kind == b"tEXt" and b"\0" in body:
+                key, _, value = body.partition(b"\0")
+                texts[key.decode("latin-1")] = value.decode("latin-1")
+
+
+def _mp4_stage(path: Path) -> str | None:
+    import subprocess
+
+    from pipeline.media import child_process_options, ffmpeg_exe
+
+    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
+                            **child_process_options()).stderr
+    match = re.search(rf"comment\s*:\s*{re.escape(MP4_COMMENT)}(\S+)", header)
+    return match.group(1) if match else None
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(stage: str, inputs: tuple[str | Path | None, ...],
+                  outputs: tuple[FileOutput | FolderOutput, ...], force: bool = False) -> None:
+    """Refuse, before any work, every output path that would destroy a file the stage did not write.
+
+    Raises ValueError naming the path and what to do. ``force`` lets a file output replace an
+    existing file of another kind; it never lets an output replace an input.
+    """
+    sources = [(Path(p), Path(p).resolve(), _inode(Path(p))) for p in inputs if p is not None]
+    seen: dict[Path, Path] = {}
+    for out in outputs:
+        written = [out.path] if isinstance(out, FileOutput) else [out.path / e.rstrip("/") for e in out.entries]
+        for path in [out.path] + written:
+            resolved, inode = path.resolve(), _inode(path)
+            # A folder written only by its named entries may hold other files, inputs among them
+            # (the workflow keeps the global phase's run inside the local phase's run folder).
+            shared = path == out.path and isinstance(out, FolderOutput) and bool(out.entries)
+            for source, where, source_inode in sources:
+                if resolved == where or (inode is not None and inode == source_inode):
+                    raise ValueError(f"{path}: is the input {source}; refusing to overwrite an input, give another "
+                                     "output path (the output comes last)")
+                if resolved in where.parents and not shared:
+                    raise ValueError(f"{path}: output would hold the input {source}; give another output path")
+                if where in resolved.parents:
+                    raise ValueError(f"{path}: output lies inside the input folder {source}; give a path outside it")
+        for path in written or [out.path]:
+            if path.resolve() in seen:
+                raise ValueError(f"{path}: given twice as an output (also as {seen[path.resolve()]}); give each "
+                                 "output its own path")
+            seen[path.resolve()] = path
+    for out in outputs:
+        if isinstance(out, FileOutput):
+            _check_file_output(stage, out, force)
+        else:
+            _check_folder_output(stage, out, force)
+
+
+# The markers of the stages that own whole folders (extract, render: meta.json; evaluate).
+_FOLDER_MARKERS = ("meta.json", "evaluation.json")
+_FOLDER_STAGES = ("extract", "render", "evaluate")
+
+
+def _folder_owner(folder: Path) -> str | None:
+    """The folder stage that owns ``folder`` wholly (its marker names it), or None."""
+    for marker in _FOLDER_MARKERS:
+        if (folder / marker).is_file():
+            stage = recorded_stage(folder / marker)
+            if stage in _FOLDER_STAGES:
+                return stage
+    return None
+
+
+def _check_not_in_owned_folder(stage: str, path: Path, folder: Path) -> None:
+    owner = _folder_owner(folder)
+    if owner is not None and owner != stage:
+        raise ValueError(f"{path}: {folder} is the output folder of `edn {owner}`, which may hold only what that "
+                         "stage writes; give a path outside it")
+
+
+def _check_parents(path: Path) -> None:
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{path}: {parent} is a file, not a folder; give another output path")
+            return
+
+
+def _check_file_output(stage: str, out: FileOutput, force: bool) -> None:
+    path, kind = out.path, _KINDS.get(out.suffix, out.suffix)
+    _check_parents(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; `edn {stage}` writes a {kind} file ({out.suffix}) here, "
+                         "give a file path")
+    if path.suffix.lower() != out.suffix:
+        slip = (" and exists: did you forget the output? It comes last" if path.exists() else "")
+        raise ValueError(f"{path}: `edn {stage}` writes a {kind} file, the output must end in {out.suffix}{slip}")
+    _check_not_in_owned_folder(stage, path, path.parent)
+    if not (path.exists() or path.is_symlink()):
+        return
+    recorded = recorded_stage(path)
+    if recorded in (out.replaces or (stage,)):
+        return
+    made = f"was written by `edn {recorded}`" if recorded else "carries no edn provenance"
+    if force:
+        logging.getLogger("edn").warning("%s: replacing it although it %s (--force)", path, made)
+        return
+    raise ValueError(f"{path}: exists and {made}, not by `edn {stage}`; refusing to overwrite it: give another "
+                     "path, or add --force to replace it")
+
+
+def _check_folder_output(stage: str, out: FolderOutput, force: bool) -> None:
+    path = out.path
+    _check_parents(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise ValueError(f"{path}: exists and is not a folder; `edn {stage}` writes a folder here, "
+                         "give a new folder")
+    if not out.entries or not path.is_dir():
+        return
+    _check_not_in_owned_folder(stage, path, path)
+    present = []
+    for entry in out.entries:
+        target = path / entry.rstrip("/")
+        if not (target.exists() or target.is_symlink()):
+            continue
+        if target.is_symlink() or target.is_dir() != entry.endswith("/"):
+            raise ValueError(f"{target}: `edn {stage}` keeps a {'folder' if entry.endswith('/') else 'file'} "
+                             "here and this is not one; move it away or give another folder")
+        present.append(target.name)
+    if not present:
+        return
+    marker = path / out.marker
+    recorded = recorded_stage(marker) if marker.is_file() and not marker.is_symlink() else None
+    if recorded in (out.replaces or (stage,)):
+        return
+    why = f"its {out.marker} names `edn {recorded}`" if recorded else f"no {out.marker} of `edn {stage}`"
+    if force:
+        logging.getLogger("edn").warning("%s: replacing %s although %s (--force)", path, ", ".join(present), why)
+        return
+    raise ValueError(f"{path}: holds {', '.join(present)} ({why}); refusing to overwrite them: give another folder, "
+                     "or add --force to replace them")

@@ -517,6 +517,9 @@ class _EpochOrder:
 def _worker_init(worker_id: int) -> None:
     import cv2
 
+    from pipeline.media import die_with_parent
+
+    die_with_parent()  # a SIGKILLed trainer leaves no data worker behind (issue 18)
     cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
 
 

@@ -106,8 +106,9 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     # thread (on a GPU it is then never kept waiting for the host's work on the last frame), and
     # here each generated frame goes to both encoders and its consecutive difference is taken.
     with contextlib.ExitStack() as stack:
-        main = stack.enter_context(VideoEncoder(out, fps, crf=crf))
-        panel_video = stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf)) if side_by_side_out else None
+        main = stack.enter_context(VideoEncoder(out, fps, crf=crf, stage="transfer"))
+        panel_video = (stack.enter_context(VideoEncoder(side_by_side_out, fps, crf=crf, stage="transfer"))
+                       if side_by_side_out else None)
         shown, to_model = itertools.tee(prefetch(model_pose(p, models.size) for p in poses))
         generated = prefetch(zip(shown, generate_frames(models, to_model, boxes)))
 

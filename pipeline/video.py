@@ -8,8 +8,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from pipeline.media import ffmpeg_exe
-from pipeline.provenance import atomic_path
+from pipeline.media import child_process_options, ffmpeg_exe
+from pipeline.provenance import MP4_COMMENT, atomic_path
 
 
 class VideoEncoder:
@@ -20,8 +20,8 @@ class VideoEncoder:
     heights are padded by one black pixel. Nothing but the frame being written is held.
     """
 
-    def __init__(self, out: str | Path, fps: float, *, crf: int = 18) -> None:
-        self.out, self.fps, self.crf, self.count = Path(out), fps, crf, 0
+    def __init__(self, out: str | Path, fps: float, *, crf: int = 18, stage: str | None = None) -> None:
+        self.out, self.fps, self.crf, self.count, self.stage = Path(out), fps, crf, 0, stage
         self._proc: subprocess.Popen | None = None
         self._size: tuple[int, int] | None = None
         self._atomic: Any = None
@@ -36,8 +36,11 @@ class VideoEncoder:
         cmd = [ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
                "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}", "-i", "-", "-an",
                "-vf", f"pad={width + width % 2}:{height + height % 2}", "-c:v", "libx264", "-preset", "medium",
-               "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(self._tmp)]
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+               "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
+        if self.stage:  # the stage that wrote the video, read back by the output rule (provenance.py)
+            cmd += ["-metadata", f"comment={MP4_COMMENT}{self.stage}"]
+        cmd += ["-f", "mp4", str(self._tmp)]
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, **child_process_options())
         self._size = (width, height)
 
     def write(self, frame: np.ndarray) -> None:

@@ -50,13 +50,23 @@ def _contents(results: Path) -> dict[str, object]:
     return found
 
 
-def _kill_after(workdir: Path, delay: float) -> bool:
-    """Start the pose half, SIGKILL its process group after ``delay`` s; True when it was killed."""
+def _jobs_done(workdir: Path) -> int:
+    """Jobs finished so far: each writes its benchmark file when it ends."""
+    return len(list((workdir / "results" / "benchmarks").rglob("*.tsv")))
+
+
+def _kill_at(workdir: Path, jobs: int) -> bool:
+    """Start the pose half, SIGKILL its process group once ``jobs`` jobs are done; True when it was killed.
+
+    Kill points count progress, not fractions of a wall-clock duration, so every kill lands while
+    the run is still going (with two cores another job is usually midway then).
+    """
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--configfile", "config.yaml", "--cores", "2",
            "--rerun-incomplete", "pose"]
     proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    time.sleep(delay)
+    while _jobs_done(workdir) < jobs and proc.poll() is None:
+        time.sleep(0.01)
     killed = proc.poll() is None
     if killed:
         os.killpg(proc.pid, signal.SIGKILL)  # snakemake and every job it started, at once
@@ -70,12 +80,11 @@ def test_killed_and_rerun_pose_half_equals_an_uninterrupted_run(tmp_path, clip_p
     for workdir in (reference, killed):
         workdir.mkdir()
         write_config(workdir, clip_path)
-    started = time.monotonic()
     snakemake(reference, "pose")
-    duration = time.monotonic() - started
-    rng = random.Random(11)
-    kills = [_kill_after(killed, rng.uniform(0.1, 0.9) * duration) for _ in range(3)]
-    assert any(kills), "every run finished before its kill"
+    total = _jobs_done(reference)
+    points = sorted(random.Random(11).sample(range(1, total), 3))  # three kills at rising job counts
+    kills = [_kill_at(killed, jobs) for jobs in points]
+    assert all(kills), (points, total, kills)
     snakemake(killed, "--rerun-incomplete", "pose")
     expected, got = _contents(reference / "results"), _contents(killed / "results")
     assert sorted(got) == sorted(expected)

@@ -7,6 +7,7 @@ a config that breaks the schema is refused with a clear message, and `snakemake 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -91,6 +92,26 @@ def test_pose_half_produces_every_artifact(workflow_run):
 def test_nothing_changed_nothing_reruns(workflow_run):
     done = snakemake(workflow_run, "-n")
     assert "Nothing to be done" in done.stdout + done.stderr
+
+
+def test_editing_a_stage_module_reruns_that_stage_and_what_follows(workflow_run):
+    """Each rule lists its stage's module as an input: an edited pipeline/render.py reruns rendering
+    and the training, transfer and evaluation on its stick figures, but nothing upstream. (A
+    ``touch`` alone does not: Snakemake sees the same content.)"""
+    module = REPO / "pipeline" / "render.py"
+    text, before = module.read_bytes(), module.stat()
+    try:
+        module.write_bytes(text + b"# edited\n")
+        done = snakemake(workflow_run, "-n")
+    finally:  # the module exactly as it was, time included
+        module.write_bytes(text)
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    rules = planned_rules(done.stdout + done.stderr)
+    downstream = {"render_target", "render_transfer", "train_generator", "train_face", "transfer", "evaluate"}
+    assert downstream <= set(rules), rules
+    assert not {"extract", "detect", "smooth", "qc", "normalize", "plate"} & set(rules), rules
+    again = snakemake(workflow_run, "-n")  # the module back as it was: nothing to do again
+    assert "Nothing to be done" in again.stdout + again.stderr
 
 
 def test_smoothing_window_change_reruns_only_downstream(workflow_run, clip_path):

@@ -102,10 +102,18 @@ def build_face_generator(config: dict[str, Any]) -> FaceResidualGenerator:
                                  config["n_blocks"], config["norm"])
 
 
+# The config keys a face generator file must hold, with their types and sane ranges.
+FACE_SCHEMA: dict[str, tuple[Any, ...]] = {
+    "input_nc": (True, int, 1, 64), "output_nc": (True, int, 1, 64), "ngf": (True, int, 1, 1024),
+    "n_downsample": (True, int, 0, 8), "n_blocks": (True, int, 0, 64), "norm": (True, {"instance", "batch"}),
+    "box_size": (True, int, 1, 16384), "width": (False, int, 1, 16384), "height": (False, int, 1, 16384),
+}
+
+
 def load_face_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
                         ) -> tuple[FaceResidualGenerator, dict[str, Any]]:
     """Rebuild the face generator from ``face.pt``; returns (model in eval mode, config with box_size)."""
-    return load_model(path, build_face_generator, "face generator", "edn train-face", device, extras)
+    return load_model(path, build_face_generator, "face generator", "edn train-face", device, extras, FACE_SCHEMA)
 
 
 @torch.no_grad()

@@ -224,6 +224,18 @@ def load_global_into_local(local: nn.Module, local_config: dict[str, Any], globa
     local.model.load_state_dict(state, strict=True)
 
 
+# The config keys a generator file must hold (True) or may hold, with their types and sane ranges.
+_LAYERS = (int, 1, 1024)
+GENERATOR_SCHEMA: dict[str, tuple[Any, ...]] = {
+    "kind": (True, {"global", "local"}), "input_nc": (True, int, 1, 64), "output_nc": (True, int, 1, 64),
+    "ngf": (True, *_LAYERS), "n_downsample": (True, int, 0, 8), "n_blocks": (True, int, 0, 64),
+    "n_blocks_local": (False, int, 0, 64), "norm": (True, {"instance", "batch"}),
+    "padding_type": (True, {"reflect", "replicate", "zero"}), "temporal": (False, bool, 0, 1),
+    "background": (False, {"none", "plate"}), "n_plates": (False, int, 1, 1024),
+    "width": (False, int, 1, 16384), "height": (False, int, 1, 16384),
+}
+
+
 def load_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
                    ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a trained generator from ``generator.pt``; returns (model in eval mode, its config).
@@ -231,7 +243,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu", extras:
     The config also holds ``width`` and ``height``, the resolution it was trained at; ``extras``
     receives the file's other entries (see :func:`pipeline.checkpoint.load_model`).
     """
-    return load_model(path, build_generator, "generator", "edn train", device, extras)
+    return load_model(path, build_generator, "generator", "edn train", device, extras, GENERATOR_SCHEMA)
 
 
 def image_to_tensor(image: Any, device: str | torch.device | None = None) -> torch.Tensor:
