@@ -34,6 +34,15 @@ def _box(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def _time(text: str) -> float:
+    from pipeline.timespan import parse_time  # re only: `edn --help` stays fast
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _handler(module: str, function: str) -> Callable[[argparse.Namespace], int | None]:
     def run(args: argparse.Namespace) -> int | None:
         return getattr(importlib.import_module(module), function)(args)
@@ -61,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=_box, default=None, help="x,y,w,h in source pixels after rotation")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg")
     p.add_argument("--max-frames", type=int, default=None, help="keep only the first N frames")
+    p.add_argument("--start", type=_time, default=None, help="trim: first second to use (s or [hh:]mm:ss[.ms])")
+    p.add_argument("--end", type=_time, default=None, help="trim: last second to use (s or [hh:]mm:ss[.ms])")
     p.set_defaults(func=_handler("pipeline.extract", "cli"))
 
     p = sub.add_parser("detect", help="frames -> keypoints Parquet (OpenPose layout)")
@@ -268,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
+    p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                   help="carry the source's soundtrack (the frames' span) into the videos" + dflt)
     p.set_defaults(func=_handler("pipeline.transfer", "cli"))
 
     p = sub.add_parser("evaluate", help="the paper's metrics on the target's held-out frames (paper sec. 5)")
