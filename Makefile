@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: setup demo test test-fast bench bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
+.PHONY: doctor setup demo test test-fast bench bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench-scale: setup
 # On a CUDA machine: paper-size training steps (fp32, bf16), data feed, transfer frames/s.
 # Needs only torch, numpy and opencv, so it runs with the machine's own python too:
 #   python scripts/gpu_check.py
+# What this machine offers for a run of the config (GPUs, ffmpeg, weights, SLURM, disk); exit 1 when it lacks a need.
+# DOCTOR_ARGS, e.g. "--configfile config/paper.yaml --profile profiles/slurm".
+doctor: setup
+	$(VENV)/bin/edn doctor $(DOCTOR_ARGS)
+
 gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.py
 

@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wheel-dir", type=Path, default=None, help="use/keep the wheel here")
     p.set_defaults(func=_handler("pipeline.demo_data", "cli"))
 
+    p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")
+    p.add_argument("--configfile", type=Path, action="append", default=None,
+                   help="merged over config/config.yaml, as snakemake --configfile (repeatable)")
+    p.add_argument("--profile", type=Path, default=None, help="workflow profile to check (e.g. profiles/slurm)")
+    p.set_defaults(func=_handler("pipeline.doctor", "cli"))
+
     p = sub.add_parser("extract", help="video -> frames (ffmpeg) plus meta.json")
     p.add_argument("video", type=Path)
     p.add_argument("out_dir", type=Path)
