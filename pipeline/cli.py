@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--holdout", type=float, default=0.2, help="last fraction of every clip kept out" + dflt)
         p.add_argument("--workers", type=int, default=2, help="data loading processes" + dflt)
         p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+        p.add_argument("--tensorboard", choices=("on", "off", "auto"), default="auto",
+                       help="TensorBoard events (losses, lr, step time, samples) in OUT_DIR/tensorboard; auto: "
+                       "when the package is installed" + dflt)
         p.set_defaults(func=_handler(f"pipeline.{stage.replace('-', '_')}", "cli"))
 
     p = sub.add_parser("plate", help="background plate of a target clip: temporal median without the person")

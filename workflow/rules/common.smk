@@ -256,7 +256,7 @@ def train_flags(stage, overrides=None):
                         for k, v in config["train"]["face"].items()})
     flags = []
     for key, value in options.items():
-        if key == "vgg_loss":
+        if key in ("vgg_loss", "tensorboard"):
             value = {True: "on", False: "off"}.get(value, value)
         if value is False or value in ("", None):
             continue
