@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_handler("pipeline.demo_data", "cli"))
 
     p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")
-    p.add_argument("--configfile", type=Path, action="append", default=None,
-                   help="merged over config/config.yaml, as snakemake --configfile (repeatable)")
+    p.add_argument("--configfile", type=Path, nargs="+", action="extend", default=None,
+                   help="merged over config/config.yaml in order, as snakemake --configfile")
     p.add_argument("--profile", type=Path, default=None, help="workflow profile to check (e.g. profiles/slurm)")
     p.set_defaults(func=_handler("pipeline.doctor", "cli"))
 

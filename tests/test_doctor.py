@@ -147,3 +147,5 @@ def test_doctor_exits_non_zero_when_the_config_needs_what_is_missing(monkeypatch
     assert main(["doctor", "--configfile", "strict.yaml"]) == 1
     out = capsys.readouterr().out
     assert "VGG19 weights    MISSING" in out and "Missing for this config: VGG19 weights" in out
+    (workdir / "lenient.yaml").write_text("train:\n  vgg_loss: auto\n")  # later files win, as in Snakemake
+    assert main(["doctor", "--configfile", "strict.yaml", "lenient.yaml"]) == 0
