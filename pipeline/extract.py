@@ -116,8 +116,10 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
             "source_fps": info.fps, "source_rotation": info.rotation,
             "source_duration": info.duration, "width": out_w, "height": out_h, "fps": out_fps,
             "frame_count": len(frames), "format": image_format, "start": start, "end": end,
-            # the source time of frame 0: frame i plays at first_frame_time + i / fps (pipeline.audio)
-            "first_frame_time": max(start or 0.0, timing["video_start"]), **timing,
+            # the source time of frame 0: frame i plays at first_frame_time + i / fps (pipeline.audio). The
+            # fps filter's grid starts at the seek point (the container's start without one), repeating
+            # the first frame over any delay of the video stream (tested).
+            "first_frame_time": start or 0.0, **timing,
             "provenance": provenance("extract", params),
         }
         write_json(tmp / "meta.json", meta)

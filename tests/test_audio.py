@@ -178,3 +178,23 @@ def test_transfer_carries_the_sources_soundtrack_in_sync(tmp_path, tone_clip):
     assert main(args + ["--no-audio"]) == 0
     assert json.loads(out.with_suffix(".json").read_text())["audio"] is False
     assert probe_audio(out)["audio"] is None and probe_audio(side)["audio"] is None
+
+
+def test_a_video_stream_starting_after_the_audio_keeps_their_offset(tmp_path, tone_clip):
+    """Video delayed 0.3 s in the container: the frames' grid still starts at the container's start (the first
+    frame repeated over the delay), and each frame's audio is what played with it in the source."""
+    import cv2
+
+    delayed = tmp_path / "delayed.mp4"
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-itsoffset", "0.3", "-i", str(tone_clip),
+                    "-i", str(tone_clip), "-map", "0:v", "-map", "1:a", "-c", "copy", str(delayed)], check=True)
+    meta = extract_frames(delayed, tmp_path / "frames", height=48)
+    assert meta["video_start"] == pytest.approx(0.3, abs=1e-3) and meta["first_frame_time"] == 0.0
+    white = first_white_frame(tmp_path / "frames")
+    assert white == pytest.approx(EVENT_FRAME + 0.3 * FPS, abs=1)
+    frames = list_frames(tmp_path / "frames")
+    video = tmp_path / "out.mp4"
+    write_video((cv2.imread(str(p)) for p in frames), video, FPS)
+    assert add_soundtrack(video, meta, 0, len(frames))
+    # the tone plays 0.3 s before the picture turns white, in the source and in the output alike
+    assert tone_onset(decoded_audio(video)) * FPS == pytest.approx(white - 0.3 * FPS, abs=1)
