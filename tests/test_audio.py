@@ -198,3 +198,11 @@ def test_a_video_stream_starting_after_the_audio_keeps_their_offset(tmp_path, to
     assert add_soundtrack(video, meta, 0, len(frames))
     # the tone plays 0.3 s before the picture turns white, in the source and in the output alike
     assert tone_onset(decoded_audio(video)) * FPS == pytest.approx(white - 0.3 * FPS, abs=1)
+
+    # trimmed from 1 s: the picture turns white at 2.7 - 1 s, the tone starts at 2.4 - 1 s
+    meta = extract_frames(delayed, tmp_path / "trimmed", height=48, start=1.0)
+    assert first_white_frame(tmp_path / "trimmed") == pytest.approx((EVENT_FRAME / FPS + 0.3 - 1.0) * FPS, abs=1)
+    frames = list_frames(tmp_path / "trimmed")
+    write_video((cv2.imread(str(p)) for p in frames), video, FPS)
+    assert add_soundtrack(video, meta, 0, len(frames))
+    assert tone_onset(decoded_audio(video)) * FPS == pytest.approx((EVENT_FRAME / FPS - 1.0) * FPS, abs=1)
