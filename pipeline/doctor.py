@@ -145,8 +145,8 @@ def mediapipe_rows(config: dict[str, Any], sheet: list[dict[str, str]]) -> list[
 
 def weight_rows(config: dict[str, Any]) -> list[Row]:
     """VGG19 (perceptual loss) and AlexNet (LPIPS), found where training and evaluation look for them."""
-    from pipeline.metrics import alexnet_weights
-    from pipeline.models.losses import VGGWeightsNotFound, default_vgg_weights_path, find_vgg_weights
+    from pipeline.metrics import ALEXNET_FILE, alexnet_weights
+    from pipeline.models.losses import VGG19_FILE, VGGWeightsNotFound, default_vgg_weights_path, find_vgg_weights
 
     rows = []
     train = config.get("train", {})
@@ -155,7 +155,7 @@ def weight_rows(config: dict[str, Any]) -> list[Row]:
         rows.append(Row("VGG19 weights", OK, f"{find_vgg_weights(train.get('vgg_weights') or None)}"))
     except VGGWeightsNotFound:
         where = train.get("vgg_weights") or default_vgg_weights_path()
-        fix = f"on a machine with internet: {VGG_FETCH}; copy vgg19-dcbbb0d1.pth to {where}"
+        fix = f"on a machine with internet: {VGG_FETCH}; copy {VGG19_FILE} from its ~/.cache/torch/hub/checkpoints to {where}"
         if vgg is True:
             rows.append(Row("VGG19 weights", MISSING, f"not at {where}; train.vgg_loss is true", fix))
         else:
@@ -166,16 +166,16 @@ def weight_rows(config: dict[str, Any]) -> list[Row]:
         found = alexnet_weights(lpips_file)
     except FileNotFoundError as exc:  # a configured file that is not there: the run would stop
         rows.append(Row("AlexNet weights", MISSING, str(exc), f"on a machine with internet: {ALEXNET_FETCH}; "
-                        f"copy alexnet-owt-7be5be79.pth to {lpips_file}"))
+                        f"copy {ALEXNET_FILE} from its ~/.cache/torch/hub/checkpoints to {lpips_file}"))
         return rows
     if found:
         rows.append(Row("AlexNet weights", OK, str(found)))
     else:
         import torch
 
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        cache = Path(torch.hub.get_dir()) / "checkpoints"  # where alexnet_weights looks
         rows.append(Row("AlexNet weights", WARN, f"not in {cache}; evaluation reports LPIPS as unavailable",
-                        f"on a machine with internet: {ALEXNET_FETCH}; copy alexnet-owt-7be5be79.pth to {cache}"))
+                        f"on a machine with internet: {ALEXNET_FETCH}; copy {ALEXNET_FILE} to {cache}"))
     return rows
 
 
