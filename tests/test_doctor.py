@@ -49,6 +49,11 @@ def test_gpus_and_bf16(monkeypatch):
     monkeypatch.setattr(doctor, "gpu_list", lambda: [("Tesla V100", 32.0, False)])
     assert rows_by_name(doctor.torch_rows({"train": {"precision": "bf16"}}))["bf16"].status == MISSING
 
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails
+    assert [(r.name, r.status) for r in doctor.torch_rows({})] == [("torch", MISSING)]
+
 
 def test_ffmpeg_and_its_encoders(monkeypatch):
     rows = rows_by_name(doctor.ffmpeg_rows({"transfer": {"audio": True}}))  # the real one: imageio-ffmpeg's
