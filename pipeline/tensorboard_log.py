@@ -39,10 +39,12 @@ class TrainingBoard:
 
     def sample(self, step: int, images: Sequence[Any]) -> None:
         """A grid, left to right: stick figure | generated | real (the face GAN: | refined before real)."""
-        import torch
+        import numpy as np
 
-        grid = torch.cat([((t.detach().float().cpu().clamp(-1, 1) + 1) / 2)[:3] for t in images], dim=2)
-        self.writer.add_image("samples", grid, step)
+        from pipeline.models.generator import tensor_to_image
+
+        grid = np.concatenate([tensor_to_image(t) for t in images], axis=1)  # as samples/step_*.png
+        self.writer.add_image("samples", grid, step, dataformats="HWC")
 
     def close(self) -> None:
         self.writer.close()

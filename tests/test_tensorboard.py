@@ -45,6 +45,11 @@ def test_pose_and_face_gan_runs_log_losses_lr_step_time_and_samples(tmp_path, sy
     images = acc.Images("samples")
     assert [i.step for i in images] == [2, 4]  # every sample_every steps
     assert (images[0].width, images[0].height) == (3 * 64, 128)  # stick figure | generated | real
+    import cv2
+    import numpy as np
+
+    logged = cv2.imdecode(np.frombuffer(images[0].encoded_image_string, np.uint8), cv2.IMREAD_COLOR)
+    assert np.array_equal(logged, cv2.imread(str(tmp_path / "run" / "samples" / "step_0000002.png")))
 
     train_face(tmp_path / "face", tmp_path / "run" / "generator.pt", [clip],
                FaceConfig(face_ngf=4, face_n_blocks=1, ndf=4, workers=0, vgg_loss=False, sample_every=2,
