@@ -197,7 +197,9 @@ def slurm_rows(profile: Path | None) -> list[Row]:
                     (f" but profile {profile} submits to SLURM" if needed else ": the run is local"),
                     "run from the cluster's login node" if needed else "")]
     rows = [Row("SLURM", OK, f"sbatch at {sbatch}")]
-    if partition:
+    if partition and shutil.which("sinfo") is None:
+        rows.append(Row("SLURM partition", WARN, f"no sinfo on PATH to check partition {partition!r}"))
+    elif partition:
         listed = subprocess.run(["sinfo", "-h", "-p", str(partition), "-o", "%P %a %D"], capture_output=True,
                                 text=True).stdout.split()
         if listed:
