@@ -155,7 +155,8 @@ def weight_rows(config: dict[str, Any]) -> list[Row]:
         rows.append(Row("VGG19 weights", OK, f"{find_vgg_weights(train.get('vgg_weights') or None)}"))
     except VGGWeightsNotFound:
         where = train.get("vgg_weights") or default_vgg_weights_path()
-        fix = f"on a machine with internet: {VGG_FETCH}; copy {VGG19_FILE} from its ~/.cache/torch/hub/checkpoints to {where}"
+        fix = (f"on a machine with internet: {VGG_FETCH}; copy {VGG19_FILE} from its "
+               f"~/.cache/torch/hub/checkpoints to {where}")
         if vgg is True:
             rows.append(Row("VGG19 weights", MISSING, f"not at {where}; train.vgg_loss is true", fix))
         else:
@@ -242,7 +243,8 @@ def disk_rows(config: dict[str, Any], sheet: list[dict[str, str]], results: Path
     while not where.exists():  # results/ may not exist yet: the disk it will be on
         where = where.parent
     free = shutil.disk_usage(where).free
-    detail = (f"{free / 2**30:.1f} GiB free at {where.resolve()}; the sheet's {frames} frames need ~{needed / 2**30:.1f} GiB"
+    detail = (f"{free / 2**30:.1f} GiB free at {where.resolve()}; the sheet's {frames} frames need "
+              f"~{needed / 2**30:.1f} GiB"
               + (f" (not counted, not on disk yet: {', '.join(unknown)})" if unknown else ""))
     if free < needed:
         return [Row("disk", MISSING, detail, "free space, or point results/ at a larger disk (a symlink)")]

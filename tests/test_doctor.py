@@ -23,7 +23,8 @@ def rows_by_name(rows):
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch, clip_path):
-    """A working directory with config/config.yaml (the repo's) and a sheet of the test clip (0.4 s, 60 fps, 288x512)."""
+    """A working directory with config/config.yaml (the repo's) and a sheet of the test clip
+    (0.4 s at 60 fps, 288x512)."""
     (tmp_path / "config").mkdir()
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["videos"] = "config/videos.tsv"
@@ -45,7 +46,8 @@ def test_gpus_and_bf16(monkeypatch):
 
     monkeypatch.setattr(doctor, "gpu_list", lambda: [("NVIDIA H100 80GB HBM3", 79.6, True)])
     rows = rows_by_name(doctor.torch_rows({"train": {"gpus": 1, "precision": "bf16"}}))
-    assert rows["GPU 0"].detail == "NVIDIA H100 80GB HBM3, 80 GiB, bf16 yes" and "bf16" not in rows and "GPU" not in rows
+    assert rows["GPU 0"].detail == "NVIDIA H100 80GB HBM3, 80 GiB, bf16 yes"
+    assert "bf16" not in rows and "GPU" not in rows
     monkeypatch.setattr(doctor, "gpu_list", lambda: [("Tesla V100", 32.0, False)])
     assert rows_by_name(doctor.torch_rows({"train": {"precision": "bf16"}}))["bf16"].status == MISSING
 
@@ -91,7 +93,8 @@ def test_vgg_and_alexnet_weights(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))  # an empty cache
     rows = rows_by_name(doctor.weight_rows({"train": {"vgg_loss": True}}))
     assert rows["VGG19 weights"].status == MISSING and "torchvision.models.vgg19(weights=" in rows["VGG19 weights"].fix
-    assert rows["AlexNet weights"].status == WARN and "torchvision.models.alexnet(weights=" in rows["AlexNet weights"].fix
+    assert rows["AlexNet weights"].status == WARN
+    assert "torchvision.models.alexnet(weights=" in rows["AlexNet weights"].fix
     assert rows_by_name(doctor.weight_rows({"train": {"vgg_loss": "auto"}}))["VGG19 weights"].status == WARN
 
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
@@ -120,7 +123,8 @@ def test_slurm(monkeypatch, tmp_path):
         (tmp_path / "bin" / name).chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
     rows = rows_by_name(doctor.slurm_rows(profile))
-    assert rows["SLURM"].status == OK and rows["SLURM partition"].status == OK and "gpu up 4" in rows["SLURM partition"].detail
+    assert rows["SLURM"].status == OK and rows["SLURM partition"].status == OK
+    assert "gpu up 4" in rows["SLURM partition"].detail
     (profile / "config.yaml").write_text("executor: slurm\ndefault-resources:\n  slurm_partition: cpu\n")
     assert rows_by_name(doctor.slurm_rows(profile))["SLURM partition"].status == MISSING
 
