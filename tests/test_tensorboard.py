@@ -84,3 +84,23 @@ def test_cli_option():
         assert config_from_args(TrainConfig, args).tensorboard == value
     with pytest.raises(ValueError, match="tensorboard='yes'"):
         TrainConfig(tensorboard="yes")
+
+
+@pytest.mark.slow
+def test_only_rank_0_writes_events_under_ddp(tmp_path, synthetic_clip_factory):
+    import os
+    import subprocess
+    import sys
+
+    clip = synthetic_clip_factory(tmp_path / "clip", n_frames=8)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--", sys.executable, "-m",
+                           "pipeline.cli", "train", str(tmp_path / "run"), "--clip", *map(str, clip), "--width", "64",
+                           "--height", "128", "--ngf", "4", "--n-downsample", "2", "--n-blocks", "1", "--ndf", "4",
+                           "--num-d", "1", "--workers", "0", "--no-vgg-loss", "--max-steps", "2",
+                           "--sample-every", "1", "--tensorboard", "on"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    acc = events(tmp_path / "run")
+    assert [e.step for e in acc.Scalars("lr")] == [1, 2] and [i.step for i in acc.Images("samples")] == [1, 2]
