@@ -5,8 +5,8 @@ figures at the target's frame size (``edn render``), are fitted to the model's r
 training and run through the generator frame by frame, each output fed back as the next
 frame's previous-frame input; the face GAN refines the face box (from the normalized
 keypoints). Frames go to an H.264 MP4 (yuv420p, the source's frame rate) and to a side-by-side
-MP4 (source frame | stick figure | result); a JSON beside them records models, frames, speed
-and device.
+MP4 (source frame | stick figure | result), both then given the source's soundtrack over the
+frames' span (``pipeline.audio``); a JSON beside them records models, frames, speed and device.
 """
 
 from __future__ import annotations
