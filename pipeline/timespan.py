@@ -29,8 +29,8 @@ def check_span(duration: float, start: float | None, end: float | None, where: s
 
     A duration of 0 means the container gave none; only start < end is checked then.
     """
-    if start is not None and end is not None and start >= end:
-        raise ValueError(f"{where}: start {start:g} s must come before end {end:g} s")
+    if end is not None and (start or 0.0) >= end:
+        raise ValueError(f"{where}: start {start or 0.0:g} s must come before end {end:g} s")
     if duration <= 0:
         return
     if start is not None and start >= duration:

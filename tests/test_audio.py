@@ -77,6 +77,8 @@ def test_check_span_names_the_problem():
         check_span(10.0, None, 11.0, "v.mp4")
     with pytest.raises(ValueError, match="v.mp4: start 10 s is not before"):
         check_span(10.0, 10.0, None, "v.mp4")
+    with pytest.raises(ValueError, match="v.mp4: start 0 s must come before end 0 s"):
+        check_span(0.0, None, 0.0, "v.mp4")  # no duration known: the order is still checked
 
 
 def test_extraction_records_the_soundtrack_and_time_base(tmp_path, tone_clip):
