@@ -15,7 +15,7 @@ CORES ?= all
 DEMO_DIR ?= resources/demo
 TORCH_HOME ?=
 
-.PHONY: setup slurm-env prefetch demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
+.PHONY: doctor setup slurm-env prefetch demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -86,6 +86,11 @@ bench-scale: setup
 # On a CUDA machine: paper-size training steps (fp32, bf16), data feed, transfer frames/s.
 # Needs only torch, numpy and opencv, so it runs with the machine's own python too:
 #   python scripts/gpu_check.py
+# What this machine offers for a run of the config (GPUs, ffmpeg, weights, SLURM, disk); exit 1 when it lacks a need.
+# DOCTOR_ARGS, e.g. "--configfile config/paper.yaml --profile profiles/slurm".
+doctor: setup
+	$(VENV)/bin/edn doctor $(DOCTOR_ARGS)
+
 gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.py
 

@@ -34,6 +34,15 @@ def _box(text: str) -> tuple[int, int, int, int]:
     return x, y, w, h
 
 
+def _time(text: str) -> float:
+    from pipeline.timespan import parse_time  # re only: `edn --help` stays fast
+
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _handler(module: str, function: str) -> Callable[[argparse.Namespace], int | None]:
     def run(args: argparse.Namespace) -> int | None:
         return getattr(importlib.import_module(module), function)(args)
@@ -119,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wheel-dir", type=Path, default=None, help="use/keep the wheel here")
     p.set_defaults(func=_handler("pipeline.demo_data", "cli"))
 
+    p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")
+    p.add_argument("--configfile", type=Path, nargs="+", action="extend", default=None,
+                   help="merged over config/config.yaml in order, as snakemake --configfile")
+    p.add_argument("--profile", type=Path, default=None, help="workflow profile to check (e.g. profiles/slurm)")
+    p.set_defaults(func=_handler("pipeline.doctor", "cli"))
+
     p = sub.add_parser("extract", help="video -> frames (ffmpeg) plus meta.json")
     p.add_argument("video", type=Path)
     p.add_argument("out_dir", type=Path)
@@ -129,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=_box, default=None, help="x,y,w,h in source pixels after rotation")
     p.add_argument("--format", choices=("jpg", "png"), default="jpg")
     p.add_argument("--max-frames", type=_positive_int, default=None, help="keep only the first N frames")
+    p.add_argument("--start", type=_time, default=None, help="trim: first second to use (s or [hh:]mm:ss[.ms])")
+    p.add_argument("--end", type=_time, default=None, help="trim: last second to use (s or [hh:]mm:ss[.ms])")
     p.set_defaults(func=_handler("pipeline.extract", "cli"))
 
     p = sub.add_parser("detect", help="frames -> keypoints Parquet (OpenPose layout)")
@@ -321,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--holdout", type=float, default=0.2, help="last fraction of every clip kept out" + dflt)
         p.add_argument("--workers", type=int, default=2, help="data loading processes" + dflt)
         p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
+        p.add_argument("--tensorboard", choices=("on", "off", "auto"), default="auto",
+                       help="TensorBoard events (losses, lr, step time, samples) in OUT_DIR/tensorboard; auto: "
+                       "when the package is installed" + dflt)
         p.set_defaults(func=_handler(f"pipeline.{stage.replace('-', '_')}", "cli"))
 
     p = sub.add_parser("plate", help="background plate of a target clip: temporal median without the person")
@@ -343,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                    help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
+    p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                   help="carry the source's soundtrack (the frames' span) into the videos" + dflt)
     p.set_defaults(func=_handler("pipeline.transfer", "cli"))
 
     p = sub.add_parser("evaluate", help="the paper's metrics on the target's held-out frames (paper sec. 5)")

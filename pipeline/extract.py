@@ -12,8 +12,10 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from pipeline.audio import probe_audio
 from pipeline.media import VideoInfo, child_process_options, ffmpeg_exe, probe_video
 from pipeline.provenance import atomic_dir, provenance, write_json
+from pipeline.timespan import check_span
 
 log = logging.getLogger(__name__)
 FRAME_FILES = r"\d{6}\.(jpg|png)|meta\.json"  # everything extract_frames writes
@@ -40,8 +42,12 @@ def check_crop(info: VideoInfo, rotation: int | None, crop: tuple[int, int, int,
 def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None = None,
                    height: int = 512, rotation: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, image_format: str = "jpg",
-                   max_frames: int | None = None) -> dict[str, Any]:
+                   max_frames: int | None = None, start: float | None = None,
+                   end: float | None = None) -> dict[str, Any]:
     """Write ``out_dir/000000.jpg ...`` and ``out_dir/meta.json``; return the metadata.
+
+    ``start`` and ``end`` (seconds of the source) trim it: frames, metadata and the soundtrack a
+    transfer takes from ``meta.json`` follow the span.
 
     ``rotation`` (clockwise degrees) replaces the file's own rotation metadata when given;
     otherwise ffmpeg applies the display matrix. ``crop`` is x, y, w, h in displayed source
@@ -58,8 +64,14 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     if max_frames is not None and max_frames <= 0:
         raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
     out_fps = float(fps or info.fps)
+    check_span(info.duration, start, end, str(video))
+    timing = probe_audio(video)
 
-    input_args = {}
+    input_args: dict[str, Any] = {}
+    if start:
+        input_args["ss"] = f"{start:.6f}"  # an input seek, then decoding: the first frame at or after start
+    if end is not None:
+        input_args["t"] = f"{end - (start or 0.0):.6f}"
     if rotation is not None:
         if rotation not in _ROTATE_FILTERS:
             raise ValueError(f"extract: rotation must be 0, 90, 180 or 270, got {rotation}")
@@ -94,17 +106,23 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
             raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")
-        _check_frame_count(video, len(frames), info.duration, out_fps, max_frames)
+        span = (end if end is not None else info.duration) - (start or 0.0)
+        _check_frame_count(video, len(frames), span if info.duration > 0 or end is not None else 0.0, out_fps,
+                           max_frames)
         import cv2
 
         out_h, out_w = cv2.imread(str(frames[0])).shape[:2]
         params = {"fps": fps, "height": height, "rotation": rotation, "crop": crop,
-                  "format": image_format, "max_frames": max_frames}
+                  "format": image_format, "max_frames": max_frames, "start": start, "end": end}
         meta = {
             "source": str(video), "source_width": info.width, "source_height": info.height,
             "source_fps": info.fps, "source_rotation": info.rotation,
             "source_duration": info.duration, "width": out_w, "height": out_h, "fps": out_fps,
-            "frame_count": len(frames), "format": image_format,
+            "frame_count": len(frames), "format": image_format, "start": start, "end": end,
+            # the source time of frame 0: frame i plays at first_frame_time + i / fps (pipeline.audio). The
+            # fps filter's grid starts at the seek point (the container's start without one), repeating
+            # the first frame over any delay of the video stream (tested).
+            "first_frame_time": start or 0.0, **timing,
             "provenance": provenance("extract", params),
         }
         write_json(tmp / "meta.json", meta)
@@ -158,5 +176,6 @@ def read_frames_meta(frames_dir: str | Path) -> dict[str, Any]:
 
 def cli(args: argparse.Namespace) -> int:
     extract_frames(args.video, args.out_dir, fps=args.fps, height=args.height, rotation=args.rotation,
-                   crop=args.crop, image_format=args.format, max_frames=args.max_frames)
+                   crop=args.crop, image_format=args.format, max_frames=args.max_frames,
+                   start=args.start, end=args.end)
     return 0

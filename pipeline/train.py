@@ -43,6 +43,7 @@ from pipeline.models.generator import IMAGE_NC, POSE_NC, build_generator, defaul
 from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss
 from pipeline.provenance import atomic_path, provenance, write_json
+from pipeline.tensorboard_log import open_board
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figur
 # housekeeping); every other setting shapes the networks, losses or data order and must match.
 # (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
 _FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "checkpoint_minutes", "sample_every",
-                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global"}
+                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
 
@@ -110,12 +111,14 @@ class TrainConfig:
     # Learning rate with several processes/samples per step: "none" keeps lr; "linear" multiplies it
     # by the global batch (batch_size x processes; the paper's batch is 1).
     lr_scaling: str = "none"
+    tensorboard: bool | str = "auto"  # events under RUN_DIR/tensorboard; auto: when the package is installed
 
     def __post_init__(self) -> None:
         bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
         bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
+        bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
         bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
@@ -636,6 +639,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         write_json(out_dir / "run.json", record)
         (out_dir / "samples").mkdir(parents=True, exist_ok=True)
     loss_log = _LossLog(out_dir / "losses.csv", step) if rt.is_main else None
+    board = open_board(out_dir, cfg.tensorboard, step) if rt.is_main else None
 
     def save(step_now: int) -> None:
         rngs = _all_gather(rng_state(), rt)  # collective: every rank's generators
@@ -660,6 +664,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         sampler.set_epoch(epoch)
         order.indices = list(sampler)[skip * cfg.batch_size:]
         task.frozen = task.frozen_parameters(epoch)
+        tick = time.perf_counter()
         for batch in loader:
             step += 1
             losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
@@ -681,16 +686,24 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
             if rt.is_main:
                 row = dict(zip(names, values.tolist()))
                 loss_log.append(step, epoch, lr, row)
+                if board is not None:
+                    now = time.perf_counter()  # the step's time, data wait included
+                    board.step(step, lr, row, now - tick)
+                    tick = now
                 bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()}, refresh=False)
                 bar.update(1)
                 if visuals is not None:
                     _write_grid(out_dir / "samples" / f"step_{step:07d}.png", visuals)
+                    if board is not None:
+                        board.sample(step, visuals)
             if step % cfg.checkpoint_every == 0 or step == stop or timed:
                 save(step)
                 last_save = time.monotonic()
             if step >= stop:
                 break
     bar.close()
+    if board is not None:
+        board.close()
     if stop == 0:
         save(0)
 
@@ -823,8 +836,9 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     """The config of cli.py's parsed options (every option has a config field of the same name)."""
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    if "vgg_loss" in values:
-        values["vgg_loss"] = {"on": True, "off": False, "auto": "auto"}[values["vgg_loss"]]
+    for key in ("vgg_loss", "tensorboard"):
+        if key in values:
+            values[key] = {"on": True, "off": False, "auto": "auto"}[values[key]]
     return cls(**values)
 
 

@@ -5,8 +5,8 @@ figures at the target's frame size (``edn render``), are fitted to the model's r
 training and run through the generator frame by frame, each output fed back as the next
 frame's previous-frame input; the face GAN refines the face box (from the normalized
 keypoints). Frames go to an H.264 MP4 (yuv420p, the source's frame rate) and to a side-by-side
-MP4 (source frame | stick figure | result); a JSON beside them records models, frames, speed
-and device.
+MP4 (source frame | stick figure | result), both then given the source's soundtrack over the
+frames' span (``pipeline.audio``); a JSON beside them records models, frames, speed and device.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ def label_follows(panel: np.ndarray, share: float) -> np.ndarray:
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
              record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
-             precision: str = "auto") -> dict[str, Any]:
-    """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record."""
+             precision: str = "auto", audio: bool = True) -> dict[str, Any]:
+    """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record.
+
+    ``audio``: both videos carry the source's soundtrack over the frames' span (``pipeline.audio``).
+    """
     import cv2
     import torch
     from tqdm import tqdm
@@ -132,6 +135,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
 
         differences = consecutive_differences(written())  # two frames held at a time
         seconds = time.perf_counter() - started
+    soundtrack = audio and _add_soundtrack(source_frames, track.frames, [out, side_by_side_out])
 
     info = probe_video(out)
     record = {
@@ -142,7 +146,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
         "size": list(models.size), "device": str(models.device), "precision": models.precision, "generation_seconds": round(seconds, 3),
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
-        "video": info.as_dict(), "side_by_side": str(side_by_side_out) if side_by_side_out else None,
+        "video": info.as_dict(), "audio": soundtrack,
+        "side_by_side": str(side_by_side_out) if side_by_side_out else None,
         "qc_repaired": len(repaired), "qc_repaired_frames": sorted(repaired), "follows_source": round(follows, 4),
         "consecutive_differences": differences,
         "mean_consecutive_difference": float(np.mean(differences)) if differences else None,
@@ -152,11 +157,30 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     return record
 
 
+def _add_soundtrack(source_frames: Path, frames: np.ndarray, videos: list[Path | None]) -> bool:
+    """The source's audio under each of ``videos``; False when the source (or its frames' record) has none."""
+    from pipeline.audio import add_soundtrack
+    from pipeline.extract import read_frames_meta
+
+    meta = read_frames_meta(source_frames)
+    if not meta.get("audio"):
+        log.info("%s: the source has no soundtrack; the videos are silent", source_frames)
+        return False
+    if len(frames) and np.any(np.diff(frames) != 1):
+        # output frame k is source frame frames[k]: with gaps no one span of audio fits
+        log.warning("%s: the frames are not one run (gaps), so the videos are silent", source_frames)
+        return False
+    for video in videos:
+        if video is not None:
+            add_soundtrack(video, meta, int(frames[0]), len(frames))
+    return True
+
+
 def cli(args: argparse.Namespace) -> int:
     record = transfer(args.normalized, args.render_dir, args.source_frames, args.generator, args.out,
                       face=args.face, side_by_side_out=args.side_by_side,
                       record_out=args.record or args.out.with_suffix(".json"),
-                      device=args.device, crf=args.crf, precision=args.precision)
+                      device=args.device, crf=args.crf, precision=args.precision, audio=args.audio)
     log.info("%s: %d frames at %.6g fps (%.1f generated frames/s on %s)", args.out, record["frames"],
              record["fps"], record["frames_per_second"] or 0.0, record["device"])
     return 0

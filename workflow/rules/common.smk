@@ -25,7 +25,7 @@ def load_videos(path):
         raise ValueError(f"{path}: video sheet not found (config key 'videos')")
     sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
     sheet.columns = [c.strip() for c in sheet.columns]
-    for column in ("subject", "crop", "rotation", "fps", "openpose_json"):
+    for column in ("subject", "crop", "rotation", "fps", "start", "end", "openpose_json"):
         if column not in sheet.columns:
             sheet[column] = ""
     sheet = sheet.apply(lambda col: col.str.strip())
@@ -72,10 +72,28 @@ def check_crops(sheet, path):
             raise ValueError(f"{path}: video {name}: {exc}") from None
 
 
+def check_spans(sheet, path):
+    """Each sheet row's start < end, both within its video (a header read per trimmed video, no decoding)."""
+    from pipeline.media import probe_video
+    from pipeline.timespan import check_span, parse_time
+
+    for name, row in sheet.iterrows():
+        if not (row["start"] or row["end"]):
+            continue
+        start, end = (parse_time(row[k]) if row[k] else None for k in ("start", "end"))
+        # a video made by the workflow (the demo) has no header yet: start < end only; extract checks the rest
+        duration = probe_video(row["path"], count_frames=False).duration if Path(row["path"]).is_file() else 0.0
+        try:
+            check_span(duration, start, end, row["path"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: video {name}: {exc}") from None
+
+
 check_config_sizes(config)
 ABLATIONS = config["evaluate"]["ablations"] or {}  # NAME -> train: overrides; null: none (config/paper.yaml)
 VIDEOS = load_videos(config["videos"])
 check_crops(VIDEOS, config["videos"])
+check_spans(VIDEOS, config["videos"])
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
 SOURCES = VIDEOS[VIDEOS["role"] == "source"]
 SUBJECTS = sorted(TARGETS["subject"].unique())
@@ -100,7 +118,7 @@ def video_path(wildcards):
 
 
 def extract_options(wildcards):
-    """Per-video extraction flags from the sheet (crop, rotation, fps)."""
+    """Per-video extraction flags from the sheet (crop, rotation, fps, start, end)."""
     row = VIDEOS.loc[wildcards.video]
     flags = []
     if row["crop"]:
@@ -109,6 +127,9 @@ def extract_options(wildcards):
         flags += ["--rotation", row["rotation"]]
     if row["fps"]:
         flags += ["--fps", row["fps"]]
+    for key in ("start", "end"):
+        if row[key]:
+            flags += [f"--{key}", row[key]]
     return " ".join(shlex.quote(f) for f in flags)
 
 
@@ -236,7 +257,7 @@ def train_flags(stage, overrides=None):
                         for k, v in config["train"]["face"].items()})
     flags = []
     for key, value in options.items():
-        if key == "vgg_loss":
+        if key in ("vgg_loss", "tensorboard"):
             value = {True: "on", False: "off"}.get(value, value)
         if value is False or value in ("", None):
             continue
