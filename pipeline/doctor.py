@@ -28,8 +28,8 @@ MEDIAPIPE_MODELS = ("pose_detection/pose_detection.tflite", "pose_landmark/pose_
                     "face_detection/face_detection_short_range.tflite",
                     "face_landmark/face_landmark_with_attention.tflite", "palm_detection/palm_detection_full.tflite",
                     "hand_landmark/hand_landmark_full.tflite", "holistic_landmark/hand_recrop.tflite")
-VGG_FETCH = "python -c \"import torchvision; torchvision.models.vgg19(weights='IMAGENET1K_V1')\""
-ALEXNET_FETCH = "python -c \"import torchvision; torchvision.models.alexnet(weights='IMAGENET1K_V1')\""
+# One way to fetch them: `make prefetch` (pipeline.prefetch), into the torch hub cache it checks.
+VGG_FETCH = ALEXNET_FETCH = "make prefetch (or .venv/bin/python -m pipeline.prefetch; TORCH_HOME=DIR for shared storage)"
 
 
 @dataclass
