@@ -32,8 +32,10 @@ GENERATOR = ["--width", "64", "--height", "128", "--ngf", "4", "--n-downsample",
 FACE = ["--face-ngf", "4", "--face-n-blocks", "1"]
 
 
-def _edn(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+def _edn(*args: str, cwd: Path, hook: Path | None = None, **extra_env: str) -> subprocess.Popen:
+    paths = [str(hook)] if hook is not None else []
+    env = {**os.environ, **extra_env,
+           "PYTHONPATH": os.pathsep.join([*paths, str(REPO), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], cwd=cwd, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
@@ -119,13 +121,21 @@ def test_killed_training_face_training_and_evaluation_rerun_to_the_same_results(
     generator = _killed_and_resumed("train", [*clip, *GENERATOR, *TRAIN], tmp_path, "generator.pt")
     _killed_and_resumed("train-face", [*clip, "--generator", str(generator), *FACE, *TRAIN], tmp_path, "face.pt")
 
-    # Evaluation writes its folder at the end: killed after a seeded count of files in its temporary.
+    # Evaluation writes its folder at the end, faster than any poll can catch: the stage kills itself
+    # (an audit hook on Python's open, loaded as sitecustomize) when it opens the k-th file for
+    # writing in its temporary folder. metrics.parquet and frames.parquet (written by pyarrow,
+    # unseen by the hook) are there by then; tables.md, tables.html, evaluation.json are counted.
     args = [*clip, "--generator", str(generator), "--rows", "temporal", "--device", "cpu"]
     _run("evaluate", "eval_ref", *args, cwd=tmp_path)
-    k = RNG.randint(1, 4)
-    proc = _edn("evaluate", "eval_killed", *args, cwd=tmp_path)
-    _kill_when(proc, lambda: any(len(list(t.iterdir())) >= k for t in tmp_path.glob(".eval_killed.*.tmp")),
-               f"{k} files written")
+    k = RNG.randint(1, 3)
+    hook = tmp_path / "kill_hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_ON_OPEN)
+    proc = _edn("evaluate", "eval_killed", *args, cwd=tmp_path, hook=hook, EDN_KILL_ON_OPEN=f".eval_killed.:{k}")
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode(errors="replace")[-2000:]
+    assert not _group(proc.pid), "children outlived the killed stage"
+    assert any(t.is_dir() for t in tmp_path.glob(".eval_killed.*.tmp"))  # killed while writing, as intended
     assert not (tmp_path / "eval_killed").exists()
     _run("evaluate", "eval_killed", *args, cwd=tmp_path)
     for name in ("metrics.parquet", "frames.parquet", "samples.png"):
@@ -135,6 +145,20 @@ def test_killed_training_face_training_and_evaluation_rerun_to_the_same_results(
         del record["provenance"], record["seconds"]
     assert got == ref
     assert not _stale(tmp_path)
+
+
+KILL_ON_OPEN = """
+import os, signal, sys
+_where, _count = os.environ.get("EDN_KILL_ON_OPEN", ":0").rsplit(":", 1)
+_opened = []
+def _kill_on_open(event, args):
+    if event == "open" and _where and _where in str(args[0]) and isinstance(args[1], str) and "w" in args[1]:
+        _opened.append(args[0])
+        if len(_opened) >= int(_count):
+            os.kill(os.getpid(), signal.SIGKILL)
+if _where:
+    sys.addaudithook(_kill_on_open)
+"""
 
 
 def _frames_read(pid: int) -> int:

@@ -362,7 +362,7 @@ def slurm_job_logs(rule, wildcards):
     if logdir is None:
         return None
     # as the executor resolves it: relative to the working directory Snakemake started in
-    return Path(workflow.workdir_init) / logdir / f"rule_{rule}" / "_".join(wildcards).replace("/", "_")
+    return Path(workflow.workdir_init) / logdir / f"rule_{rule}" / "_".join(wildcards).replace(os.sep, "_")
 
 
 def train_mem_mb(rule):
