@@ -102,7 +102,8 @@ def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[A
         model = args.model_out or args.out_dir / ("face.pt" if c == "train-face" else "generator.pt")
         inputs = (*clips, *(args.clip_qc or []), *(getattr(args, "clip_plate", None) or []),
                   getattr(args, "init_global", None), getattr(args, "generator", None), args.vgg_weights)
-        run = FolderOutput(args.out_dir, ("checkpoint.pt", "run.json", "losses.csv", "samples/"), "run.json")
+        run = FolderOutput(args.out_dir, ("checkpoint.pt", "run.json", "losses.csv", "samples/", "tensorboard/"),
+                           "run.json")
         return c, inputs, (run, FileOutput(model, ".pt"))
     if c == "plate":
         return c, (args.frames, args.keypoints), (FolderOutput(args.out, ("plate.png", "plate.json"), "plate.json"),)
@@ -115,6 +116,8 @@ def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[A
         ablations = [a.split("=", 1)[1] for a in (args.ablation or []) if "=" in a]
         return c, (*clips, args.generator, args.face, args.frame_by_frame, *ablations, args.lpips_weights), \
             (FolderOutput(args.out_dir),)
+    if c == "doctor":  # reads the config and probes the machine; writes nothing
+        return c, (), ()
     return None
 
 

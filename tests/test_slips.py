@@ -462,7 +462,8 @@ def test_every_command_is_under_the_output_rule():
 
     parser = build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-    assert set(commands) == set(EVERY_COMMAND)
+    assert set(commands) == set(EVERY_COMMAND) | {"doctor"}
+    assert stage_paths(parser.parse_args(["doctor"])) == ("doctor", (), ())  # writes nothing
     for name, argv in EVERY_COMMAND.items():
         checked = stage_paths(parser.parse_args(argv))
         assert checked is not None and checked[0] == name and checked[2], name

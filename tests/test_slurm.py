@@ -161,7 +161,7 @@ def test_two_process_cpu_training_inside_one_allocation(cluster, tmp_path, synth
     assert (tmp_path / "results" / "models" / "s" / "generator.pt").is_file()
 
 
-def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path, synthetic_clip):
+def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path, tmp_path_factory, synthetic_clip):
     import time
 
     # Enough steps that the job is still running when it is cancelled.
@@ -189,6 +189,17 @@ def test_cancelled_training_resumes_from_its_checkpoint(cluster, tmp_path, synth
     assert record["status"] == "finished" and record["final_step"] == total
     log = (tmp_path / "results" / "logs" / "train" / "s.log").read_text()
     assert f"resuming at step {record['resumed_from_step']} of {total}" in log
+
+    # Exact resume, whatever step the cancel landed on: every loss of every step equals an
+    # uninterrupted run's (the same rule and processes, run locally, never cancelled).
+    reference = tmp_path_factory.mktemp("uninterrupted")
+    reference_args = training_workdir(reference, synthetic_clip, epochs=30, checkpoint_every=3)
+    done = subprocess.run([SNAKEMAKE, "--cores", "2", *reference_args], cwd=reference, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    losses = [(tmp_path if k == 0 else reference) / "results" / "models" / "s" / "losses.csv" for k in range(2)]
+    resumed, uninterrupted = (path.read_text().splitlines() for path in losses)
+    assert len(resumed) == total + 1 and resumed == uninterrupted
 
 
 POSE_STAGES = ("extract", "detect", "smooth", "stats", "normalize", "render")
