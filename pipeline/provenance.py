@@ -388,6 +388,8 @@ def _check_folder_output(stage: str, out: FolderOutput, force: bool) -> None:
         target = path / entry.rstrip("/")
         if not (target.exists() or target.is_symlink()):
             continue
+        if entry.endswith("/") and target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+            continue  # an empty folder holds nothing to lose (Snakemake makes its outputs' folders first)
         if target.is_symlink() or target.is_dir() != entry.endswith("/"):
             raise ValueError(f"{target}: `edn {stage}` keeps a {'folder' if entry.endswith('/') else 'file'} "
                              "here and this is not one; move it away or give another folder")

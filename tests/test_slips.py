@@ -475,3 +475,18 @@ def test_every_command_is_under_the_output_rule():
     for figure, argv in plots.items():
         stage, inputs, outputs = stage_paths(parser.parse_args(["plot", figure, *argv]))
         assert [o.path for o in outputs] == [Path("o.png")] and len([i for i in inputs if i is not None]) >= 1
+
+
+def test_empty_folders_snakemake_made_for_the_demo_videos_are_not_foreign(tmp_path):
+    # Snakemake creates its outputs' folders before running fetch_demo: resources/demo/Demo_*/ are
+    # empty then, and refusing them broke `make demo` from a fresh clone.
+    from pipeline.cli import build_parser, stage_paths
+    from pipeline.provenance import check_outputs
+
+    for name in ("Demo_SinglePerson", "Demo_MultiPerson"):
+        (tmp_path / "demo" / name).mkdir(parents=True)
+    stage, inputs, outputs = stage_paths(build_parser().parse_args(["fetch-demo", str(tmp_path / "demo")]))
+    check_outputs(stage, inputs, outputs)  # nothing to lose: allowed
+    (tmp_path / "demo" / "Demo_SinglePerson" / "cam01.mp4").write_bytes(b"my video")
+    with pytest.raises(ValueError, match="holds Demo_SinglePerson"):
+        check_outputs(stage, inputs, outputs)
