@@ -303,8 +303,8 @@ def _teleport(pixels: np.ndarray, t: int, size: float, rng: np.random.Generator)
     return True
 
 
-def _mixed(pixels: np.ndarray, t: int, size: float, other: np.ndarray) -> bool:
-    """Person A's upper body on the legs of person B, who stands 0.6-1 body heights beside."""
+def _mixed(pixels: np.ndarray, t: int, other: np.ndarray) -> bool:
+    """Person A's upper body on the legs of person B, who stands 1.4 m beside and a little nearer."""
     legs = [J[j] for j in LEG_JOINTS]
     pixels[t, legs] = other[legs]
     return True
@@ -371,7 +371,7 @@ def inject(kind: str, pixels: np.ndarray, points: np.ndarray, body: Body, motion
                 beside = Pose(x=motion.make(t_try, distance).x + rng.choice([-1, 1]) * 1.4,
                               distance=points[t_try, J["MidHip"], 2] * 0.85)
                 other = camera.project(skeleton(stranger, beside))
-                done = (_mixed(pixels, t_try, size[t_try], other) if kind == "two skeletons mixed"
+                done = (_mixed(pixels, t_try, other) if kind == "two skeletons mixed"
                         else _other_person(pixels, t_try, other))
             if done:
                 injected.append(t_try)
