@@ -65,7 +65,7 @@ bench: setup
 # Pose QC on synthetic 3-D bodies (turns, crouches, lying, cartwheels, jumps, walks, spins), clean and
 # with injected detector faults: precision and recall (the table in the README).
 qc-suite: setup
-	$(PY) -m pipeline.pose_suite --details
+	$(PY) -m pipeline.pose.pose_suite --details
 
 bench-train: setup
 	$(PY) scripts/bench_train.py

@@ -35,7 +35,7 @@ def _box(text: str) -> tuple[int, int, int, int]:
 
 
 def _time(text: str) -> float:
-    from pipeline.timespan import parse_time  # re only: `edn --help` stays fast
+    from pipeline.footage.timespan import parse_time  # re only: `edn --help` stays fast
 
     try:
         return parse_time(text)
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch-demo", help="download the pose2sim wheel and extract its demo videos")
     p.add_argument("out_dir", type=Path)
     p.add_argument("--wheel-dir", type=Path, default=None, help="use/keep the wheel here")
-    p.set_defaults(func=_handler("pipeline.demo_data", "cli"))
+    p.set_defaults(func=_handler("pipeline.footage.demo_data", "cli"))
 
     p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")
     p.add_argument("--configfile", type=Path, nargs="+", action="extend", default=None,
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=_positive_int, default=None, help="keep only the first N frames")
     p.add_argument("--start", type=_time, default=None, help="trim: first second to use (s or [hh:]mm:ss[.ms])")
     p.add_argument("--end", type=_time, default=None, help="trim: last second to use (s or [hh:]mm:ss[.ms])")
-    p.set_defaults(func=_handler("pipeline.extract", "cli"))
+    p.set_defaults(func=_handler("pipeline.footage.extract", "cli"))
 
     p = sub.add_parser("detect", help="frames -> keypoints Parquet (OpenPose layout)")
     p.add_argument("frames_dir", type=Path)
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", type=int, default=None, help="frame after the chunk's last (default: the end)")
     p.add_argument("--warmup", type=int, default=0,
                    help="frames before --start the tracker sees first, then dropped (mediapipe)")
-    p.set_defaults(func=_handler("pipeline.detect", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.detect", "cli"))
 
     p = sub.add_parser("gather-keypoints", help="chunks of `edn detect --start/--stop` -> one keypoint file")
     p.add_argument("frames_dir", type=Path, help="the frames folder the chunks were detected on")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("chunks", type=Path, nargs="+")
     p.add_argument("--min-detected-fraction", type=float, default=0.0,
                    help="fail when fewer frames than this fraction have a person")
-    p.set_defaults(func=_handler("pipeline.detect", "cli_gather"))
+    p.set_defaults(func=_handler("pipeline.pose.detect", "cli_gather"))
 
     p = sub.add_parser("smooth", help="median pre-smoothing with short-gap filling")
     p.add_argument("input", type=Path)
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-gap", type=int, default=5, help="fill gaps up to this many frames")
     p.add_argument("--qc", type=Path, default=None,
                    help="`edn qc` verdicts of INPUT: implausible frames count as missing, no smoothing across a break")
-    p.set_defaults(func=_handler("pipeline.smooth", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.smooth", "cli"))
 
     p = sub.add_parser("qc", help="per-frame pose quality control (limbs, body box, spikes, jumps, person changes)")
     p.add_argument("keypoints", type=Path)
@@ -199,12 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
             ("spike-accel", 230.0, "a joint off the line of its neighbouring frames by more than this "
                                    "acceleration (body heights per second squared) allows")):
         p.add_argument(f"--{name}", type=float, default=default, help=f"{text} (default: %(default)s)")
-    p.set_defaults(func=_handler("pipeline.quality", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.quality", "cli"))
 
     p = sub.add_parser("stats", help="ankle and height statistics of one or more keypoint files")
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("out", type=Path)
-    p.set_defaults(func=_handler("pipeline.stats", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.stats", "cli"))
 
     p = sub.add_parser("normalize", help="map source poses into the target's frame")
     p.add_argument("source", type=Path)
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-repair-gap", type=int, default=10,
                    help="runs of bad frames up to this long are interpolated, longer ones hold the last good pose"
                    " (default: %(default)s)")
-    p.set_defaults(func=_handler("pipeline.normalize", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.normalize", "cli"))
 
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
     plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
@@ -230,23 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("raw", type=Path)
     q.add_argument("smooth", type=Path)
     q.add_argument("out", type=Path)
-    q.set_defaults(func=_handler("pipeline.plots", "cli_tracks"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_tracks"))
     q = plots.add_parser("qc", help="pose QC verdicts over time, raw and smoothed")
     q.add_argument("raw_qc", type=Path)
     q.add_argument("smooth_qc", type=Path)
     q.add_argument("out", type=Path)
-    q.set_defaults(func=_handler("pipeline.plots", "cli_qc"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_qc"))
     q = plots.add_parser("normalization", help="ankle histograms, far/near positions, heights and the mapping")
     q.add_argument("normalized", type=Path)
     q.add_argument("source_stats", type=Path)
     q.add_argument("target_stats", type=Path)
     q.add_argument("out", type=Path)
-    q.set_defaults(func=_handler("pipeline.plots", "cli_normalization"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_normalization"))
     q = plots.add_parser("bones", help="per-bone length ratio to the target, paper mapping against retargeting")
     q.add_argument("normalized", type=Path)
     q.add_argument("target_stats", type=Path)
     q.add_argument("out", type=Path)
-    q.set_defaults(func=_handler("pipeline.plots", "cli_bones"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_bones"))
 
     p = sub.add_parser("render", help="keypoints -> stick-figure PNGs")
     p.add_argument("keypoints", type=Path)
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=None, help="WxH (default: the keypoints' frame size)")
     p.add_argument("--no-face", action="store_true")
     p.add_argument("--no-hands", action="store_true")
-    p.set_defaults(func=_handler("pipeline.render", "cli"))
+    p.set_defaults(func=_handler("pipeline.pose.render", "cli"))
 
     # Training. Each option is the TrainConfig/FaceConfig field of the same name with the same
     # default (tests/test_train.py checks both), so --help shows the real defaults.
@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("frames", type=Path, help="the clip's frames folder (edn extract)")
     p.add_argument("keypoints", type=Path, help="its keypoint Parquet (masks the person out)")
     p.add_argument("out", type=Path, help="folder for plate.png and plate.json")
-    p.set_defaults(func=_handler("pipeline.plate", "cli"))
+    p.set_defaults(func=_handler("pipeline.gan.plate", "cli"))
 
     # Transfer, evaluation and their figures.
     p = sub.add_parser("transfer", help="a source's normalized poses -> video of the target (paper sec. 4)")
@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + dflt)
     p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
                    help="carry the source's soundtrack (the frames' span) into the videos" + dflt)
-    p.set_defaults(func=_handler("pipeline.transfer", "cli"))
+    p.set_defaults(func=_handler("pipeline.gan.transfer", "cli"))
 
     p = sub.add_parser("evaluate", help="the paper's metrics on the target's held-out frames (paper sec. 5)")
     p.add_argument("out_dir", type=Path, help="metrics.parquet, frames.parquet, tables.md/.html, samples.png, "
@@ -394,19 +394,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                    help="auto: bf16 on GPUs with native bf16 (compute capability >= 8), else fp32" + dflt)
     p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + dflt)
-    p.set_defaults(func=_handler("pipeline.evaluate", "cli"))
+    p.set_defaults(func=_handler("pipeline.evaluation.evaluate", "cli"))
 
     q = plots.add_parser("losses", help="training loss curves of one or more run folders (losses.csv)")
     q.add_argument("out", type=Path)
     q.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "RUN_DIR"),
                    help="a titled run folder holding losses.csv; repeat")
-    q.set_defaults(func=_handler("pipeline.plots", "cli_losses"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_losses"))
     q = plots.add_parser("stability", help="consecutive-frame differences of a transfer video against real footage")
     q.add_argument("record", type=Path, help="the JSON record of `edn transfer`")
     q.add_argument("out", type=Path)
     q.add_argument("--real", type=Path, action="append", required=True, metavar="FRAMES_DIR",
                    help="frames of the target's real footage; repeat per clip")
-    q.set_defaults(func=_handler("pipeline.plots", "cli_stability"))
+    q.set_defaults(func=_handler("pipeline.evaluation.plots", "cli_stability"))
 
     force = "replace an existing output file that another command wrote (never an input)"
     for name, stage in sub.choices.items():

@@ -107,7 +107,7 @@ def ffmpeg_encoders(exe: str) -> tuple[str, set[str]]:
 
 
 def ffmpeg_rows(config: dict[str, Any]) -> list[Row]:
-    from pipeline.media import ffmpeg_exe
+    from pipeline.footage.media import ffmpeg_exe
 
     try:
         exe = ffmpeg_exe()
@@ -145,8 +145,8 @@ def mediapipe_rows(config: dict[str, Any], sheet: list[dict[str, str]]) -> list[
 
 def weight_rows(config: dict[str, Any]) -> list[Row]:
     """VGG19 (perceptual loss) and AlexNet (LPIPS), found where training and evaluation look for them."""
-    from pipeline.metrics import ALEXNET_FILE, alexnet_weights
-    from pipeline.models.losses import VGG19_FILE, VGGWeightsNotFound, default_vgg_weights_path, find_vgg_weights
+    from pipeline.evaluation.metrics import ALEXNET_FILE, alexnet_weights
+    from pipeline.gan.models.losses import VGG19_FILE, VGGWeightsNotFound, default_vgg_weights_path, find_vgg_weights
 
     rows = []
     train = config.get("train", {})
@@ -214,8 +214,8 @@ def slurm_rows(profile: Path | None) -> list[Row]:
 
 def frames_estimate(config: dict[str, Any], sheet: list[dict[str, str]]) -> tuple[int, int, list[str]]:
     """(frames, bytes) that extraction will write for the sheet's videos found on disk, and those not found."""
-    from pipeline.media import probe_video
-    from pipeline.timespan import parse_time
+    from pipeline.footage.media import probe_video
+    from pipeline.footage.timespan import parse_time
 
     extract = config.get("extract", {})
     height, fmt = int(extract.get("height", 512)), extract.get("format", "jpg")

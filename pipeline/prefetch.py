@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from pipeline.metrics import ALEXNET_FILE
-from pipeline.models.losses import VGG19_FILE, default_vgg_weights_path
+from pipeline.evaluation.metrics import ALEXNET_FILE
+from pipeline.gan.models.losses import VGG19_FILE, default_vgg_weights_path
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import shutil
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -266,15 +267,40 @@ def _png_text(path: Path) -> dict[str, str]:
                 texts[key.decode("latin-1")] = value.decode("latin-1")
 
 
+def _mp4_boxes(f: Any, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """(type, payload start, payload end) of the ISO-BMFF boxes between two offsets of an open file."""
+    offset = start
+    while offset + 8 <= end:
+        f.seek(offset)
+        size, kind = struct.unpack(">I4s", f.read(8))
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            size, header = struct.unpack(">Q", f.read(8))[0], 16
+        elif size == 0:  # to the end of the enclosing box
+            size = end - offset
+        if size < header or offset + size > end:
+            return
+        yield kind, offset + header, offset + size
+        offset += size
+
+
 def _mp4_stage(path: Path) -> str | None:
-    import subprocess
-
-    from pipeline.media import child_process_options, ffmpeg_exe
-
-    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True,
-                            **child_process_options()).stderr
-    match = re.search(rf"comment\s*:\s*{re.escape(MP4_COMMENT)}(\S+)", header)
-    return match.group(1) if match else None
+    """The stage in an MP4's comment tag (moov/udta/meta/ilst/(c)cmt, as ffmpeg's ``-metadata comment=``
+    writes it), read from the box structure: no ffmpeg needed, nothing decoded."""
+    with open(path, "rb") as f:
+        span = (0, f.seek(0, os.SEEK_END))
+        # meta is a full box: version and flags before its children
+        for kind, skip in ((b"moov", 0), (b"udta", 0), (b"meta", 4), (b"ilst", 0), (b"\xa9cmt", 0)):
+            box = next(((s + skip, e) for k, s, e in _mp4_boxes(f, *span) if k == kind), None)
+            if box is None:
+                return None
+            span = box
+        data = next(((s, e) for k, s, e in _mp4_boxes(f, *span) if k == b"data"), None)
+        if data is None or data[1] - data[0] < 8:
+            return None
+        f.seek(data[0] + 8)  # type indicator and locale, then the text
+        text = f.read(data[1] - data[0] - 8).decode("utf-8", errors="replace")
+    return text[len(MP4_COMMENT):] if text.startswith(MP4_COMMENT) else None
 
 
 def _inode(path: Path) -> tuple[int, int] | None:

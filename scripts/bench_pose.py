@@ -19,9 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline import demo_data  # noqa: E402
-from pipeline.extract import extract_frames  # noqa: E402
-from pipeline.keypoints import read_keypoints, write_keypoints  # noqa: E402
+from pipeline.footage import demo_data  # noqa: E402
+from pipeline.footage.extract import extract_frames  # noqa: E402
+from pipeline.pose.keypoints import read_keypoints, write_keypoints  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -37,11 +37,11 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=4, help="how many SinglePerson clips")
     args = parser.parse_args()
 
-    from pipeline.detect import detect_mediapipe
-    from pipeline.normalize import normalize_track
-    from pipeline.render import render_track
-    from pipeline.smooth import smooth_track
-    from pipeline.stats import compute_stats
+    from pipeline.pose.detect import detect_mediapipe
+    from pipeline.pose.normalize import normalize_track
+    from pipeline.pose.render import render_track
+    from pipeline.pose.smooth import smooth_track
+    from pipeline.pose.stats import compute_stats
 
     videos = [args.demo_dir / "Demo_SinglePerson" / f"cam0{i}.mp4" for i in range(1, args.clips + 1)]
     if not all(v.is_file() for v in videos):

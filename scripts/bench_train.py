@@ -29,7 +29,8 @@ import yaml  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from gpu_check import bf16_peak  # noqa: E402  (this folder: the one table of GPU peaks)
-from pipeline.train import PoseTask, Runtime, TrainConfig, resolve_vgg  # noqa: E402
+from pipeline.gan.runtime import Runtime  # noqa: E402
+from pipeline.gan.train import PoseTask, TrainConfig, resolve_vgg  # noqa: E402
 
 PAPER_MODEL = dict(ngf=64, n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
 

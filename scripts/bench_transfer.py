@@ -6,7 +6,7 @@ its stick figure as the frame. Everything else is ``edn transfer`` as users run 
 stick figures read and fitted, conversion to and from the model's tensors, the result and the
 side-by-side video encoded (H.264, in ffmpeg processes), consecutive differences. With a stand-in
 of latency L the best rate is 1/L; the rest of each frame's time is host work the transfer loop
-did not overlap with generation. The clip is pipeline.synthetic's.
+did not overlap with generation. The clip is pipeline.gan.synthetic's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def stand_in_models(width: int, height: int, latency: float) -> Any:
     """Models whose generator takes ``latency`` seconds per call and paints the stick figure."""
     import torch
 
-    from pipeline.generate import Models
+    from pipeline.gan.generate import Models
 
     class StandIn(torch.nn.Module):
         def __init__(self) -> None:
@@ -42,26 +42,26 @@ def stand_in_models(width: int, height: int, latency: float) -> Any:
 
 def frames_per_second(clip: tuple[Path, Path, Path], models: Any, side_by_side: bool, out_dir: Path) -> float:
     """``edn transfer``'s frames/s over the clip with ``models`` standing in for the loaded generator."""
-    import pipeline.generate
-    from pipeline.transfer import transfer
+    import pipeline.gan.generate
+    from pipeline.gan.transfer import transfer
 
     frames, render, keypoints = clip
-    real_load = pipeline.generate.load_models
-    pipeline.generate.load_models = lambda *args, **kwargs: models
+    real_load = pipeline.gan.generate.load_models
+    pipeline.gan.generate.load_models = lambda *args, **kwargs: models
     try:
         start = time.perf_counter()
         record = transfer(keypoints, render, frames, "stand-in", out_dir / "out.mp4", device="cpu",
                           side_by_side_out=out_dir / "sbs.mp4" if side_by_side else None)
         return record["frames"] / (time.perf_counter() - start)
     finally:
-        pipeline.generate.load_models = real_load
+        pipeline.gan.generate.load_models = real_load
 
 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
     from pipeline.provenance import provenance, write_json
-    from pipeline.synthetic import make_synthetic_clip
+    from pipeline.gan.synthetic import make_synthetic_clip
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=200)

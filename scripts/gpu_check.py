@@ -69,7 +69,8 @@ def _sync(device: Any) -> None:
 
 def train_task(net: dict[str, Any], width: int, height: int, precision: str, device: Any) -> Any:
     """The pose GAN of one row (VGG off), on ``device`` in ``precision``."""
-    from pipeline.train import PoseTask, Runtime, TrainConfig
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import PoseTask, TrainConfig
 
     cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, precision=precision, **net)
     return PoseTask(cfg, Runtime(0, 1, device, precision=precision))
@@ -108,12 +109,12 @@ def transfer_rows(net: dict[str, Any], width: int, height: int, device: Any, fra
     An untrained generator's frames are noisier than a trained one's, so H.264 has more work with them."""
     import numpy as np
 
-    from pipeline.checkpoint import save_model
-    from pipeline.generate import generate_frames, load_models
-    from pipeline.media import ffmpeg_exe
-    from pipeline.models.generator import build_generator, default_generator_config
-    from pipeline.synthetic import make_synthetic_clip
-    from pipeline.transfer import transfer
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.generate import generate_frames, load_models
+    from pipeline.footage.media import ffmpeg_exe
+    from pipeline.gan.models.generator import build_generator, default_generator_config
+    from pipeline.gan.synthetic import make_synthetic_clip
+    from pipeline.gan.transfer import transfer
 
     config = default_generator_config(kind="local" if net.get("local_enhancer") else "global", ngf=net["ngf"],
                                       n_downsample=net["n_downsample"], n_blocks=net["n_blocks"])

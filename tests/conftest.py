@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.synthetic import make_synthetic_clip  # noqa: F401 (the tests import it from here)
+from pipeline.gan.synthetic import make_synthetic_clip  # noqa: F401 (the tests import it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -22,7 +22,7 @@ def clip_path() -> Path:
 @pytest.fixture(scope="session")
 def clip_frames(tmp_path_factory: pytest.TempPathFactory, clip_path: Path) -> Path:
     """The test clip extracted at height 256 (144x256), shared read-only by tests."""
-    from pipeline.extract import extract_frames
+    from pipeline.footage.extract import extract_frames
 
     out = tmp_path_factory.mktemp("clip") / "frames"
     extract_frames(clip_path, out, height=256)

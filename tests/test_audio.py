@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.audio import add_soundtrack, frame_span, probe_audio
+from pipeline.footage.audio import add_soundtrack, frame_span, probe_audio
 from pipeline.cli import main
-from pipeline.extract import extract_frames, list_frames, read_frames_meta
-from pipeline.media import ffmpeg_exe, probe_video
-from pipeline.timespan import check_span, parse_time
-from pipeline.video import write_video
+from pipeline.footage.extract import extract_frames, list_frames, read_frames_meta
+from pipeline.footage.media import ffmpeg_exe, probe_video
+from pipeline.footage.timespan import check_span, parse_time
+from pipeline.footage.video import write_video
 
 FPS = 25.0
 EVENT_FRAME = 60  # at 2.4 s the picture turns from black to white and a 440 Hz tone starts
@@ -158,7 +158,7 @@ def test_transfer_carries_the_sources_soundtrack_in_sync(tmp_path, tone_clip):
     """edn transfer of a trimmed tone source: both MP4s play its tone from the frame where it starts."""
     from conftest import make_synthetic_clip
 
-    from pipeline.train import TrainConfig, train
+    from pipeline.gan.train import TrainConfig, train
 
     source = tmp_path / "source_frames"
     meta = extract_frames(tone_clip, source, height=48, start=1.0, end=3.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.keypoints import read_keypoints
+from pipeline.pose.keypoints import read_keypoints
 
 pytest.importorskip("mediapipe")
 
@@ -18,7 +18,7 @@ def _chunks(n_frames: int, size: int) -> list[tuple[int, int]]:
 
 
 def test_gathered_chunks_equal_one_pass(tmp_path, clip_frames):
-    from pipeline.detect import detect, gather_keypoints
+    from pipeline.pose.detect import detect, gather_keypoints
 
     whole = detect(clip_frames, tmp_path / "whole.parquet")
     paths = []
@@ -37,7 +37,7 @@ def test_gathered_chunks_equal_one_pass(tmp_path, clip_frames):
 
 
 def test_gather_refuses_gaps_and_foreign_chunks(tmp_path, clip_frames):
-    from pipeline.detect import detect, gather_keypoints
+    from pipeline.pose.detect import detect, gather_keypoints
 
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     detect(clip_frames, a, start=0, stop=4)

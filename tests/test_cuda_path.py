@@ -14,7 +14,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from pipeline.train import PoseTask, Runtime, TrainConfig
+from pipeline.gan.runtime import Runtime
+from pipeline.gan.train import PoseTask, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -111,8 +112,8 @@ def test_the_host_tensor_check_catches_a_tensor_made_on_the_host():
 
 
 def test_face_gan_step_stays_on_the_device():
-    from pipeline.models.generator import build_generator, default_generator_config
-    from pipeline.train_face import FaceConfig, FaceTask
+    from pipeline.gan.models.generator import build_generator, default_generator_config
+    from pipeline.gan.train_face import FaceConfig, FaceTask
 
     generator = build_generator(default_generator_config(ngf=4, n_downsample=2, n_blocks=1))
     cfg = FaceConfig(width=32, height=64, face_ngf=4, face_n_blocks=1, ndf=4, batch_size=2, vgg_loss=False)
@@ -128,9 +129,9 @@ def test_face_gan_step_stays_on_the_device():
 
 @pytest.mark.parametrize("plate", [False, True], ids=["no_plate", "plate"])
 def test_sequence_generation_stays_on_the_device(plate):
-    from pipeline.generate import Models, SequenceBatch
-    from pipeline.models.face import build_face_generator, default_face_config
-    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.gan.generate import Models, SequenceBatch
+    from pipeline.gan.models.face import build_face_generator, default_face_config
+    from pipeline.gan.models.generator import build_generator, default_generator_config
 
     config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=32, height=64,
                                       background="plate" if plate else "none", n_plates=2)
@@ -215,7 +216,7 @@ def test_gpu_check_rows_with_cuda(cuda_reported, monkeypatch, tmp_path):
 
 @pytest.fixture
 def no_gpu_env(monkeypatch):
-    from pipeline.launch import GPU_VARIABLES
+    from pipeline.gan.launch import GPU_VARIABLES
 
     for name in GPU_VARIABLES:
         monkeypatch.delenv(name, raising=False)
@@ -233,7 +234,7 @@ def fake_cuda(monkeypatch, available=True, count=1, capability=(9, 0), archs=("s
 
 
 def test_auto_never_falls_back_to_the_cpu_in_a_job_given_gpus(no_gpu_env):
-    from pipeline.generate import cuda_problem, pick_device
+    from pipeline.gan.runtime import cuda_problem, pick_device
 
     mp = no_gpu_env
     fake_cuda(mp, capability=(10, 0), archs=("sm_80", "sm_90"))  # a GPU newer than this torch build
@@ -268,7 +269,7 @@ def test_auto_never_falls_back_to_the_cpu_in_a_job_given_gpus(no_gpu_env):
 
 
 def test_a_local_rank_without_a_gpu_is_refused(no_gpu_env):
-    from pipeline.train import start_runtime
+    from pipeline.gan.runtime import start_runtime
 
     mp = no_gpu_env
     fake_cuda(mp, count=1)
@@ -287,7 +288,7 @@ def test_a_local_rank_without_a_gpu_is_refused(no_gpu_env):
 
 
 def test_deterministic_is_refused_on_cuda():
-    from pipeline.train import determinism
+    from pipeline.gan.runtime import determinism
 
     with pytest.raises(ValueError, match="deterministic: true is exact on the CPU only.*ReflectionPad2d"):
         with determinism(True, Runtime(0, 1, torch.device("cuda", 0))):
@@ -298,8 +299,8 @@ def test_deterministic_is_refused_on_cuda():
 
 
 def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
-    import pipeline.generate as generate
-    from pipeline.generate import resolve_precision
+    import pipeline.gan.generate as generate
+    from pipeline.gan.runtime import resolve_precision
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # load_models turns it on for "CUDA"
@@ -326,10 +327,10 @@ def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
 
 
 def test_the_vgg_decision_must_be_the_same_on_every_rank(monkeypatch):
-    import pipeline.train as train
+    import pipeline.gan.train as train
 
     rt = Runtime(0, 3, torch.device("cpu"))
-    monkeypatch.setattr(train, "_all_gather", lambda obj, rt: [(True, None), obj, (True, None)])
+    monkeypatch.setattr(train, "all_gather", lambda obj, rt: [(True, None), obj, (True, None)])
     with pytest.raises(RuntimeError, match=r"VGG loss would be on for ranks \[0, 2\] only \(rank 1: vgg_loss auto: "
                                            r"not here\): every process must see the same VGG19 weight file"):
         train.agree_on_vgg(False, "vgg_loss auto: not here", rt)
@@ -354,9 +355,9 @@ def test_bf16_training_step_on_the_gpu():
 @pytest.mark.gpu
 @needs_cuda
 def test_transfer_generation_at_1024x512_on_the_gpu(tmp_path):
-    from pipeline.checkpoint import save_model
-    from pipeline.generate import generate_frames, load_models
-    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.generate import generate_frames, load_models
+    from pipeline.gan.models.generator import build_generator, default_generator_config
 
     config = default_generator_config(ngf=64, n_downsample=4, n_blocks=9)
     save_model(tmp_path / "g.pt", build_generator(config), config | {"width": 1024, "height": 512})
@@ -374,7 +375,7 @@ def test_two_gpus_keep_weights_in_sync_over_nccl(tmp_path, synthetic_clip):
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--gpus", "2", "--", sys.executable, "-m",
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", "--gpus", "2", "--", sys.executable, "-m",
                            "pipeline.cli", "train", str(tmp_path / "run"), "--clip", *map(str, synthetic_clip),
                            "--width", "64", "--height", "128", "--ngf", "8", "--n-downsample", "2", "--n-blocks", "1",
                            "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0",

@@ -4,7 +4,7 @@ import zipfile
 
 import pytest
 
-from pipeline import demo_data
+from pipeline.footage import demo_data
 
 
 def _fake_wheel(path):

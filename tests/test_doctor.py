@@ -70,7 +70,7 @@ def test_ffmpeg_and_its_encoders(monkeypatch):
     def no_ffmpeg():
         raise RuntimeError("no ffmpeg on PATH and imageio-ffmpeg is not installed")
 
-    monkeypatch.setattr("pipeline.media.ffmpeg_exe", no_ffmpeg)
+    monkeypatch.setattr("pipeline.footage.media.ffmpeg_exe", no_ffmpeg)
     assert doctor.ffmpeg_rows({})[0].status == MISSING
 
 

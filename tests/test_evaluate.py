@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.evaluate import ROWS, evaluate, result_tables, tables_markdown
-from pipeline.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
-from pipeline.metrics import missed_detections, pose_distance
-from pipeline.train import TrainConfig, train
-from pipeline.train_face import FaceConfig, train_face
+from pipeline.evaluation.evaluate import ROWS, evaluate, result_tables, tables_markdown
+from pipeline.pose.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
+from pipeline.evaluation.metrics import missed_detections, pose_distance
+from pipeline.gan.train import TrainConfig, train
+from pipeline.gan.train_face import FaceConfig, train_face
 
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
             sample_every=0, deterministic=True, max_steps=3, device="cpu")
@@ -87,7 +87,7 @@ def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
 def test_evaluation_refuses_other_clips_and_missing_models(tmp_path, trained, synthetic_clip_factory):
     other = synthetic_clip_factory(tmp_path / "other", n_frames=10, width=64, height=128, fps=24.0)
     # Same length: only the recorded keypoint fingerprint tells that training never split this clip.
-    from pipeline.keypoints import read_keypoints, write_keypoints
+    from pipeline.pose.keypoints import read_keypoints, write_keypoints
 
     keypoints = read_keypoints(other[2])  # keeps the edn metadata, which pandas would drop
     keypoints.data[..., 0] += 1.0
@@ -104,7 +104,7 @@ def test_evaluation_refuses_other_clips_and_missing_models(tmp_path, trained, sy
 
 @pytest.mark.slow
 def test_frame_by_frame_model_ignores_the_previous_frame(trained):
-    from pipeline.generate import generate_frames, load_models, model_pose
+    from pipeline.gan.generate import generate_frames, load_models, model_pose
 
     poses = [model_pose(p, (64, 128)) for p in sorted(trained["clip"][1].glob("*.png"))[:3]]
     fbf = load_models(trained["frame_by_frame"], device="cpu")
@@ -149,7 +149,7 @@ def test_tables_show_the_values_and_say_what_is_missing():
 
 
 def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint_counts():
-    from pipeline.evaluate import JOINT_NOTE, _intro
+    from pipeline.evaluation.evaluate import JOINT_NOTE, _intro
 
     metrics = pd.DataFrame([
         {"table": "pose_distance", "ablation": r, "metric": "body", "value": 3.0} for r in ROWS] + [
@@ -172,9 +172,9 @@ def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint
 
 @pytest.mark.slow
 def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_path, trained, monkeypatch):
-    import pipeline.generate as generate
-    from pipeline.generate import face_boxes, generate_frames, load_models
-    from pipeline.evaluate import load_held_out, held_out_frames
+    import pipeline.gan.generate as generate
+    from pipeline.gan.generate import face_boxes, generate_frames, load_models
+    from pipeline.evaluation.evaluate import load_held_out, held_out_frames
 
     models = load_models(trained["generator"], trained["face"], "cpu")
     held, run_path = held_out_frames(trained["generator"], [trained["clip"]])
@@ -238,7 +238,7 @@ def test_clips_stream_in_batches_with_ablation_rows_and_no_temporary_files(tmp_p
 
     # Each sequence's detections land in its own row and frame: a stand-in tracker finds a body on every
     # frame but those of the ablation's sequences (trackers are made per clip: real, then each row).
-    import pipeline.detect
+    import pipeline.pose.detect
 
     made = []
 
@@ -257,7 +257,7 @@ def test_clips_stream_in_batches_with_ablation_rows_and_no_temporary_files(tmp_p
         def close(self):
             pass
 
-    monkeypatch.setattr(pipeline.detect, "HolisticTracker", Tracker)
+    monkeypatch.setattr(pipeline.pose.detect, "HolisticTracker", Tracker)
     evaluate(tmp_path / "eval3", clips, tmp_path / "run" / "generator.pt",
              ablations={"more_l1": tmp_path / "l1" / "generator.pt"}, rows=["temporal"], device="cpu", clip_batch=2)
     assert len(made) == 6
@@ -272,8 +272,8 @@ def test_clips_stream_in_batches_with_ablation_rows_and_no_temporary_files(tmp_p
 
 
 def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
-    from pipeline.evaluate import Row, StreamScores, _metric_rows
-    from pipeline.keypoints import BODY
+    from pipeline.evaluation.evaluate import Row, StreamScores, _metric_rows
+    from pipeline.pose.keypoints import BODY
 
     real, fake = empty_track(5), empty_track(5)
     real[:4, BODY.start] = (10.0, 10.0, 1.0)  # a body in real frames 0-3
@@ -287,7 +287,7 @@ def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
 
 
 def test_ablation_arguments_are_checked(tmp_path):
-    from pipeline.evaluate import parse_ablations
+    from pipeline.evaluation.evaluate import parse_ablations
 
     with pytest.raises(ValueError, match="clip_batch must be at least 1, got 0"):
         evaluate(tmp_path / "e", [], tmp_path / "generator.pt", rows=["temporal"], clip_batch=0)
@@ -302,8 +302,8 @@ def test_ablation_arguments_are_checked(tmp_path):
 def test_a_frames_lpips_values_come_to_the_host_together(monkeypatch):
     import types
 
-    from pipeline.evaluate import Row, _ScoreCollector
-    from pipeline.metrics import LPIPS
+    from pipeline.evaluation.evaluate import Row, _ScoreCollector
+    from pipeline.evaluation.metrics import LPIPS
 
     keypoints = np.zeros((1, 137, 3))
     keypoints[0, :25] = [[4 + i, 4 + 2 * i, 1.0] for i in range(25)]  # a body: its box (with margin) 57 px high

@@ -6,8 +6,8 @@ import cv2
 import pytest
 
 from pipeline.cli import main
-from pipeline.extract import extract_frames, list_frames, read_frames_meta
-from pipeline.media import ffmpeg_exe, probe_video
+from pipeline.footage.extract import extract_frames, list_frames, read_frames_meta
+from pipeline.footage.media import ffmpeg_exe, probe_video
 
 
 def test_probe_reads_real_clip(clip_path):

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoint import load_checkpoint, tensors_sha256
-from pipeline.data import PairDataset, load_clip
-from pipeline.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
-from pipeline.models.face import crop_boxes, face_box, face_box_size, load_face_generator, paste_boxes
-from pipeline.models.generator import GlobalGenerator, load_generator
-from pipeline.train import Runtime, TrainConfig, train
-from pipeline.train_face import FaceConfig, FaceTask, train_face
+from pipeline.gan.checkpoint import load_checkpoint, tensors_sha256
+from pipeline.gan.data import PairDataset, load_clip
+from pipeline.pose.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
+from pipeline.gan.models.face import crop_boxes, face_box, face_box_size, load_face_generator, paste_boxes
+from pipeline.gan.models.generator import GlobalGenerator, load_generator
+from pipeline.gan.runtime import Runtime
+from pipeline.gan.train import TrainConfig, train
+from pipeline.gan.train_face import FaceConfig, FaceTask, train_face
 
 
 def frame_with(face_centre=None, nose=None) -> np.ndarray:
@@ -92,7 +93,7 @@ def test_face_task_trains_the_face_generator_only():
 
 def test_face_task_sees_each_sample_over_its_own_clips_plate():
     """The frozen plate generator paints each training sample over its clip's plate, as in generation."""
-    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.gan.models.generator import build_generator, default_generator_config
 
     torch.manual_seed(0)
     config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=32, height=64, background="plate",

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.evaluate import evaluate
-from pipeline.synthetic import make_synthetic_clip
-from pipeline.train import TrainConfig, train
-from pipeline.train_face import FaceConfig, train_face
+from pipeline.evaluation.evaluate import evaluate
+from pipeline.gan.synthetic import make_synthetic_clip
+from pipeline.gan.train import TrainConfig, train
+from pipeline.gan.train_face import FaceConfig, train_face
 
 STEPS = 100  # each GAN; the last 8 of 40 frames are held out
 COMMON = dict(workers=0, vgg_loss=False, sample_every=0, max_steps=STEPS, epochs=1000, niter_decay=0,

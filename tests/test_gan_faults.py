@@ -171,8 +171,8 @@ def _frames_read(pid: int) -> int:
 
 
 def test_killed_transfer_reruns_to_the_same_video(tmp_path, synthetic_clip_factory):
-    from pipeline.checkpoint import save_model
-    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.models.generator import build_generator, default_generator_config
     from pipeline.provenance import provenance
 
     frames, render, keypoints = synthetic_clip_factory(tmp_path / "clip", n_frames=40)

@@ -2,7 +2,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.keypoints import (N_JOINTS, KeypointFileError, KeypointTrack, empty_track, read_keypoints,
+from pipeline.pose.keypoints import (N_JOINTS, KeypointFileError, KeypointTrack, empty_track, read_keypoints,
                                 write_keypoints)
 
 

@@ -1,4 +1,4 @@
-"""How pipeline.launch turns SLURM's environment into a torchrun command (no SLURM needed)."""
+"""How pipeline.gan.launch turns SLURM's environment into a torchrun command (no SLURM needed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline import launch
+from pipeline.gan import launch
 
 TRAIN = ["edn", "train", "out", "--clip", "f", "r", "k"]
 PY = "/venv/bin/python"
@@ -59,7 +59,7 @@ def test_several_nodes_fan_out_one_launcher_per_node_first():
     cmd = build(env, gpus=4)
     assert cmd[:6] == ["srun", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
                        f"--export=ALL,{launch.PER_NODE_MARK}=1"]
-    assert cmd[6:9] == [PY, "-m", "pipeline.launch"]
+    assert cmd[6:9] == [PY, "-m", "pipeline.gan.launch"]
     assert cmd[-len(TRAIN) - 1:] == ["--", *TRAIN]
 
 
@@ -116,7 +116,7 @@ def test_empty_training_command_is_refused():
 
 def test_cli_dry_run_prints_the_command():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--dry-run", "--", *TRAIN],
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", "--cpu-procs", "2", "--dry-run", "--", *TRAIN],
                           capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == [sys.executable, "-m", "torch.distributed.run", "--no-python", "--standalone",
                                    "--nnodes=1", "--nproc-per-node=2", *TRAIN, "--device", "cpu"]
@@ -161,12 +161,12 @@ def build_cmd(cmd, env, **kw):
 def test_cli_starts_each_process_with_its_share_of_the_threads(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     # the "training command" prints the thread count it was started with; one process: exec'd directly
-    cmd = [sys.executable, "-m", "pipeline.launch", "--", sys.executable, "-c",
+    cmd = [sys.executable, "-m", "pipeline.gan.launch", "--", sys.executable, "-c",
            "import os; print(os.environ['OMP_NUM_THREADS'])"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS="6"), check=True)
     assert done.stdout.strip() == "6"
     # several processes (torchrun): each gets its share
-    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--dry-run", "--", "x"],
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", "--cpu-procs", "2", "--dry-run", "--", "x"],
                           capture_output=True, text=True, env=dict(env, OMP_NUM_THREADS="6"), check=True)
     assert "OMP_NUM_THREADS=3 per process" in done.stderr
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.keypoints import BODY, FACE, empty_track
-from pipeline.metrics import (LPIPS, crop, keypoint_box, missed_detections, pose_distance, ssim,
+from pipeline.pose.keypoints import BODY, FACE, empty_track
+from pipeline.evaluation.metrics import (LPIPS, crop, keypoint_box, missed_detections, pose_distance, ssim,
                               temporal_instability)
 
 

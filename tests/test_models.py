@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoint import save_model
-from pipeline.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator, NLayerDiscriminator
-from pipeline.models.face import build_face_generator, default_face_config
-from pipeline.models.generator import GlobalGenerator, LocalEnhancer, load_generator
-from pipeline.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, lsgan_loss
-from pipeline.train import TemporalPair
+from pipeline.gan.checkpoint import save_model
+from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator, NLayerDiscriminator
+from pipeline.gan.models.face import build_face_generator, default_face_config
+from pipeline.gan.models.generator import GlobalGenerator, LocalEnhancer, load_generator
+from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, lsgan_loss
+from pipeline.gan.train import TemporalPair
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -120,8 +120,8 @@ def test_patchgan_sees_70x70_patches():
 def test_temporal_pair_matches_inference_feedback():
     # Training's two passes and inference (SequenceBatch, what transfer and evaluate run) feed the
     # previous output back the same way.
-    from pipeline.generate import Models, SequenceBatch
-    from pipeline.models.generator import image_to_tensor, tensor_to_image
+    from pipeline.gan.generate import Models, SequenceBatch
+    from pipeline.gan.models.generator import image_to_tensor, tensor_to_image
 
     torch.manual_seed(0)
     model = GlobalGenerator(ngf=4, n_downsample=2, n_blocks=1).eval()
@@ -179,7 +179,7 @@ def test_vgg_missing_or_wrong_file_is_a_clear_error(tmp_path):
 
 
 def test_images_cross_to_the_model_as_uint8_and_come_back_exactly():
-    from pipeline.models.generator import image_to_tensor, tensor_to_image
+    from pipeline.gan.models.generator import image_to_tensor, tensor_to_image
 
     image = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
     tensor = image_to_tensor(image, torch.device("cpu"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.keypoints import FACE, LEFT_HAND, J, KeypointTrack, read_keypoints, write_keypoints
-from pipeline.normalize import normalize_track
-from pipeline.stats import ankle_points, head_top
+from pipeline.pose.keypoints import FACE, LEFT_HAND, J, KeypointTrack, read_keypoints, write_keypoints
+from pipeline.pose.normalize import normalize_track
+from pipeline.pose.stats import ankle_points, head_top
 from test_stats import pose, walking_track
 
 SOURCE = {"ankle_far": 300.0, "ankle_near": 450.0, "height_far": 150.0, "height_near": 250.0,

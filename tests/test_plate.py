@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.keypoints import N_JOINTS
-from pipeline.plate import estimate_plate, person_mask
+from pipeline.pose.keypoints import N_JOINTS
+from pipeline.gan.plate import estimate_plate, person_mask
 
 
 def _background(h=48, w=64, seed=0):
@@ -56,7 +56,7 @@ def test_edn_plate_writes_plate_and_record(tmp_path):
     import cv2
 
     from pipeline.cli import main
-    from pipeline.keypoints import KeypointTrack, write_keypoints
+    from pipeline.pose.keypoints import KeypointTrack, write_keypoints
 
     bg = _background()
     frames, kps = _figure_clip(bg)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from pipeline.checkpoint import save_model
-from pipeline.models.generator import PlateComposite, build_generator, default_generator_config, load_generator
+from pipeline.gan.checkpoint import save_model
+from pipeline.gan.models.generator import PlateComposite, build_generator, default_generator_config, load_generator
 
 
 def _config():
@@ -43,8 +43,8 @@ def test_paper_generator_unchanged_by_background_none():
 def test_generation_with_a_plate_generator_uses_its_stored_plate(tmp_path):
     import numpy as np
 
-    from pipeline.generate import generate_frames, load_models
-    from pipeline.models.generator import image_to_tensor
+    from pipeline.gan.generate import generate_frames, load_models
+    from pipeline.gan.models.generator import image_to_tensor
 
     g = build_generator(_config())
     plate = np.random.default_rng(0).integers(0, 256, size=(8, 16, 3), dtype=np.uint8)
@@ -61,8 +61,8 @@ def test_generation_with_a_plate_generator_uses_its_stored_plate(tmp_path):
 # ------------------------------------------------------------------ training with plates (edn train)
 
 def _tiny_plate_run(tmp_path, clips, **overrides):
-    from pipeline.plate import plate_of_clip
-    from pipeline.train import TrainConfig, train
+    from pipeline.gan.plate import plate_of_clip
+    from pipeline.gan.train import TrainConfig, train
 
     plates = []
     for i, (frames, _, keypoints) in enumerate(clips):
@@ -80,8 +80,8 @@ def _tiny_plate_run(tmp_path, clips, **overrides):
 def test_training_with_plates_stores_each_clips_plate_and_logs_l1(tmp_path, synthetic_clip_factory):
     import csv
 
-    from pipeline.data import fit_to_size, read_rgb
-    from pipeline.models.generator import image_to_tensor, select_plate
+    from pipeline.gan.data import fit_to_size, read_rgb
+    from pipeline.gan.models.generator import image_to_tensor, select_plate
 
     clips = [synthetic_clip_factory(tmp_path / f"clip{i}", n_frames=6) for i in range(2)]
     # the second view's background differs: its plate must differ from the first's
@@ -107,7 +107,7 @@ def test_training_with_plates_stores_each_clips_plate_and_logs_l1(tmp_path, synt
 
 
 def test_each_training_sample_is_composited_over_its_own_clips_plate():
-    from pipeline.train import TemporalPair
+    from pipeline.gan.train import TemporalPair
 
     g = build_generator(default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=8,
                                                  background="plate", n_plates=2))
@@ -119,7 +119,7 @@ def test_each_training_sample_is_composited_over_its_own_clips_plate():
 
 
 def test_plate_training_needs_one_plate_per_clip(tmp_path, synthetic_clip):
-    from pipeline.train import TrainConfig, train
+    from pipeline.gan.train import TrainConfig, train
 
     cfg = TrainConfig(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, workers=0, vgg_loss=False,
                       background="plate", max_steps=1)
@@ -136,8 +136,8 @@ def test_a_batch_of_sequences_equals_each_sequence_alone_with_its_own_plate(tmp_
     plate, sequences of different lengths) makes the frames one-clip-at-a-time generation makes."""
     import numpy as np
 
-    from pipeline.generate import SequenceBatch, generate_frames, load_models
-    from pipeline.models.generator import select_plate
+    from pipeline.gan.generate import SequenceBatch, generate_frames, load_models
+    from pipeline.gan.models.generator import select_plate
 
     torch.manual_seed(0)
     config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=8, background="plate",

@@ -1,6 +1,6 @@
 """Pose QC on bodies that are not the demo: a synthetic 3-D suite, and every threshold on both sides.
 
-The suite (``pipeline.pose_suite``) turns, crouches, lies, cartwheels, jumps, walks and spins
+The suite (``pipeline.pose.pose_suite``) turns, crouches, lies, cartwheels, jumps, walks and spins
 bodies of several shapes in front of a pinhole camera; QC must flag none of those frames and
 must flag the injected detector faults, and only those. The boundary tests put each default
 threshold between two cases that lie just inside and just outside it, in physical units, so a
@@ -15,10 +15,10 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.keypoints import BODY, J
-from pipeline.pose_suite import BODIES, FAULTS, RELABELLED, Body, Camera, Motion, Pose, as_track, motions, run_suite, \
+from pipeline.pose.keypoints import BODY, J
+from pipeline.pose.pose_suite import BODIES, FAULTS, RELABELLED, Body, Camera, Motion, Pose, as_track, motions, run_suite, \
     skeleton, summarise
-from pipeline.quality import DEFAULTS, MAX_EXCURSION_S, SPIKE_FLOOR_H, check_thresholds, quality_scores
+from pipeline.pose.quality import DEFAULTS, MAX_EXCURSION_S, SPIKE_FLOOR_H, check_thresholds, quality_scores
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def test_suite_faults_are_flagged_and_only_they(suite_rows) -> None:
 
 
 def test_front_back_confusion_is_relabelled_and_smoothing_undoes_it() -> None:
-    from pipeline.keypoints import SIDE_SWAP
-    from pipeline.quality import qc_track
-    from pipeline.smooth import smooth_track
+    from pipeline.pose.keypoints import SIDE_SWAP
+    from pipeline.pose.quality import qc_track
+    from pipeline.pose.smooth import smooth_track
 
     pixels, _ = static_track(n=40)
     pixels[:, :, 0] += np.linspace(0, 30, 40)[:, None]  # drifting sideways
@@ -183,7 +183,7 @@ def test_someone_else_for_under_a_second_is_repaired_longer_is_a_person_change(s
 
 def test_qc_cli_names_the_frame_of_a_person_change(tmp_path, caplog) -> None:
     from pipeline.cli import main
-    from pipeline.keypoints import write_keypoints
+    from pipeline.pose.keypoints import write_keypoints
 
     pixels, _ = static_track(n=90)
     pixels[50:] = static_track(pose=Pose(distance=22.0, x=6.0))[0][0]

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import prefetch
-from pipeline.metrics import alexnet_weights
-from pipeline.models.losses import find_vgg_weights
+from pipeline.evaluation.metrics import alexnet_weights
+from pipeline.gan.models.losses import find_vgg_weights
 
 
 def fake_download(calls: list[str], payloads: dict[str, bytes]):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from pipeline.cli import build_parser, main
-from pipeline.keypoints import BODY, J, KeypointTrack, empty_track, read_keypoints, write_keypoints
-from pipeline.normalize import normalize_track, repair_track, repaired_frames
-from pipeline.quality import DEFAULTS, bad_frames, qc_track, quality_scores, read_qc, write_qc
-from pipeline.smooth import smooth_track
+from pipeline.pose.keypoints import BODY, J, KeypointTrack, empty_track, read_keypoints, write_keypoints
+from pipeline.pose.normalize import normalize_track, repair_track, repaired_frames
+from pipeline.pose.quality import DEFAULTS, bad_frames, qc_track, quality_scores, read_qc, write_qc
+from pipeline.pose.smooth import smooth_track
 from test_stats import pose, walking_track
 
 N = 120
@@ -300,7 +300,7 @@ def test_repairing_more_than_the_share_warns_with_ranges_and_reasons(caplog) -> 
 
 
 def test_label_of_the_share_that_follows_the_source() -> None:
-    from pipeline.transfer import label_follows
+    from pipeline.gan.transfer import label_follows
 
     low, high = np.zeros((256, 128, 3), np.uint8), np.zeros((256, 128, 3), np.uint8)
     label_follows(low, 0.5)
@@ -312,7 +312,7 @@ def test_label_of_the_share_that_follows_the_source() -> None:
 # ------------------------------------------------------------------------------------ transfer
 
 def test_repaired_frames_are_flagged_on_the_stick_figure_panel() -> None:
-    from pipeline.transfer import mark_repaired
+    from pipeline.gan.transfer import mark_repaired
 
     panel = np.zeros((128, 64, 3), np.uint8)
     mark_repaired(panel)
@@ -323,7 +323,7 @@ def test_repaired_frames_are_flagged_on_the_stick_figure_panel() -> None:
 # ------------------------------------------------------------------------------------- training
 
 def test_pair_dataset_skips_pairs_with_a_bad_frame(tmp_path, synthetic_clip_factory) -> None:
-    from pipeline.data import PairDataset, load_clip
+    from pipeline.gan.data import PairDataset, load_clip
 
     clip = load_clip(*synthetic_clip_factory(tmp_path / "clip", n_frames=10))
     everything = PairDataset([clip], 64, 128, holdout=0.2)
@@ -336,7 +336,7 @@ def test_pair_dataset_skips_pairs_with_a_bad_frame(tmp_path, synthetic_clip_fact
 
 
 def test_training_run_lists_the_excluded_frames(tmp_path, synthetic_clip_factory) -> None:
-    from pipeline.train import TrainConfig, train
+    from pipeline.gan.train import TrainConfig, train
 
     frames, render, keypoints = synthetic_clip_factory(tmp_path / "clip", n_frames=10)
     track = read_keypoints(keypoints)
@@ -356,8 +356,8 @@ def test_training_run_lists_the_excluded_frames(tmp_path, synthetic_clip_factory
 # ---------------------------------------------------------------------------------------- stats
 
 def test_stats_fall_back_to_one_scale_when_near_is_not_taller(tmp_path, caplog) -> None:
-    from pipeline.plots import plot_normalization
-    from pipeline.stats import compute_stats
+    from pipeline.evaluation.plots import plot_normalization
+    from pipeline.pose.stats import compute_stats
 
     inverted = walking_track(h_far=250.0, h_near=150.0, n=600, period=300)  # smaller when nearer
     stats = compute_stats([inverted])
@@ -384,8 +384,8 @@ def test_stats_fall_back_to_one_scale_when_near_is_not_taller(tmp_path, caplog) 
 def test_transfer_flags_repaired_frames_in_the_side_by_side_video(tmp_path, synthetic_clip_factory) -> None:
     import cv2
 
-    from pipeline.train import TrainConfig, train
-    from pipeline.transfer import transfer
+    from pipeline.gan.train import TrainConfig, train
+    from pipeline.gan.transfer import transfer
 
     frames, render, keypoints = synthetic_clip_factory(tmp_path / "clip", n_frames=6)
     train(tmp_path / "run", [(frames, render, keypoints)],

@@ -1,8 +1,8 @@
 import numpy as np
 import cv2
 
-from pipeline.keypoints import BODY_25_LIMBS, FACE, LEFT_HAND, J, KeypointTrack, empty_track, write_keypoints
-from pipeline.render import BODY_25_COLORS, HAND_COLORS, render_frame, render_track
+from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, LEFT_HAND, J, KeypointTrack, empty_track, write_keypoints
+from pipeline.pose.render import BODY_25_COLORS, HAND_COLORS, render_frame, render_track
 from pipeline.cli import main
 
 
@@ -81,7 +81,7 @@ def test_limb_table_is_openpose_body25():
 
 
 def test_png_encoder_round_trips_exactly(tmp_path):
-    from pipeline.render import encode_png
+    from pipeline.pose.render import encode_png
 
     image = render_frame(_pose(), (201, 400))  # odd width: rows are not 4-byte aligned
     image[0, 0] = (1, 2, 3)  # channel order must survive

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.media import probe_video
+from pipeline.footage.media import probe_video
 from test_workflow import snakemake, write_config
 
 pytestmark = pytest.mark.slow

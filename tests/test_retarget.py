@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.keypoints import BODY_25_LIMBS, LEFT_HAND, RIGHT_HAND, J
-from pipeline.normalize import normalize_track
-from pipeline.retarget import bone_length_ratios, mapped_height, retarget_track, skeleton_order
-from pipeline.stats import ankle_points, bone_name, compute_stats, head_top
+from pipeline.pose.keypoints import BODY_25_LIMBS, LEFT_HAND, RIGHT_HAND, J
+from pipeline.pose.normalize import normalize_track
+from pipeline.pose.retarget import bone_length_ratios, mapped_height, retarget_track, skeleton_order
+from pipeline.pose.stats import ankle_points, bone_name, compute_stats, head_top
 from test_stats import walking_track
 
 ARMS = ("RShoulder-RElbow", "RElbow-RWrist", "LShoulder-LElbow", "LElbow-LWrist")
@@ -104,7 +104,7 @@ def test_bone_length_ratios_of_target_itself_are_one(subjects) -> None:
 def test_bone_diagnostic_shows_both_mappings_whatever_method_made_the_file(subjects, tmp_path) -> None:
     import cv2
 
-    from pipeline.plots import bone_ratio_table, plot_bone_ratios
+    from pipeline.evaluation.plots import bone_ratio_table, plot_bone_ratios
 
     from_paper = bone_ratio_table(subjects["paper"], subjects["t"])  # retargeting computed for the figure
     from_retarget = bone_ratio_table(subjects["retarget"], subjects["t"])  # read from the file's metadata

@@ -41,7 +41,7 @@ def test_extract_refuses_a_folder_with_foreign_files(tmp_path, clip_path, capsys
 
 
 def test_extract_rerun_replaces_its_own_output(tmp_path, clip_path):
-    from pipeline.extract import extract_frames
+    from pipeline.footage.extract import extract_frames
 
     out = tmp_path / "frames"
     extract_frames(clip_path, out, height=64)
@@ -89,7 +89,7 @@ def test_atomic_dir_owns_only_folders_whose_marker_names_the_stage(tmp_path):
 
 
 def test_stale_temporaries_of_a_killed_run_are_cleaned(tmp_path, clip_path):
-    from pipeline.extract import extract_frames
+    from pipeline.footage.extract import extract_frames
     from pipeline.provenance import write_json
 
     out = tmp_path / "frames"
@@ -109,7 +109,7 @@ def test_stale_temporaries_of_a_killed_run_are_cleaned(tmp_path, clip_path):
 def _truncated_faststart(clip_path: Path, out: Path, fraction: float) -> Path:
     import subprocess
 
-    from pipeline.media import ffmpeg_exe
+    from pipeline.footage.media import ffmpeg_exe
 
     whole = out.with_suffix(".whole.mp4")
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(clip_path), "-c", "copy",
@@ -129,13 +129,13 @@ def test_truncated_mp4_fails_with_the_frame_counts(tmp_path, clip_path, capsys):
 
 
 def test_whole_mp4_at_another_rate_passes_the_count_check(tmp_path, clip_path):
-    from pipeline.extract import extract_frames
+    from pipeline.footage.extract import extract_frames
 
     assert extract_frames(clip_path, tmp_path / "f", height=64, fps=30)["frame_count"] == 12
 
 
 def test_truncated_jpeg_frame_is_an_error_naming_it(writable_frames):
-    from pipeline.detect import _read_images
+    from pipeline.pose.detect import _read_images
 
     frame = writable_frames / "000003.jpg"
     frame.write_bytes(frame.read_bytes()[:2000])
@@ -146,7 +146,7 @@ def test_truncated_jpeg_frame_is_an_error_naming_it(writable_frames):
 
 def test_missing_frame_file_against_meta_is_an_error(writable_frames):
     pytest.importorskip("mediapipe")
-    from pipeline.detect import detect_mediapipe
+    from pipeline.pose.detect import detect_mediapipe
 
     (writable_frames / "000005.jpg").unlink()
     with pytest.raises(ValueError, match="23 frame images but meta.json says 24"):
@@ -181,7 +181,7 @@ GOOD_META = b'{"width": 64, "height": 128, "fps": 30}'
     (b'{"height": 128, "fps": 30}', [0, 1], 0.5, "lacks a positive 'width'"),
 ])
 def test_broken_keypoint_files_are_named(tmp_path, meta, frames, confidence, problem):
-    from pipeline.keypoints import KeypointFileError, read_keypoints
+    from pipeline.pose.keypoints import KeypointFileError, read_keypoints
 
     path = _write_parquet(tmp_path / "kp.parquet", meta, frames, confidence)
     with pytest.raises(KeypointFileError, match=problem) as info:
@@ -199,7 +199,7 @@ def test_pickled_lpips_weights_give_a_clear_error(tmp_path):
     import torch
 
     pytest.importorskip("lpips")
-    from pipeline.metrics import LPIPS
+    from pipeline.evaluation.metrics import LPIPS
 
     weights = tmp_path / "alexnet.pth"
     torch.save({"features.0.weight": Path("not a tensor")}, weights)  # needs full unpickling
@@ -208,7 +208,7 @@ def test_pickled_lpips_weights_give_a_clear_error(tmp_path):
 
 
 def test_evaluate_refuses_a_foreign_folder_before_any_work(tmp_path):
-    from pipeline.evaluate import evaluate
+    from pipeline.evaluation.evaluate import evaluate
 
     out = tmp_path / "evaluation"
     out.mkdir()

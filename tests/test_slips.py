@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tiny_models(root: Path) -> None:
     """g.pt (pose generator), face.pt (face generator), checkpoint.pt, as the training stages write them."""
-    from pipeline.checkpoint import save_checkpoint, save_model
-    from pipeline.models.face import build_face_generator, default_face_config
-    from pipeline.models.generator import build_generator, default_generator_config
+    from pipeline.gan.checkpoint import save_checkpoint, save_model
+    from pipeline.gan.models.face import build_face_generator, default_face_config
+    from pipeline.gan.models.generator import build_generator, default_generator_config
     from pipeline.provenance import provenance
 
     config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=64, height=128)
@@ -212,7 +212,7 @@ def test_a_stage_replaces_its_own_outputs(ws):
 
 def test_videos_carry_the_stage_that_wrote_them(tmp_path):
     from pipeline.provenance import recorded_stage
-    from pipeline.video import VideoEncoder, write_video
+    from pipeline.footage.video import VideoEncoder, write_video
 
     frames = [np.full((16, 16, 3), i * 20, np.uint8) for i in range(3)]
     write_video(frames, tmp_path / "plain.mp4", 10.0)  # an encoder not told its stage tags nothing
@@ -262,7 +262,7 @@ BAD_KEYPOINTS = [
 @pytest.mark.parametrize("meta, frames, joints, words", [c[1:] for c in BAD_KEYPOINTS],
                          ids=[c[0] for c in BAD_KEYPOINTS])
 def test_malformed_keypoint_files_are_named(tmp_path, meta, frames, joints, words):
-    from pipeline.keypoints import KeypointFileError, read_keypoints
+    from pipeline.pose.keypoints import KeypointFileError, read_keypoints
 
     path = _keypoint_file(tmp_path / "kp.parquet", meta, frames, joints)
     with pytest.raises(KeypointFileError) as info:
@@ -281,7 +281,7 @@ def test_stages_refuse_a_malformed_keypoint_file(tmp_path, capsys, stage):
 
 def test_detect_records_the_frame_count():
     """Files written from a frames folder carry its frame count, the bound their indices are read against."""
-    from pipeline.detect import _track_meta
+    from pipeline.pose.detect import _track_meta
 
     assert _track_meta({"width": 64, "height": 128, "fps": 30.0, "frame_count": 8}, "mediapipe", {})[
         "frame_count"] == 8
@@ -332,8 +332,8 @@ BAD_MODELS = [
 
 @pytest.mark.parametrize("source, edit, loader, words", [c[1:] for c in BAD_MODELS], ids=[c[0] for c in BAD_MODELS])
 def test_model_files_of_the_wrong_kind_or_shape_are_named(ws, source, edit, loader, words):
-    from pipeline.models.face import load_face_generator
-    from pipeline.models.generator import load_generator
+    from pipeline.gan.models.face import load_face_generator
+    from pipeline.gan.models.generator import load_generator
 
     path = _model_file(ws / "bad.pt", ws / source, edit)
     load = load_face_generator if loader == "face" else load_generator
@@ -343,15 +343,15 @@ def test_model_files_of_the_wrong_kind_or_shape_are_named(ws, source, edit, load
 
 
 def test_a_generator_given_as_checkpoint_is_named(ws):
-    from pipeline.checkpoint import load_checkpoint
+    from pipeline.gan.checkpoint import load_checkpoint
 
     with pytest.raises(ValueError, match="g.pt: is a generator file"):
         load_checkpoint(ws / "g.pt")
 
 
 def test_good_model_files_still_load(ws):
-    from pipeline.models.face import load_face_generator
-    from pipeline.models.generator import load_generator
+    from pipeline.gan.models.face import load_face_generator
+    from pipeline.gan.models.generator import load_generator
 
     assert load_generator(ws / "g.pt")[1]["ngf"] == 4 and load_face_generator(ws / "face.pt")[1]["box_size"] == 32
 
@@ -413,7 +413,7 @@ def _kill_while_child_runs(argv: list[str], child_marker: str, cwd: Path) -> Non
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_killed_extract_leaves_no_ffmpeg(tmp_path):
-    from pipeline.media import ffmpeg_exe
+    from pipeline.footage.media import ffmpeg_exe
 
     video = tmp_path / "long.mp4"  # 10 s, so extraction runs long enough to be caught
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",

@@ -97,13 +97,13 @@ def test_two_rule_workflow_runs_as_slurm_jobs(cluster, tmp_path):
 
 
 def test_launcher_expands_node_lists_with_scontrol(cluster, monkeypatch):
-    from pipeline.launch import slurm_hostnames
+    from pipeline.gan.launch import slurm_hostnames
 
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
     assert slurm_hostnames("gpu[07-09],big1") == ["gpu07", "gpu08", "gpu09", "big1"]
 
 
-# The workflow's own training rule (train_generator: `python -m pipeline.launch -- python -m
+# The workflow's own training rule (train_generator: `python -m pipeline.gan.launch -- python -m
 # pipeline.cli train ...`) on a synthetic clip, inside SLURM allocations of the test cluster.
 TINY_TRAIN = {"width": 64, "height": 128, "ngf": 8, "n_downsample": 2, "n_blocks": 1, "ndf": 8, "num_d": 1,
               "n_layers_d": 2, "niter_decay": 0, "workers": 0, "sample_every": 0, "cpu_processes": 2,
@@ -211,7 +211,7 @@ def test_pose_half_through_slurm_equals_a_local_run(cluster, tmp_path_factory, c
         pytest.skip(f"pose stages not in the tree yet: {missing}")
     import numpy as np
 
-    from pipeline.keypoints import read_keypoints
+    from pipeline.pose.keypoints import read_keypoints
     from test_workflow import planned_rules, write_config
 
     local, remote = tmp_path_factory.mktemp("pose_local"), tmp_path_factory.mktemp("pose_slurm")
@@ -229,7 +229,7 @@ def test_pose_half_through_slurm_equals_a_local_run(cluster, tmp_path_factory, c
     parquets = sorted(p.relative_to(local) for p in local.glob("results/**/*.parquet"))
     assert parquets and parquets == sorted(p.relative_to(remote) for p in remote.glob("results/**/*.parquet"))
     cluster_jobs = set(job_states(cluster))
-    from pipeline.quality import read_qc
+    from pipeline.pose.quality import read_qc
 
     for rel in [r for r in parquets if r.parts[1] == "qc"]:  # pose QC verdicts: same columns, SLURM's job named
         (a_cols, a_meta), (b_cols, b_meta) = read_qc(local / rel), read_qc(remote / rel)

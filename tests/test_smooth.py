@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.keypoints import KeypointTrack, empty_track, read_keypoints, write_keypoints
-from pipeline.smooth import FILL_CONFIDENCE_FACTOR, smooth_track
+from pipeline.pose.keypoints import KeypointTrack, empty_track, read_keypoints, write_keypoints
+from pipeline.pose.smooth import FILL_CONFIDENCE_FACTOR, smooth_track
 
 META = {"width": 640, "height": 480, "fps": 30.0, "provenance": {"stage": "detect"}}
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.keypoints import FACE, LEFT_HAND, N_JOINTS, RIGHT_HAND, J, KeypointTrack, write_keypoints
-from pipeline.stats import ankle_points, compute_stats, head_top
+from pipeline.pose.keypoints import FACE, LEFT_HAND, N_JOINTS, RIGHT_HAND, J, KeypointTrack, write_keypoints
+from pipeline.pose.stats import ankle_points, compute_stats, head_top
 
 # A standing person in height units: ankles at y = 0, the eyes (head top) at y = -1.
 BODY_TEMPLATE = {

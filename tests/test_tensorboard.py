@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import tensorboard_log
+from pipeline.gan import tensorboard_log
 from pipeline.cli import build_parser, main
-from pipeline.train import TrainConfig, config_from_args, train
-from pipeline.train_face import FaceConfig, train_face
+from pipeline.gan.train import TrainConfig, config_from_args, train
+from pipeline.gan.train_face import FaceConfig, train_face
 
 pytest.importorskip("tensorboard")
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
@@ -94,7 +94,7 @@ def test_only_rank_0_writes_events_under_ddp(tmp_path, synthetic_clip_factory):
 
     clip = synthetic_clip_factory(tmp_path / "clip", n_frames=8)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--", sys.executable, "-m",
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", "--cpu-procs", "2", "--", sys.executable, "-m",
                            "pipeline.cli", "train", str(tmp_path / "run"), "--clip", *map(str, clip), "--width", "64",
                            "--height", "128", "--ngf", "4", "--n-downsample", "2", "--n-blocks", "1", "--ndf", "4",
                            "--num-d", "1", "--workers", "0", "--no-vgg-loss", "--max-steps", "2",

@@ -15,12 +15,12 @@ import pytest
 import torch
 import yaml
 
-from pipeline.checkpoint import load_checkpoint
+from pipeline.gan.checkpoint import load_checkpoint
 from pipeline.cli import build_parser, main
-from pipeline.models.generator import load_generator
-from pipeline.models.losses import VGG19_FILE, VGGWeightsNotFound
-from pipeline.train import TrainConfig, _decay_factor, config_from_args, resolve_vgg, train
-from pipeline.train_face import FaceConfig
+from pipeline.gan.models.generator import load_generator
+from pipeline.gan.models.losses import VGG19_FILE, VGGWeightsNotFound
+from pipeline.gan.train import TrainConfig, _decay_factor, config_from_args, resolve_vgg, train
+from pipeline.gan.train_face import FaceConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -118,9 +118,9 @@ def test_workflow_plans_both_training_rules(tmp_path):
              "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet "
              "--clip-qc results/qc/va/smooth.parquet --clip-qc results/qc/vb/smooth.parquet")
     plates = " --clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png"  # background: plate
-    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips}"
+    assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips}"
             f"{plates} --model-out results/models/s/generator.pt") in planned
-    assert (f"python -m pipeline.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
+    assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
             f"results/models/s/face {clips} "
             "--model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned
     assert "--vgg-loss auto" in planned and "--face-ngf 16" in planned
@@ -161,14 +161,14 @@ def _random_loss_weights(monkeypatch) -> None:
 
     import numpy as np
 
-    import pipeline.train
+    import pipeline.gan.train
 
-    lsgan = pipeline.train.lsgan_loss
+    lsgan = pipeline.gan.train.lsgan_loss
 
     def drawing(pred, real):
         return lsgan(pred, real) * (1 + 0.1 * (random.random() + float(np.random.rand()) + float(torch.rand(()))))
 
-    monkeypatch.setattr(pipeline.train, "lsgan_loss", drawing)
+    monkeypatch.setattr(pipeline.gan.train, "lsgan_loss", drawing)
 
 
 @pytest.mark.slow
@@ -213,7 +213,7 @@ def test_fp16_resume_keeps_the_loss_scales(tmp_path, synthetic_clip):
 def test_two_processes_keep_weights_in_sync(tmp_path, synthetic_clip):
     # The launcher and command the workflow uses, with two gloo processes on the CPU.
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    done = subprocess.run([sys.executable, "-m", "pipeline.launch", "--cpu-procs", "2", "--", sys.executable, "-m",
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", "--cpu-procs", "2", "--", sys.executable, "-m",
                            "pipeline.cli", "train", str(tmp_path / "run"), *clip_flags(synthetic_clip), *TINY_FLAGS,
                            "--no-vgg-loss", "--max-steps", "4", "--checkpoint-every", "2"],
                           capture_output=True, text=True, env=env, timeout=300)
@@ -304,11 +304,12 @@ def _split_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict]:
 
 @pytest.mark.slow
 def test_local_phase_starts_from_the_global_phase_and_keeps_it_fixed_at_first(tmp_path, synthetic_clip):
-    from pipeline.train import PoseTask, Runtime
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import PoseTask
 
     global_pt = _global_generator(tmp_path, synthetic_clip)
     trained = torch.load(global_pt, weights_only=True)["state_dict"]
-    from pipeline.models.generator import GlobalGenerator
+    from pipeline.gan.models.generator import GlobalGenerator
 
     kept = len(GlobalGenerator(ngf=8, n_downsample=2, n_blocks=1).model) - 3  # all but the last pad/conv/tanh
     expected = {k: v for k, v in trained.items() if int(k.split(".")[1]) < kept}
@@ -341,7 +342,7 @@ def dataclasses_replace(cfg, **changes):
 
 
 def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
-    from pipeline.models.generator import GlobalGenerator, build_generator, default_generator_config, \
+    from pipeline.gan.models.generator import GlobalGenerator, build_generator, default_generator_config, \
         load_global_into_local
 
     config = default_generator_config(kind="local", ngf=4, n_downsample=2, n_blocks=1)
@@ -357,7 +358,8 @@ def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
 
 
 def test_learning_rate_rule_and_a_resume_on_another_gpu_count_is_refused(tmp_path):
-    from pipeline.train import Runtime, _check_resumable, scaled_lr
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import _check_resumable, scaled_lr
 
     assert scaled_lr(TrainConfig(batch_size=2), 8) == 2e-4  # none (default): lr whatever the GPU count
     assert scaled_lr(TrainConfig(batch_size=2, lr_scaling="linear"), 8) == pytest.approx(2e-4 * 16)
@@ -372,8 +374,9 @@ def test_learning_rate_rule_and_a_resume_on_another_gpu_count_is_refused(tmp_pat
 
 
 def test_workers_get_uint8_images_each_decoded_once(synthetic_clip, monkeypatch):
-    import pipeline.data as data
-    from pipeline.train import Runtime, batch_to_device
+    import pipeline.gan.data as data
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import batch_to_device
 
     dataset = data.PairDataset([data.load_clip(*synthetic_clip)], 64, 128, 0.2)
     reads: list[Path] = []
@@ -453,7 +456,7 @@ def test_one_step_in_reduced_precision_on_cpu_autocast(tmp_path, synthetic_clip,
 
 
 def test_auto_precision_trains_in_fp32_on_cpu(tmp_path, synthetic_clip):
-    from pipeline.train import start_runtime
+    from pipeline.gan.runtime import start_runtime
 
     assert start_runtime("cpu", "auto").precision == "fp32" and not start_runtime("cpu", "auto").bf16
     with pytest.raises(ValueError, match="precision='fp8'"):
@@ -463,7 +466,7 @@ def test_auto_precision_trains_in_fp32_on_cpu(tmp_path, synthetic_clip):
 def test_channels_last_is_an_option_off_by_default():
     from torch import nn
 
-    from pipeline.train import Runtime
+    from pipeline.gan.runtime import Runtime
 
     assert TrainConfig().channels_last is False
     conv = nn.Conv2d(3, 4, 3)
@@ -490,7 +493,7 @@ def test_workflow_with_background_plate_plans_plates_for_the_pose_gan_only(tmp_p
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux's /proc shows a process's file mappings")
 def test_a_resumed_checkpoint_is_memory_mapped_not_copied_into_each_process(tmp_path):
     # The ranks of a node resuming at once share the file's pages instead of each reading 2.3 GB.
-    from pipeline.checkpoint import save_checkpoint
+    from pipeline.gan.checkpoint import save_checkpoint
 
     path = tmp_path / "checkpoint.pt"
     save_checkpoint(path, {"models": {"G": {"w": torch.arange(4096.0)}}})
@@ -504,7 +507,7 @@ def test_timed_checkpoints_come_on_the_clock_not_only_on_the_step_count(tmp_path
     # advances 100 s per reading makes every step due with checkpoint_minutes=1, none with 0.
     import itertools
 
-    import pipeline.train as train_module
+    import pipeline.gan.train as train_module
 
     saved: list[int] = []
     real_save = train_module.save_checkpoint

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from pipeline.cli import main
-from pipeline.media import probe_video
-from pipeline.train import TrainConfig, train
-from pipeline.train_face import FaceConfig, train_face
+from pipeline.footage.media import probe_video
+from pipeline.gan.train import TrainConfig, train
+from pipeline.gan.train_face import FaceConfig, train_face
 
 # A tiny model on the 64x128 synthetic clip: training and transfer take seconds.
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
@@ -67,7 +67,7 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
     """The video's first frames are what generate_frames makes (decoded within H.264's loss)."""
     import cv2
 
-    from pipeline.generate import generate_frames, load_models, model_pose
+    from pipeline.gan.generate import generate_frames, load_models, model_pose
 
     (frames, render, keypoints), generator, _ = models
     out = tmp_path / "plain.mp4"
@@ -90,7 +90,7 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
     assert max(errors) < 2.0, errors
     assert np.abs(expected[0] - expected[5]).mean() > 2 * max(errors)  # another frame differs by far more
     # differences taken on the fly are those of the generated frames themselves (not of the decoded video)
-    from pipeline.metrics import consecutive_differences
+    from pipeline.evaluation.metrics import consecutive_differences
 
     record = json.loads(out.with_suffix(".json").read_text())
     bgr = [cv2.cvtColor(e, cv2.COLOR_RGB2BGR) for e in generate_frames(loaded, poses)]
@@ -99,7 +99,7 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
 
 
 def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
-    from pipeline.streams import prefetch
+    from pipeline.footage.streams import prefetch
 
     produced = []
 
@@ -125,7 +125,7 @@ def test_prefetch_reads_a_bounded_way_ahead_and_passes_errors_on():
 
 
 def test_video_encoder_leaves_nothing_behind_on_error(tmp_path):
-    from pipeline.video import VideoEncoder
+    from pipeline.footage.video import VideoEncoder
 
     out = tmp_path / "v.mp4"
     with pytest.raises(ValueError, match="expected 16x8"):
@@ -148,7 +148,7 @@ def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip)
     shutil.copytree(render, broken)
     (broken / "000003.png").unlink()
     with pytest.raises(ValueError, match=r"render: no stick-figure image for 1 of 8 frames \(first: frame 3\)"):
-        from pipeline.transfer import transfer
+        from pipeline.gan.transfer import transfer
 
         transfer(keypoints, broken, frames, tmp_path / "g.pt", tmp_path / "v.mp4")
 
@@ -161,15 +161,15 @@ def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip)
     assert main(["transfer", str(keypoints), str(small), str(frames), str(tmp_path / "v.mp4"),
                  "--generator", str(tmp_path / "g.pt")]) == 2  # a clear error, no traceback
     with pytest.raises(ValueError, match="stick figure is 32x64 but .* is in 64x128 frames"):
-        from pipeline.transfer import transfer
+        from pipeline.gan.transfer import transfer
 
         transfer(keypoints, small, frames, tmp_path / "g.pt", tmp_path / "v.mp4")
     assert not (tmp_path / "v.mp4").exists()
 
 
 def test_cuda_is_refused_clearly_without_a_gpu(monkeypatch):
-    from pipeline.generate import pick_device
-    from pipeline.launch import GPU_VARIABLES
+    from pipeline.gan.runtime import pick_device
+    from pipeline.gan.launch import GPU_VARIABLES
 
     for name in GPU_VARIABLES:  # a job given no GPU
         monkeypatch.delenv(name, raising=False)
@@ -182,7 +182,7 @@ def test_cuda_is_refused_clearly_without_a_gpu(monkeypatch):
 
 def test_inference_autotunes_cudnn_on_a_gpu_only(monkeypatch, tmp_path):
     """As training does: one frame size all run long, so cuDNN may pick its fastest kernels for it."""
-    import pipeline.generate as generate
+    import pipeline.gan.generate as generate
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     conv = (torch.nn.Conv2d(1, 1, 1), {"width": 8, "height": 8})
@@ -205,7 +205,7 @@ def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, m
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["precision"] == precision and record["provenance"]["params"]["precision"] == precision
     assert probe_video(out).frame_count == 10
-    from pipeline.generate import generate_frames, load_models, model_pose
+    from pipeline.gan.generate import generate_frames, load_models, model_pose
 
     poses = [model_pose(p, (64, 128)) for p in sorted(render.glob("*.png"))][:3]
     exact = list(generate_frames(load_models(generator, None, "cpu", "fp32"), poses))
@@ -217,7 +217,7 @@ def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, m
 def test_auto_precision_is_fp32_on_the_cpu():
     import torch
 
-    from pipeline.generate import resolve_precision
+    from pipeline.gan.runtime import resolve_precision
 
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
@@ -232,9 +232,9 @@ def test_generation_runs_ahead_while_frames_are_encoded(tmp_path, synthetic_clip
     import threading
     import time
 
-    import pipeline.generate
-    from pipeline.transfer import transfer
-    from pipeline.video import VideoEncoder
+    import pipeline.gan.generate
+    from pipeline.gan.transfer import transfer
+    from pipeline.footage.video import VideoEncoder
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from bench_transfer import stand_in_models  # a generator that paints its stick figure
@@ -243,7 +243,7 @@ def test_generation_runs_ahead_while_frames_are_encoded(tmp_path, synthetic_clip
     calls: list[tuple[float, int]] = []  # (start, thread) of each generator call
     paint = models.generator.forward
     models.generator.forward = lambda x: calls.append((time.perf_counter(), threading.get_ident())) or paint(x)
-    monkeypatch.setattr(pipeline.generate, "load_models", lambda *args, **kwargs: models)
+    monkeypatch.setattr(pipeline.gan.generate, "load_models", lambda *args, **kwargs: models)
     writes: list[tuple[float, float]] = []
     panels: list[np.ndarray] = []
     real_write = VideoEncoder.write

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.media import probe_video
-from pipeline.video import side_by_side, write_video
+from pipeline.footage.media import probe_video
+from pipeline.footage.video import side_by_side, write_video
 
 
 def test_written_video_reads_back_with_size_rate_and_count(tmp_path):

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.keypoints import read_keypoints
-from pipeline.quality import read_qc
+from pipeline.pose.keypoints import read_keypoints
+from pipeline.pose.quality import read_qc
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -95,7 +95,7 @@ def test_nothing_changed_nothing_reruns(workflow_run):
 
 
 def test_editing_a_stage_module_reruns_that_stage_and_what_follows(workflow_run):
-    """Each rule lists its stage's module as an input: an edited pipeline/render.py reruns rendering
+    """Each rule lists its stage's module as an input: an edited pipeline/pose/render.py reruns rendering
     and the training, transfer and evaluation on its stick figures, but nothing upstream. (A
     ``touch`` alone does not: Snakemake sees the same content.)"""
     module = REPO / "pipeline" / "render.py"

@@ -58,8 +58,8 @@ def check_config_sizes(config):
 
 def check_crops(sheet, path):
     """Each sheet crop box inside its video's frame (a header read per cropped video, no decoding)."""
-    from pipeline.extract import check_crop
-    from pipeline.media import probe_video
+    from pipeline.footage.extract import check_crop
+    from pipeline.footage.media import probe_video
 
     for name, row in sheet.iterrows():
         if not row["crop"] or not Path(row["path"]).is_file():
@@ -74,8 +74,8 @@ def check_crops(sheet, path):
 
 def check_spans(sheet, path):
     """Each sheet row's start < end, both within its video (a header read per trimmed video, no decoding)."""
-    from pipeline.media import probe_video
-    from pipeline.timespan import check_span, parse_time
+    from pipeline.footage.media import probe_video
+    from pipeline.footage.timespan import check_span, parse_time
 
     for name, row in sheet.iterrows():
         if not (row["start"] or row["end"]):
@@ -165,9 +165,10 @@ def subject_clips(wildcards):
     return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
 
 
-def stage_code(stage):
-    """A stage's module as an input, so editing it reruns that stage and what follows."""
-    return str(Path(workflow.basedir) / "pipeline" / f"{stage}.py")
+def stage_code(module):
+    """A stage's module ("pose/smooth": pipeline/pose/smooth.py) as an input, so editing it reruns that stage
+    and what follows."""
+    return str(Path(workflow.basedir) / "pipeline" / f"{module}.py")
 
 
 def pose_targets():

@@ -25,7 +25,7 @@ rule fetch_demo:
 checkpoint extract:
     input:
         video=video_path,
-        code=stage_code("extract"),
+        code=stage_code("footage/extract"),
     output:
         directory("results/frames/{video}"),
     params:

@@ -3,7 +3,7 @@ if config["detect"]["chunk_frames"]:
     rule detect_chunk:
         input:
             frames="results/frames/{video}",
-            code=stage_code("detect"),
+            code=stage_code("pose/detect"),
         output:
             temp("results/keypoints/{video}/chunks/{chunk}.parquet"),
         wildcard_constraints:
@@ -26,7 +26,7 @@ if config["detect"]["chunk_frames"]:
         input:
             frames="results/frames/{video}",
             chunks=detect_chunks,
-            code=stage_code("detect"),
+            code=stage_code("pose/detect"),
         output:
             "results/keypoints/{video}/raw.parquet",
         params:
@@ -46,7 +46,7 @@ else:
     rule detect:
         input:
             frames="results/frames/{video}",
-            code=stage_code("detect"),
+            code=stage_code("pose/detect"),
         output:
             "results/keypoints/{video}/raw.parquet",
         params:
@@ -68,7 +68,7 @@ else:
 rule qc:
     input:
         keypoints="results/keypoints/{video}/{stage}.parquet",
-        code=stage_code("quality"),
+        code=stage_code("pose/quality"),
     output:
         "results/qc/{video}/{stage}.parquet",
     wildcard_constraints:
@@ -89,7 +89,7 @@ rule smooth:
     input:
         keypoints="results/keypoints/{video}/raw.parquet",
         qc="results/qc/{video}/raw.parquet",
-        code=stage_code("smooth"),
+        code=stage_code("pose/smooth"),
     output:
         "results/keypoints/{video}/smooth.parquet",
     params:
@@ -109,7 +109,7 @@ rule smooth:
 rule stats_subject:
     input:
         keypoints=subject_clips,
-        code=stage_code("stats"),
+        code=stage_code("pose/stats"),
     output:
         "results/stats/subject/{subject}.json",
     conda:
@@ -125,7 +125,7 @@ rule stats_subject:
 rule stats_video:
     input:
         keypoints="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("stats"),
+        code=stage_code("pose/stats"),
     output:
         "results/stats/video/{video}.json",
     conda:
@@ -144,7 +144,7 @@ rule normalize:
         source_qc="results/qc/{source}/smooth.parquet",
         source_stats="results/stats/video/{source}.json",
         target_stats="results/stats/subject/{subject}.json",
-        code=stage_code("normalize"),
+        code=stage_code("pose/normalize"),
     output:
         "results/normalized/{source}/{subject}.parquet",
     params:
@@ -167,7 +167,7 @@ rule normalize:
 rule render_target:
     input:
         keypoints="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("render"),
+        code=stage_code("pose/render"),
     output:
         directory("results/render/{video}"),
     params:
@@ -185,7 +185,7 @@ rule render_target:
 rule render_transfer:
     input:
         keypoints="results/normalized/{source}/{subject}.parquet",
-        code=stage_code("render"),
+        code=stage_code("pose/render"),
     output:
         directory("results/render_transfer/{source}/{subject}"),
     params:

@@ -1,7 +1,7 @@
 # Training: the pose GAN (train_generator), then the face GAN on its frozen output (train_face).
 # Each run folder keeps checkpoint.pt, run.json, losses.csv and samples/. The checkpoint is not
 # an output, so a job that is killed or fails keeps it and its rerun resumes from it (delete it
-# to start over). `python -m pipeline.launch` starts one process per GPU the job has (torchrun).
+# to start over). `python -m pipeline.gan.launch` starts one process per GPU the job has (torchrun).
 
 
 rule train_generator:
@@ -9,7 +9,7 @@ rule train_generator:
         unpack(train_inputs),
         plates=plate_inputs,
         init_global=global_generator_input,
-        code=stage_code("train"),
+        code=[stage_code("gan/train"), stage_code("gan/runtime")],
     output:
         "results/models/{subject}/generator.pt",
     params:
@@ -30,7 +30,7 @@ rule train_generator:
     benchmark:
         "results/benchmarks/train/{subject}.tsv"
     shell:
-        "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
+        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
         " {params.clips} {params.qc}{params.plates} --model-out {output:q} {params.options} {params.init_global} > {log} 2>&1"
 
 
@@ -40,7 +40,7 @@ rule train_generator:
 use rule train_generator as train_global with:
     input:
         unpack(train_inputs),
-        code=stage_code("train"),
+        code=[stage_code("gan/train"), stage_code("gan/runtime")],
     output:
         "results/models/{subject}/global/generator.pt",
     params:
@@ -63,7 +63,7 @@ rule train_face:
     input:
         unpack(train_inputs),
         generator="results/models/{subject}/generator.pt",
-        code=[stage_code("train"), stage_code("train_face")],
+        code=[stage_code("gan/train"), stage_code("gan/train_face"), stage_code("gan/runtime")],
     output:
         "results/models/{subject}/face.pt",
     params:
@@ -82,6 +82,6 @@ rule train_face:
     benchmark:
         "results/benchmarks/train_face/{subject}.tsv"
     shell:
-        "python -m pipeline.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face {params.run_dir:q}"
+        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face {params.run_dir:q}"
         " {params.clips} {params.qc} --model-out {output:q} --generator {input.generator:q} {params.options}"
         " > {log} 2>&1"

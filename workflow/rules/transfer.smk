@@ -9,7 +9,7 @@
 use rule train_generator as train_frame_by_frame with:
     input:  # from scratch: the global phase's generator takes the previous frame, this one does not
         unpack(train_inputs),
-        code=stage_code("train"),
+        code=[stage_code("gan/train"), stage_code("gan/runtime")],
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
     params:
@@ -34,7 +34,7 @@ use rule train_generator as train_ablation with:
     input:
         unpack(train_inputs),
         plates=plate_inputs,
-        code=stage_code("train"),
+        code=[stage_code("gan/train"), stage_code("gan/runtime")],
     output:
         "results/models/{subject}/ablations/{ablation}/generator.pt",
     params:
@@ -58,7 +58,7 @@ rule transfer:
         normalized="results/normalized/{source}/{subject}.parquet",
         render="results/render_transfer/{source}/{subject}",
         source_frames="results/frames/{source}",
-        code=[stage_code("transfer"), stage_code("generate")],
+        code=[stage_code("gan/transfer"), stage_code("gan/generate"), stage_code("gan/runtime")],
     output:
         video=report(
             "results/transfer/{source}/{subject}.mp4",
@@ -98,7 +98,8 @@ rule evaluate:
     input:
         unpack(train_inputs),
         unpack(evaluate_models),
-        code=[stage_code("evaluate"), stage_code("generate"), stage_code("metrics")],
+        code=[stage_code("evaluation/evaluate"), stage_code("gan/generate"), stage_code("evaluation/metrics"),
+              stage_code("gan/runtime")],
     output:
         tables=report(
             "results/evaluation/{subject}/tables.html",
@@ -139,7 +140,7 @@ rule evaluate:
 rule plot_losses:
     input:
         unpack(loss_models),
-        code=stage_code("plots"),
+        code=stage_code("evaluation/plots"),
     output:
         report(
             "results/plots/losses/{subject}.png",
@@ -163,7 +164,7 @@ rule plot_stability:
     input:
         record="results/transfer/{source}/{subject}.json",
         real=subject_frames,
-        code=stage_code("plots"),
+        code=stage_code("evaluation/plots"),
     output:
         report(
             "results/plots/stability/{source}/{subject}.png",

@@ -1,0 +1,245 @@
+"""Training data: consecutive (stick figure, frame) pairs of a target subject's clips.
+
+A clip is a frames folder (``000000.jpg ...`` plus ``meta.json``), a stick-figure folder with
+the same indices (``000000.png ...``) and the smoothed keypoint Parquet of those frames.
+The last ``holdout`` fraction of every clip is kept out of training for evaluation.
+
+Images are brought to the model resolution by one transform shared by frames, stick
+figures and keypoints: scale to the target height, then centre-crop or pad the width.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.pose.keypoints import N_JOINTS, read_keypoints
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Source (w, h) -> target (w, h): ``x' = x * scale + offset_x``, ``y' = y * scale``."""
+
+    src_w: int
+    src_h: int
+    dst_w: int
+    dst_h: int
+
+    @property
+    def scale(self) -> float:
+        return self.dst_h / self.src_h
+
+    @property
+    def scaled_w(self) -> int:
+        return max(1, int(round(self.src_w * self.scale)))
+
+    @property
+    def offset_x(self) -> int:
+        # Negative: crop (centred); positive: pad (centred).
+        return (self.dst_w - self.scaled_w) // 2
+
+
+def fit_to_size(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Scale ``image`` (HxWxC uint8) to ``height``, then centre-crop or zero-pad the width to ``width``."""
+    import cv2
+
+    fit = Fit(image.shape[1], image.shape[0], width, height)
+    if (fit.scaled_w, height) != (image.shape[1], image.shape[0]):
+        interp = cv2.INTER_AREA if fit.scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (fit.scaled_w, height), interpolation=interp)
+    off = fit.offset_x
+    if off < 0:
+        return np.ascontiguousarray(image[:, -off:-off + width])
+    if off > 0 or image.shape[1] != width:
+        out = np.zeros((height, width) + image.shape[2:], dtype=image.dtype)
+        out[:, off:off + image.shape[1]] = image
+        return out
+    return image
+
+
+def fit_keypoints(keypoints: np.ndarray, src_w: int, src_h: int, width: int, height: int) -> np.ndarray:
+    """Apply :func:`fit_to_size`'s transform to keypoints (..., 137, 3); confidence unchanged."""
+    fit = Fit(src_w, src_h, width, height)
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    out[..., 0] = out[..., 0] * fit.scale + fit.offset_x
+    out[..., 1] = out[..., 1] * fit.scale
+    return out
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"{path}: cannot read image")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def indexed_images(folder: Path, what: str) -> dict[int, Path]:
+    """Frame index -> image path of a numbered folder (000000.jpg/.png ...); errors name the folder."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: {what} folder not found")
+    found = {int(p.stem): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit()}
+    if not found:
+        raise ValueError(f"{folder}: no {what} images (000000.jpg/.png ...) in folder")
+    return found
+
+
+@dataclass
+class Clip:
+    """One clip's aligned files; ``keypoints[i]`` is frame ``indices[i]`` in its frames' pixels."""
+
+    frames_dir: Path
+    render_dir: Path
+    keypoints_path: Path
+    indices: list[int]
+    frame_paths: list[Path]
+    pose_paths: list[Path]
+    keypoints: np.ndarray
+    width: int
+    height: int
+    fps: float
+
+
+def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: str | Path, *,
+              check_frame: int | None = None) -> Clip:
+    """Check that frames, stick figures and keypoints line up; errors name the file and the problem.
+
+    Only the images of frame ``check_frame`` (default: the first) are read, to check their sizes:
+    evaluation passes a held-out frame so that it never opens a training image.
+    """
+    import cv2
+
+    frames_dir, render_dir, keypoints_path = Path(frames_dir), Path(render_dir), Path(keypoints_path)
+    meta_path = frames_dir / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: frames metadata not found (run `edn extract` first)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path}: invalid JSON ({exc})") from exc
+    missing = [k for k in ("width", "height", "fps") if k not in meta]
+    if missing:
+        raise ValueError(f"{meta_path}: metadata lacks {missing}")
+    frames = indexed_images(frames_dir, "frame")
+    poses = indexed_images(render_dir, "stick-figure")
+    if len(frames) != len(poses):
+        raise ValueError(f"{render_dir}: {len(poses)} stick figures but {frames_dir} has {len(frames)} frames")
+    if set(frames) != set(poses):
+        diff = sorted(set(frames) ^ set(poses))[:5]
+        raise ValueError(f"{render_dir}: stick-figure indices differ from {frames_dir} (e.g. {diff})")
+    indices = sorted(frames)
+    if indices != list(range(indices[0], indices[0] + len(indices))):
+        raise ValueError(f"{frames_dir}: frame numbering has gaps; consecutive frames are needed")
+    check = indices[0] if check_frame is None else check_frame
+    if check not in frames:
+        raise ValueError(f"{frames_dir}: frame {check} not in the clip ({indices[0]}-{indices[-1]})")
+    first_frame = cv2.imread(str(frames[check]), cv2.IMREAD_UNCHANGED)
+    first_pose = cv2.imread(str(poses[check]), cv2.IMREAD_UNCHANGED)
+    if first_frame is None or first_pose is None:
+        bad = frames[check] if first_frame is None else poses[check]
+        raise ValueError(f"{bad}: cannot read image")
+    if first_frame.shape[:2] != first_pose.shape[:2]:
+        raise ValueError(f"{poses[check]}: stick figure is {first_pose.shape[1]}x{first_pose.shape[0]} "
+                         f"but frame {frames[check]} is {first_frame.shape[1]}x{first_frame.shape[0]}")
+    height, width = first_frame.shape[:2]
+
+    track = read_keypoints(keypoints_path)
+    kp = np.full((len(indices), N_JOINTS, 3), np.nan, dtype=np.float32)
+    kp[..., 2] = 0.0
+    row = {int(f): i for i, f in enumerate(track.frames)}
+    hits = [i for i, f in enumerate(indices) if f in row]
+    if not hits:
+        raise ValueError(f"{keypoints_path}: no keypoint frame matches the frames in {frames_dir}")
+    kp[hits] = track.data[[row[indices[i]] for i in hits]]
+    # Keypoints are in the detector's pixels; bring them to these frames' size if they differ.
+    kp_h = float(track.meta.get("height", height))
+    if kp_h != height:
+        kp[..., :2] *= height / kp_h
+    return Clip(frames_dir, render_dir, keypoints_path, indices, [frames[i] for i in indices],
+                [poses[i] for i in indices], kp, width, height, float(meta["fps"]))
+
+
+def split_holdout(n_frames: int, holdout: float) -> tuple[range, range]:
+    """Positions (0-based) used for training and the held-out tail of a clip of ``n_frames``."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    n_held = int(round(n_frames * holdout))
+    return range(0, n_frames - n_held), range(n_frames - n_held, n_frames)
+
+
+class PairDataset:
+    """Samples (t, t+1) of consecutive training frames of all clips, at the model resolution.
+
+    Each item is a dict: ``pose_t, pose_t1, real_t, real_t1`` uint8 (3, H, W) tensors (a quarter
+    of float32's bytes between the workers and the GPU; ``pipeline.gan.train.batch_to_device`` makes
+    them float in [-1, 1] on the device), each of the four images decoded once; ``box_t1`` int64 (4,) face box of frame t+1 (-1s when none); ``has_face``;
+    ``clip`` and ``frame`` (index of frame t) for bookkeeping.
+
+    ``excluded``: per clip, frame indices (the frames' numbering) that no sample may use,
+    e.g. frames pose QC does not call ok; a pair is kept only when both its frames are allowed.
+    """
+
+    def __init__(self, clips: list[Clip], width: int, height: int, holdout: float = 0.2,
+                 face_box_size: int | None = None, require_face: bool = False,
+                 excluded: list[set[int]] | None = None):
+        from pipeline.gan.models.face import face_box
+
+        self.clips, self.width, self.height = clips, width, height
+        self.items: list[tuple[int, int]] = []
+        self.held_out: list[list[int]] = []
+        self.boxes: list[np.ndarray] = []
+        if excluded is not None and len(excluded) != len(clips):
+            raise ValueError(f"excluded frames given for {len(excluded)} clips but there are {len(clips)}")
+        self.excluded = [set(e) for e in excluded] if excluded is not None else [set() for _ in clips]
+        for c, clip in enumerate(clips):
+            train, held = split_holdout(len(clip.indices), holdout)
+            if len(train) < 2:
+                raise ValueError(f"{clip.frames_dir}: {len(clip.indices)} frames leave fewer than 2 for training "
+                                 f"after holding out {holdout:.0%}")
+            self.held_out.append([clip.indices[i] for i in held])
+            kp = fit_keypoints(clip.keypoints, clip.width, clip.height, width, height)
+            boxes = np.full((len(clip.indices), 4), -1, dtype=np.int64)
+            if face_box_size is not None:
+                for i in range(len(clip.indices)):
+                    box = face_box(kp[i], width, height, face_box_size)
+                    if box is not None:
+                        boxes[i] = box
+            self.boxes.append(boxes)
+            for t in train[:-1]:
+                if clip.indices[t] in self.excluded[c] or clip.indices[t + 1] in self.excluded[c]:
+                    continue  # a frame pose QC rejects: neither a target nor a previous frame
+                if require_face and boxes[t + 1, 0] < 0:
+                    continue  # no face and no nose: no face loss for this sample
+                self.items.append((c, t))
+        if not self.items:
+            raise ValueError("no training samples" + (" with a detectable face" if require_face else "")
+                             + " in " + ", ".join(str(c.frames_dir) for c in clips))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _load(self, path: Path) -> Any:
+        import torch
+
+        image = fit_to_size(read_rgb(path), self.width, self.height)
+        return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        import torch
+
+        c, t = self.items[k]
+        clip = self.clips[c]
+        box = self.boxes[c][t + 1]
+        return {
+            "pose_t": self._load(clip.pose_paths[t]), "pose_t1": self._load(clip.pose_paths[t + 1]),
+            "real_t": self._load(clip.frame_paths[t]), "real_t1": self._load(clip.frame_paths[t + 1]),
+            "box_t1": torch.from_numpy(box.copy()), "has_face": bool(box[0] >= 0),
+            "clip": c, "frame": clip.indices[t],
+        }

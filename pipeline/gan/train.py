@@ -1,0 +1,743 @@
+"""``edn train``: the pose-to-frame GAN with temporal smoothing (Chan et al. 2018, section 3).
+
+For every sample of consecutive frames (t, t+1) the generator runs twice,
+I_t = G(x_t, 0) and I_{t+1} = G(x_{t+1}, I_t) with gradients through I_t, and the
+multiscale discriminator judges (x_t, x_{t+1}, I_t, I_{t+1}) against (x_t, x_{t+1}, y_t, y_{t+1}).
+Generator loss: LSGAN + feature matching (lambda 10) + VGG19 perceptual (lambda 10, both frames).
+
+The training engine here (devices, DDP via ``torchrun``, bf16, exact resume, logging) is shared
+with ``edn train-face`` (:mod:`pipeline.gan.train_face`): a stage is a :class:`GANTask` subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import csv
+import dataclasses
+import functools
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.gan.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
+    set_rng_state, tensors_sha256
+from pipeline.gan.data import Clip, PairDataset, load_clip
+from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
+    tensor_to_image
+from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
+    lsgan_loss
+from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
+    start_runtime
+from pipeline.provenance import atomic_path, provenance, write_json
+from pipeline.gan.tensorboard_log import open_board
+
+log = logging.getLogger(__name__)
+
+ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figure dir, keypoints Parquet
+# Settings that may differ between a checkpoint and the run resuming it (training length and
+# housekeeping); every other setting shapes the networks, losses or data order and must match.
+# (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
+_FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "checkpoint_minutes", "sample_every",
+                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard"}
+_POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
+             "num_d", "checkpoint_every")
+
+
+LR_SCALING = ("none", "linear")
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``edn train`` takes besides its inputs; recorded in run.json and the checkpoints."""
+
+    width: int = 512
+    height: int = 256
+    epochs: int = 40
+    niter_decay: int = 20  # linear learning-rate decay to zero over the last N epochs (pix2pixHD)
+    batch_size: int = 1
+    lr: float = 2e-4
+    beta1: float = 0.5
+    ngf: int = 64
+    n_downsample: int = 4
+    n_blocks: int = 9
+    n_blocks_local: int = 3
+    local_enhancer: bool = False
+    ndf: int = 64
+    n_layers_d: int = 3
+    num_d: int = 3
+    lambda_feat: float = 10.0
+    lambda_vgg: float = 10.0
+    vgg_loss: bool | str = True  # True, False, or "auto": use VGG when its weights are found
+    vgg_weights: str | None = None  # None: the torch hub cache
+    seed: int = 0
+    device: str = "auto"
+    # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler; fp32 is IEEE (TF32 off),
+    # tf32 lets CUDA matmuls and convolutions use TF32
+    precision: str = "auto"
+    # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
+    # off unless a benchmark on the machine shows it faster
+    channels_last: bool = False
+    checkpoint_every: int = 500
+    # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
+    # stopped at its time limit loses at most that much whatever a step costs on the GPU it got.
+    checkpoint_minutes: float = 0.0
+    sample_every: int = 500  # 0: no sample grids
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
+    holdout: float = 0.2
+    workers: int = 2
+    deterministic: bool = False
+    # False: the paper's frame-by-frame ablation (no previous-frame input, single-frame discriminator)
+    temporal: bool = True
+    background: str = "none"  # "plate": the generator composites a foreground over the clip's plate
+    lambda_l1: float = 0.0  # pixel L1 reconstruction weight; 0 = the paper's losses
+    # The reference schedule's second phase: the local enhancer's global part starts from this
+    # global generator.pt (ngf = 2 x ngf) and takes no updates for the first niter_fix_global epochs.
+    init_global: str | None = None
+    niter_fix_global: int = 0
+    # Learning rate with several processes/samples per step: "none" keeps lr; "linear" multiplies it
+    # by the global batch (batch_size x processes; the paper's batch is 1).
+    lr_scaling: str = "none"
+    tensorboard: bool | str = "auto"  # events under RUN_DIR/tensorboard; auto: when the package is installed
+
+    def __post_init__(self) -> None:
+        bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
+        bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
+        bad += [f"lr={self.lr}"] if not self.lr > 0 else []
+        bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
+        bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
+        bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
+        bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
+        bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
+        bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
+        bad += [f"checkpoint_minutes={self.checkpoint_minutes}"] if not self.checkpoint_minutes >= 0 else []
+        bad += [f"workers={self.workers}"] if self.workers < 0 else []
+        bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
+        bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
+        bad += [f"lr_scaling={self.lr_scaling!r}"] if self.lr_scaling not in LR_SCALING else []
+        bad += [f"niter_fix_global={self.niter_fix_global}"] if not 0 <= self.niter_fix_global <= self.epochs else []
+        if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
+            bad += [f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} "
+                    "without local_enhancer"]
+        if bad:
+            raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
+                             "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
+                             "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
+                             "init_global and niter_fix_global need the local enhancer)")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def agree_on_vgg(vgg_loss: bool, no_vgg: str | None, rt: Runtime) -> None:
+    """Every rank must train with the same losses (their values are all-reduced by position): a VGG
+    decision that differs between ranks (``vgg_loss: auto`` with the weights on some nodes only) is an error."""
+    decisions = all_gather((bool(vgg_loss), no_vgg), rt)
+    if len({on for on, _ in decisions}) > 1:
+        found = [rank for rank, (on, _) in enumerate(decisions) if on]
+        missing = "; ".join(f"rank {rank}: {why}" for rank, (on, why) in enumerate(decisions) if not on)
+        raise RuntimeError(f"the VGG loss would be on for ranks {found} only ({missing}): every process must "
+                           "see the same VGG19 weight file (train: vgg_weights on a shared file system), or set "
+                           "vgg_loss: false (--no-vgg-loss)")
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def resolve_vgg(cfg: C) -> tuple[C, str | None]:
+    """Settle ``vgg_loss`` to True/False; returns the config and, when VGG is off, why.
+
+    True: the weights must exist (:class:`VGGWeightsNotFound` otherwise). "auto": use them when
+    found. Nothing is ever downloaded and random VGG weights are never used.
+    """
+    if cfg.vgg_loss is False:
+        return cfg, "disabled by --no-vgg-loss"
+    try:
+        path = find_vgg_weights(cfg.vgg_weights)
+    except VGGWeightsNotFound as exc:
+        if cfg.vgg_loss != "auto":
+            raise
+        return dataclasses.replace(cfg, vgg_loss=False), f"vgg_loss auto: {exc}"
+    return dataclasses.replace(cfg, vgg_loss=True, vgg_weights=str(path)), None
+
+
+# --------------------------------------------------------------------------------------- GAN tasks
+
+def _split(pred: list[list[torch.Tensor]], n: int) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    return [[f[:n] for f in s] for s in pred], [[f[n:] for f in s] for s in pred]
+
+
+class GANTask(abc.ABC):
+    """A generator ``G`` trained against a multiscale discriminator ``D`` with pix2pixHD's losses.
+
+    Subclasses build the networks, turn a batch into conditioned fakes and reals and call
+    :meth:`optimise`; :func:`run_training` does everything else.
+    """
+
+    model_file = "model.pt"
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime, generator: nn.Module, discriminator: MultiscaleDiscriminator,
+                 model_config: dict[str, Any]):
+        self.cfg, self.rt, self.model_config = cfg, rt, model_config
+        # fp32 math is process-wide in torch: set when a task is built, so every training run and benchmark row
+        # computes in the precision it records (IEEE fp32 unless tf32).
+        set_float32_math(rt.precision)
+        self.G = rt.prepare(generator)
+        self.D = rt.prepare(discriminator)
+        self.D_ddp = rt.wrap(self.D)
+        self.vgg = VGGLoss(cfg.vgg_weights, cfg.lambda_vgg).to(rt.device) if cfg.vgg_loss else None
+        self.models = {"G": self.G, "D": self.D}
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+                           for k, m in self.models.items()}
+        # fp16 gradients underflow without loss scaling; the scales are checkpointed (exact resume)
+        self.scalers = {k: torch.amp.GradScaler(rt.device.type) for k in self.optimizers} \
+            if rt.precision == "fp16" else {}
+
+    def inputs(self, batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
+        return [batch_to_device(batch[k], self.rt) for k in keys]
+
+    # Parameters of G left unchanged by the current update (see :meth:`frozen_parameters`).
+    frozen: list[nn.Parameter] = []
+
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        """Parameters of G that take no update in ``epoch`` (none unless a task freezes some)."""
+        return []
+
+    def _update(self, name: str, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        scaler = self.scalers.get(name)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if name == "G":
+            # Their gradients are computed (and all-reduced by DDP, whose buckets must stay the same)
+            # and then dropped: Adam leaves a parameter without a gradient untouched.
+            for p in self.frozen:
+                p.grad = None
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+
+    def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                 vgg_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """One generator update, then one discriminator update.
+
+        ``fake_in``/``real_in`` are the discriminator inputs (condition and images, ``fake_in``
+        with gradients to G); ``fake``/``real`` the images for the VGG loss.
+        """
+        rt, cfg = self.rt, self.cfg
+        # Generator: D's weights take no gradient here (and no DDP hooks fire).
+        self.D.requires_grad_(False)
+        with rt.autocast():
+            pred_fake = self.D(fake_in)
+            with torch.no_grad():
+                pred_real = self.D(real_in)
+        losses = {"G_GAN": lsgan_loss(pred_fake, True),
+                  "G_FM": feature_matching_loss(pred_fake, pred_real, cfg.n_layers_d, cfg.lambda_feat)}
+        if self.vgg is not None:
+            with rt.autocast():
+                losses["G_VGG"] = vgg_weight * self.vgg(fake, real)
+        if cfg.lambda_l1 > 0:
+            losses["G_L1"] = cfg.lambda_l1 * F.l1_loss(fake.float(), real.float())
+        self._update("G", sum(losses.values()))
+
+        # Discriminator: fake and real in one forward (one DDP forward per backward; instance
+        # norm keeps the samples independent).
+        self.D.requires_grad_(True)
+        with rt.autocast():
+            pred = self.D_ddp(torch.cat([fake_in.detach(), real_in], dim=0))
+        pred_fake_d, pred_real_d = _split(pred, fake_in.shape[0])
+        losses["D_fake"] = lsgan_loss(pred_fake_d, False)
+        losses["D_real"] = lsgan_loss(pred_real_d, True)
+        self._update("D", 0.5 * (losses["D_fake"] + losses["D_real"]))
+        return losses
+
+    @abc.abstractmethod
+    def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
+             ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        """One optimisation step: the losses by name, and images for a sample grid when asked."""
+
+    def write_outputs(self, path: Path, meta: dict[str, Any]) -> None:
+        save_model(path, self.G, self.model_config, **meta)
+
+
+class TemporalPair(nn.Module):
+    """Both generator passes of one sample in one forward (one DDP forward per backward).
+
+    ``temporal=False`` (the frame-by-frame ablation): the generator sees the stick figure alone and
+    only frame t+1 is made; returns (None, I_{t+1}).
+    """
+
+    def __init__(self, generator: nn.Module, temporal: bool = True):
+        super().__init__()
+        self.generator, self.temporal = generator, temporal
+
+    def forward(self, pose_t: torch.Tensor, pose_t1: torch.Tensor, plate: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        extra = () if plate is None else (plate,)  # a plate generator: each sample's own plate
+        if not self.temporal:
+            return None, self.generator(pose_t1, *extra)
+        fake_t = self.generator(torch.cat([pose_t, torch.zeros_like(pose_t)], dim=1), *extra)
+        fake_t1 = self.generator(torch.cat([pose_t1, fake_t.to(pose_t1.dtype)], dim=1), *extra)
+        return fake_t, fake_t1
+
+
+class PoseTask(GANTask):
+    """The temporally smoothed pose-to-frame GAN, or with ``temporal=False`` the frame-by-frame one."""
+
+    model_file = "generator.pt"
+
+    def __init__(self, cfg: TrainConfig, rt: Runtime, plates: torch.Tensor | None = None):
+        """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate)."""
+        if (cfg.background == "plate") != (plates is not None):
+            raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
+        divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
+        if cfg.width % divisor or cfg.height % divisor:
+            raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
+                             f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
+        config = default_generator_config(
+            kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
+            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
+            temporal=cfg.temporal, background=cfg.background, n_plates=1 if plates is None else len(plates))
+        d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
+        generator = build_generator(config)
+        if plates is not None:
+            with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
+                generator.plate.copy_(to_model_range(plates))
+        if cfg.init_global is not None:
+            init_local_from_global(generator, config, cfg.init_global)
+        super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
+                         config)
+        self.pair = rt.wrap(TemporalPair(self.G, cfg.temporal))
+
+    def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
+        # pix2pixHD's niter_fix_global: only the local branch learns at first.
+        if self.cfg.local_enhancer and epoch < self.cfg.niter_fix_global:
+            return list(self.G.model.parameters())
+        return []
+
+    def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
+             ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
+        plate = sample_plates(self.G, batch.get("clip"))  # a plate generator: each sample's own clip's plate
+        with self.rt.autocast():
+            fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
+        if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
+            real_seq = torch.cat([pose_t1, real_t1], dim=1)
+            fake_seq = torch.cat([pose_t1, fake_t1.to(pose_t1.dtype)], dim=1)
+            fakes, reals, vgg_weight = fake_t1, real_t1, 1.0
+        else:
+            real_seq = torch.cat([pose_t, pose_t1, real_t, real_t1], dim=1)
+            fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
+            # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
+            fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
+        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight)
+        losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
+        return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
+
+
+def batch_to_device(images: torch.Tensor, rt: Runtime) -> torch.Tensor:
+    """A batch of images as the model takes it: uint8 (N, 3, H, W) from the data workers (a quarter of
+    float32's bytes through the loader and the host-to-device copy) -> float in [-1, 1] on the device.
+
+    Float input (already converted) passes through unchanged.
+    """
+    return to_model_range(rt.tensor(images))
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1] where they are; float input passes through unchanged."""
+    return images.float().div_(127.5).sub_(1.0) if images.dtype == torch.uint8 else images
+
+
+def init_local_from_global(local: nn.Module, config: dict[str, Any], global_path: str | Path) -> None:
+    """Load a trained global generator (``edn train`` without --local-enhancer) into the global part
+    of ``local``, a LocalEnhancer built from ``config``; errors name the file and the mismatch."""
+    from pipeline.gan.models.generator import load_global_into_local, load_generator
+
+    global_model, global_config = load_generator(global_path)
+    load_global_into_local(local, config, global_model, global_config, global_path)
+
+
+def scaled_lr(cfg: TrainConfig, world: int) -> float:
+    """The learning rate this run uses: ``lr``, or with ``lr_scaling: linear`` lr x global batch."""
+    return cfg.lr * cfg.batch_size * world if cfg.lr_scaling == "linear" else cfg.lr
+
+
+# ------------------------------------------------------------------------------------------ engine
+
+def _decay_factor(epochs: int, niter_decay: int) -> Callable[[int], float]:
+    """pix2pixHD's schedule: constant, then minus lr/niter_decay after each of the last epochs."""
+    n_const = epochs - niter_decay
+
+    def factor(epoch: int) -> float:
+        if niter_decay <= 0:
+            return 1.0
+        return max(0.0, 1.0 - max(0, epoch - n_const) / niter_decay)
+
+    return factor
+
+
+def _write_grid(path: Path, images: list[torch.Tensor]) -> None:
+    import cv2
+
+    grid = np.concatenate([tensor_to_image(t) for t in images], axis=1)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+            raise RuntimeError(f"{path}: cannot write sample image")
+
+
+class _EpochOrder:
+    """The sample order of the current epoch (set before each pass), as a sampler of a loader built once."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.indices))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _worker_init(worker_id: int) -> None:
+    import cv2
+
+    from pipeline.footage.media import die_with_parent
+
+    die_with_parent()  # a SIGKILLed trainer leaves no data worker behind (issue 18)
+    cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
+
+
+class _LossLog:
+    """``losses.csv`` (rank 0): one row per step; on resume, rows past the checkpoint's step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        self.columns: list[str] | None = None
+        rows = []
+        if path.exists() and resume_step > 0:
+            with path.open(newline="") as f:
+                rows = list(csv.reader(f))
+        if rows:
+            self.columns = rows[0]
+            kept = [r for r in rows[1:] if r and int(r[0]) <= resume_step]
+            with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+                csv.writer(f).writerows([self.columns, *kept])
+        elif path.exists():
+            path.unlink()  # a fresh run: the old rows belong to a run that no longer exists
+
+    def append(self, step: int, epoch: int, lr: float, losses: dict[str, float]) -> None:
+        row = {"step": step, "epoch": epoch, "lr": lr, **losses}
+        if self.columns is None:
+            self.columns = list(row)
+            with self.path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.columns)
+        with self.path.open("a", newline="") as f:
+            # repr keeps every digit: resumed runs are compared to uninterrupted ones.
+            csv.writer(f).writerow([repr(row[c]) if isinstance(row.get(c), float) else row.get(c, "")
+                                    for c in self.columns])
+
+
+def _check_resumable(path: Path, state: dict[str, Any], stage: str, cfg: TrainConfig, rt: Runtime,
+                     inputs: dict[str, Any]) -> None:
+    old, new = state["config"], cfg.as_dict()
+    changed = [k for k in sorted(set(old) | set(new)) if k not in _FREE_ON_RESUME and old.get(k) != new.get(k)]
+    if state.get("stage") != stage:
+        changed.append(f"stage {state.get('stage')} != {stage}")
+    if state.get("world", 1) != rt.world:
+        # The data order and the optimiser state belong to that many processes: no exact resume otherwise.
+        raise ValueError(
+            f"{path}: checkpoint was made by {state.get('world', 1)} process(es) (GPUs), this run has {rt.world}; "
+            f"resume with {state.get('world', 1)} (edn: `python -m pipeline.gan.launch --gpus "
+            f"{state.get('world', 1)}`; workflow: train: gpus, or the SLURM profile's gpu), or delete the "
+            "checkpoint / use another OUT_DIR to start over with the new count")
+    if state.get("inputs") != inputs:
+        changed.append("input clips or model")
+    if changed:
+        raise ValueError(f"{path}: checkpoint was made with other settings ({'; '.join(map(str, changed))}); "
+                         "resume with the same ones, or delete the checkpoint / use another OUT_DIR to start over")
+
+
+def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path, cfg: TrainConfig, rt: Runtime,
+                 record: dict[str, Any], model_path: Path | None = None) -> dict[str, Any]:
+    """The loop shared by both GANs: data order, resume, logging, checkpoints, samples, final model.
+
+    ``record`` (written to run.json) must hold ``inputs``, the fingerprint a resumed
+    checkpoint is checked against. Returns the record.
+    """
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+    from tqdm import tqdm
+
+    lr = scaled_lr(cfg, rt.world)
+    for o in task.optimizers.values():
+        for group in o.param_groups:
+            group["lr"] = lr
+
+    out_dir = Path(out_dir)
+    model_path = Path(model_path) if model_path is not None else out_dir / task.model_file
+    ckpt_path = out_dir / "checkpoint.pt"
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _decay_factor(cfg.epochs, cfg.niter_decay))
+                  for k, o in task.optimizers.items()}
+    # DistributedSampler with one replica is a seeded shuffle too: one data order for 1 and N processes,
+    # a pure function of (seed, epoch), so a position in it is just the step.
+    sampler = DistributedSampler(dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=cfg.seed)
+    steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
+
+    order = _EpochOrder()
+    # Built once: persistent workers keep their processes (and open state) from epoch to epoch; each
+    # epoch only sets the order, a pure function of (seed, epoch, step), so resume stays exact.
+    # Own generator: the loader's seed draw must not advance the global RNG a resumed run restores.
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
+                        pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
+                        persistent_workers=cfg.workers > 0, worker_init_fn=_worker_init if cfg.workers else None)
+    step = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        _check_resumable(ckpt_path, state, stage, cfg, rt, record["inputs"])
+        for k, m in task.models.items():
+            m.load_state_dict(state["models"][k])
+        for k, o in task.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if task.scalers and "scalers" not in state:
+            raise ValueError(f"{ckpt_path}: fp16 checkpoint without its loss scales (written before they were "
+                             "saved): delete it / use another OUT_DIR to start over")
+        for k, scaler in task.scalers.items():
+            scaler.load_state_dict(state["scalers"][k])
+        step = int(state["step"])
+        set_rng_state(state["rng"][rt.rank])
+        if rt.is_main:
+            log.info("%s: resuming at step %d of %d", ckpt_path, step, stop)
+    record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
+                   "world_size": rt.world, "global_batch": cfg.batch_size * rt.world, "lr_used": lr,
+                   "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
+                   "total_steps": stop, "device": str(rt.device), "precision": rt.precision, "status": "running",
+                   "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
+    if rt.is_main:
+        write_json(out_dir / "run.json", record)
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    loss_log = _LossLog(out_dir / "losses.csv", step) if rt.is_main else None
+    board = open_board(out_dir, cfg.tensorboard, step) if rt.is_main else None
+
+    def save(step_now: int) -> None:
+        rngs = all_gather(rng_state(), rt)  # collective: every rank's generators
+        if rt.is_main:
+            save_checkpoint(ckpt_path, {
+                "stage": stage, "step": step_now, "epoch": step_now // steps_per_epoch, "world": rt.world,
+                "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss, "inputs": record["inputs"],
+                "models": {k: m.state_dict() for k, m in task.models.items()},
+                "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
+                "scalers": {k: s.state_dict() for k, s in task.scalers.items()},
+                "sampler": {"seed": cfg.seed, "epoch": step_now // steps_per_epoch,
+                            "batch_in_epoch": step_now % steps_per_epoch, "steps_per_epoch": steps_per_epoch},
+                "rng": rngs,
+            })
+
+    last_save = time.monotonic()
+    bar = tqdm(total=stop, initial=step, desc=stage, unit="step", disable=not rt.is_main, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)  # log files get a line every 30 s
+    while step < stop:
+        epoch, skip = divmod(step, steps_per_epoch)
+        sampler.set_epoch(epoch)
+        order.indices = list(sampler)[skip * cfg.batch_size:]
+        task.frozen = task.frozen_parameters(epoch)
+        tick = time.perf_counter()
+        for batch in loader:
+            step += 1
+            losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
+            names = sorted(losses)
+            # Rank 0's clock decides a timed checkpoint; the flag rides on the loss all-reduce, so every
+            # rank saves at the same step (saving is collective) without a collective of its own.
+            due = float(rt.is_main and cfg.checkpoint_minutes > 0
+                        and time.monotonic() - last_save >= cfg.checkpoint_minutes * 60)
+            values = torch.stack([losses[k].detach().float() for k in names]
+                                 + [torch.tensor(due, device=losses[names[0]].device)])
+            if rt.world > 1:
+                dist.all_reduce(values)
+                values /= rt.world
+            values, timed = values[:-1], bool(values[-1] > 0)
+            lr = task.optimizers["G"].param_groups[0]["lr"]
+            if step % steps_per_epoch == 0:
+                for s in schedulers.values():
+                    s.step()
+            if rt.is_main:
+                row = dict(zip(names, values.tolist()))
+                loss_log.append(step, epoch, lr, row)
+                if board is not None:
+                    now = time.perf_counter()  # the step's time, data wait included
+                    board.step(step, lr, row, now - tick)
+                    tick = now
+                bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()}, refresh=False)
+                bar.update(1)
+                if visuals is not None:
+                    _write_grid(out_dir / "samples" / f"step_{step:07d}.png", visuals)
+                    if board is not None:
+                        board.sample(step, visuals)
+            if step % cfg.checkpoint_every == 0 or step == stop or timed:
+                save(step)
+                last_save = time.monotonic()
+            if step >= stop:
+                break
+    bar.close()
+    if board is not None:
+        board.close()
+    if stop == 0:
+        save(0)
+
+    checksums = {k: all_gather(parameter_checksum(m), rt) for k, m in task.models.items()}
+    out_of_sync = [k for k, v in checksums.items() if len(set(v)) > 1]
+    if rt.is_main:
+        record.update({"status": "out of sync" if out_of_sync else "finished", "final_step": step,
+                       "param_checksums": checksums})
+        write_json(out_dir / "run.json", record)
+        if not out_of_sync:
+            task.write_outputs(model_path, {"vgg_loss": cfg.vgg_loss, "step": step, "inputs": record["inputs"],
+                                            "provenance": record["provenance"]})
+            log.info("%s: written after %d steps", model_path, step)
+    if rt.world > 1:
+        dist.barrier()
+    if out_of_sync:  # on every rank, after the barrier, so no rank waits for another forever
+        raise RuntimeError(f"{out_dir}: parameters of {out_of_sync} differ between ranks: {checksums}")
+    return record
+
+
+# ---------------------------------------------------------------------------------------- stages
+
+def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
+    """What a checkpoint's data is: each clip's frames, size and keypoints (values, not file bytes)."""
+    return [{"n_frames": len(c.indices), "first_frame": c.indices[0], "size": [c.width, c.height],
+             "keypoints_sha256": tensors_sha256({"keypoints": torch.from_numpy(c.keypoints)})} for c in clips]
+
+
+def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | None) -> list[set[int]] | None:
+    """Per clip, the frames its QC file does not call ok (None without QC files)."""
+    if clip_qc is None or len(clip_qc) == 0:
+        return None
+    if len(clip_qc) != len(clips):
+        raise ValueError(f"--clip-qc given {len(clip_qc)} times for {len(clips)} --clip: one QC file per clip, "
+                         "in the same order")
+    from pipeline.pose.quality import bad_frames
+
+    return [bad_frames(path) for path in clip_qc]
+
+
+def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: C,
+              make_task: Callable[[C, Runtime], GANTask], *, model_path: str | Path | None = None,
+              dataset_options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
+              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record.
+
+    ``clip_qc``: one `edn qc` file per clip (same order); pairs touching a frame it does not
+    call ok are left out, and run.json lists those frames per clip.
+    """
+    out_dir = Path(out_dir)
+    rt = start_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    try:
+        with determinism(cfg.deterministic, rt):
+            requested = cfg.vgg_loss
+            cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
+            agree_on_vgg(cfg.vgg_loss, no_vgg, rt)
+            if no_vgg and rt.is_main:
+                log.warning("=" * 72)
+                log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "
+                            "recorded as vgg_loss: false in run.json, the checkpoints and the model.", no_vgg)
+                log.warning("=" * 72)
+            seed_everything(cfg.seed)
+            loaded = [load_clip(*c) for c in clips]
+            excluded = qc_exclusions(clips, clip_qc)
+            dataset = PairDataset(loaded, cfg.width, cfg.height, cfg.holdout, **(dataset_options or {}),
+                                  excluded=excluded)
+            task = make_task(cfg, rt)
+            run_record = {**(record or {}), "params": cfg.as_dict(), "vgg_loss_requested": requested,
+                          "vgg_off_reason": no_vgg, "model_config": task.model_config,
+                          "clips": [{"frames": str(c.frames_dir), "render": str(c.render_dir),
+                                     "keypoints": str(c.keypoints_path), "held_out_frames": held}
+                                    for c, held in zip(loaded, dataset.held_out)],
+                          "inputs": {"clips": clip_inputs(loaded), **(inputs or {})}}
+            if excluded is not None:
+                for entry, qc_path, frames in zip(run_record["clips"], clip_qc, excluded):
+                    entry.update({"qc": str(qc_path), "qc_excluded_frames": sorted(frames)})
+                run_record["inputs"]["qc_excluded_frames"] = [sorted(frames) for frames in excluded]
+            return run_training(stage, task, dataset, out_dir, cfg, rt, run_record, model_path)
+    finally:
+        if rt.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
+          model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None,
+          clip_plate: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Train the pose-to-frame generator; writes run.json, losses.csv, samples/, checkpoint.pt in
+    ``out_dir`` and the generator to ``model_path`` (default ``out_dir/generator.pt``).
+
+    Resumes automatically from ``out_dir/checkpoint.pt``. ``clip_qc``: see :func:`run_stage`.
+    Returns the run record.
+    """
+    inputs = {}
+    if cfg.init_global is not None:  # the weights it starts from, not the path, decide whether a resume fits
+        from pipeline.gan.models.generator import load_generator
+
+        inputs["init_global_sha256"] = tensors_sha256(load_generator(cfg.init_global)[0].state_dict())
+    make_task: Callable[[TrainConfig, Runtime], GANTask] = PoseTask
+    if cfg.background == "plate":
+        plates = load_plates(clip_plate, len(clips), cfg.width, cfg.height)
+        inputs["plates_sha256"] = tensors_sha256({"plates": plates})
+        make_task = functools.partial(PoseTask, plates=plates)
+    elif clip_plate:
+        raise ValueError("--clip-plate is for --background plate")
+    return run_stage("train", out_dir, clips, cfg, make_task, model_path=model_path, inputs=inputs or None,
+                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]})
+
+
+def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:
+    """Each clip's `edn plate` image at the model size, fitted like its frames: uint8 (n_clips, 3, H, W)."""
+    import cv2
+
+    from pipeline.gan.data import fit_to_size, read_rgb
+
+    if not paths or len(paths) != n_clips:
+        raise ValueError(f"background plate: --clip-plate given {len(paths or [])} times for {n_clips} --clip "
+                         "(one `edn plate` image per clip, same order)")
+    # Resize on one thread: an OpenCV thread pool started in this process would hang the data
+    # workers forked from it later (measured: the first step never came with --workers 1).
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        return torch.stack([torch.from_numpy(fit_to_size(read_rgb(Path(p)), width, height)).permute(2, 0, 1)
+                            for p in paths])
+    finally:
+        cv2.setNumThreads(threads)
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """The config of cli.py's parsed options (every option has a config field of the same name)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    for key in ("vgg_loss", "tensorboard"):
+        if key in values:
+            values[key] = {"on": True, "off": False, "auto": "auto"}[values[key]]
+    return cls(**values)
+
+
+def cli(args: argparse.Namespace) -> int:
+    train(args.out_dir, [tuple(c) for c in args.clip], config_from_args(TrainConfig, args), args.model_out,
+          clip_qc=args.clip_qc, clip_plate=args.clip_plate)
+    return 0

@@ -1,0 +1,115 @@
+"""``edn train-face``: the face GAN (Chan et al. 2018, section 3.3).
+
+The main generator G, trained by ``edn train``, is frozen. For each sample (t, t+1) it makes
+G(x_{t+1}, G(x_t, 0)) as in its own training; a square box of fixed size around the face of
+frame t+1 (face keypoints, else the nose) is cut from the stick figure, the generated frame and
+the real frame. The residual generator G_f sees (x_F, G(x)_F) and returns G(x)_F + r; a 70x70
+PatchGAN D_f (one scale, n_layers 3) judges (x_F, G(x)_F + r) against (x_F, y_F). Losses as for
+the main GAN, on the crop: LSGAN + feature matching + VGG19.
+
+Devices, DDP, resume and records are :mod:`pipeline.gan.train`'s engine. The run folder gets its
+own checkpoint.pt, run.json, losses.csv and samples/; the model is face.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.gan.checkpoint import tensors_sha256
+from pipeline.gan.models.discriminator import MultiscaleDiscriminator
+from pipeline.gan.models.face import build_face_generator, crop_boxes, default_face_config, face_box_size
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator, sample_plates
+from pipeline.gan.runtime import Runtime
+from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, config_from_args, run_stage
+
+FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
+
+
+@dataclass
+class FaceConfig(TrainConfig):
+    """:class:`TrainConfig` plus the face generator; the main generator's fields come from generator.pt."""
+
+    num_d: int = 1  # one 70x70 PatchGAN: the crop is small
+    face_ngf: int = 32
+    face_n_downsample: int = 3
+    face_n_blocks: int = 5
+    face_size: int | None = None  # box side in model pixels; None: height / 4 (128 at 512)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        divisor = 2 ** self.face_n_downsample
+        if min(self.face_ngf, self.face_n_downsample, self.face_n_blocks) < 1:
+            raise ValueError("face_ngf, face_n_downsample and face_n_blocks must be >= 1")
+        if self.face_size is not None and (self.face_size < divisor or self.face_size % divisor):
+            raise ValueError(f"--face-size {self.face_size} must be a positive multiple of {divisor} "
+                             f"(the face generator downsamples {self.face_n_downsample} times)")
+
+
+class FaceTask(GANTask):
+    """The face residual GAN on top of a frozen main generator."""
+
+    model_file = "face.pt"
+
+    def __init__(self, cfg: FaceConfig, rt: Runtime, generator: nn.Module, box_size: int):
+        config = default_face_config(ngf=cfg.face_ngf, n_downsample=cfg.face_n_downsample,
+                                     n_blocks=cfg.face_n_blocks, box_size=box_size, width=cfg.width,
+                                     height=cfg.height)
+        super().__init__(cfg, rt, build_face_generator(config),
+                         MultiscaleDiscriminator(FACE_D_NC, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
+        # Frozen and outside self.models: neither optimised nor checkpointed (generator.pt is the record).
+        self.main = TemporalPair(rt.prepare(generator).eval().requires_grad_(False), cfg.temporal)
+        self.face = rt.wrap(self.G)
+
+    def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
+             ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
+        pose_t, pose_t1, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t1")
+        boxes = batch["box_t1"].tolist()  # corners as Python ints: slicing needs no tensor work on the host
+        # A plate generator paints each sample over its own clip's plate, as in its training and in
+        # generation; without it every sample would get clip 0's background and the residual would learn to
+        # repaint backgrounds it never sees at generation time.
+        plate = sample_plates(self.main.generator, batch.get("clip"))
+        with torch.no_grad(), self.rt.autocast():
+            _, generated = self.main(pose_t, pose_t1, plate)
+        pose_f, gen_f, real_f = (crop_boxes(t, boxes) for t in (pose_t1, generated.to(pose_t1.dtype), real_t1))
+        with self.rt.autocast():
+            face = self.face(pose_f, gen_f)
+        losses = self.optimise(torch.cat([pose_f, face.to(pose_f.dtype)], 1), torch.cat([pose_f, real_f], 1),
+                               face, real_f)
+        losses["L1"] = F.l1_loss(face.detach().float(), real_f.float())  # monitoring only
+        losses["L1_main"] = F.l1_loss(gen_f.float(), real_f.float())  # the frozen generator's face, to beat
+        return losses, [pose_f[0], gen_f[0], face[0], real_f[0]] if visuals else None
+
+
+def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[ClipFiles], cfg: FaceConfig,
+               model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+    """Train the face GAN against the frozen ``generator_path``; writes ``out_dir``'s run files and
+    the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`."""
+    generator, gen_config = load_generator(generator_path)
+    if "width" not in gen_config or "height" not in gen_config:
+        raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")
+    # The face run works at the generator's resolution; its record shows the generator's architecture.
+    cfg = dataclasses.replace(cfg, width=gen_config["width"], height=gen_config["height"], ngf=gen_config["ngf"],
+                              n_downsample=gen_config["n_downsample"], n_blocks=gen_config["n_blocks"],
+                              n_blocks_local=gen_config["n_blocks_local"],
+                              local_enhancer=gen_config["kind"] == "local", temporal=is_temporal(gen_config))
+    box = cfg.face_size or face_box_size(cfg.height, 2 ** cfg.face_n_downsample)
+    if box > min(cfg.width, cfg.height):
+        raise ValueError(f"face box {box} px does not fit the generator's {cfg.width}x{cfg.height} frames")
+    return run_stage("train-face", out_dir, clips, cfg, lambda c, rt: FaceTask(c, rt, generator, box),
+                     model_path=model_path, dataset_options={"face_box_size": box, "require_face": True},
+                     inputs={"generator_weights_sha256": tensors_sha256(generator.state_dict())},
+                     record={"generator": str(generator_path), "face_box_size": box}, clip_qc=clip_qc)
+
+
+def cli(args: argparse.Namespace) -> int:
+    train_face(args.out_dir, args.generator, [tuple(c) for c in args.clip], config_from_args(FaceConfig, args),
+               args.model_out, clip_qc=args.clip_qc)
+    return 0
