@@ -5,8 +5,9 @@ I_t = G(x_t, 0) and I_{t+1} = G(x_{t+1}, I_t) with gradients through I_t, and th
 multiscale discriminator judges (x_t, x_{t+1}, I_t, I_{t+1}) against (x_t, x_{t+1}, y_t, y_{t+1}).
 Generator loss: LSGAN + feature matching (lambda 10) + VGG19 perceptual (lambda 10, both frames).
 
-The training engine here (devices, DDP via ``torchrun``, bf16, exact resume, logging) is shared
-with ``edn train-face`` (:mod:`pipeline.gan.train_face`): a stage is a :class:`GANTask` subclass.
+The training engine here (the loop, exact resume, checkpoints, logging) is shared with
+``edn train-face`` (:mod:`pipeline.gan.train_face`): a stage is a :class:`GANTask` subclass. The
+device, precision and ``torchrun`` process group come from :mod:`pipeline.gan.runtime`.
 """
 
 from __future__ import annotations
