@@ -60,8 +60,8 @@ def frames_per_second(clip: tuple[Path, Path, Path], models: Any, side_by_side: 
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from pipeline.provenance import provenance, write_json
     from pipeline.gan.synthetic import make_synthetic_clip
+    from pipeline.provenance import provenance, write_json
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=200)

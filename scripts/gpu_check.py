@@ -109,9 +109,9 @@ def transfer_rows(net: dict[str, Any], width: int, height: int, device: Any, fra
     An untrained generator's frames are noisier than a trained one's, so H.264 has more work with them."""
     import numpy as np
 
+    from pipeline.footage.media import ffmpeg_exe
     from pipeline.gan.checkpoint import save_model
     from pipeline.gan.generate import generate_frames, load_models
-    from pipeline.footage.media import ffmpeg_exe
     from pipeline.gan.models.generator import build_generator, default_generator_config
     from pipeline.gan.synthetic import make_synthetic_clip
     from pipeline.gan.transfer import transfer

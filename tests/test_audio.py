@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.footage.audio import add_soundtrack, frame_span, probe_audio
 from pipeline.cli import main
+from pipeline.footage.audio import add_soundtrack, frame_span, probe_audio
 from pipeline.footage.extract import extract_frames, list_frames, read_frames_meta
 from pipeline.footage.media import ffmpeg_exe, probe_video
 from pipeline.footage.timespan import check_span, parse_time

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.pose.detect import (MP_FACE_TO_OPENPOSE68, MP_POSE_TO_BODY25, VISIBILITY_THRESHOLD, detect,
-                             map_holistic, pick_person, read_openpose_json)
+                                  map_holistic, pick_person, read_openpose_json)
 from pipeline.pose.keypoints import BODY, FACE, LEFT_HAND, RIGHT_HAND, J, read_keypoints
 
 OPENPOSE_JSON = Path(__file__).parent / "data" / "openpose"

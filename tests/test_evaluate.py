@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from pipeline.evaluation.evaluate import ROWS, evaluate, result_tables, tables_markdown
-from pipeline.pose.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
 from pipeline.evaluation.metrics import missed_detections, pose_distance
 from pipeline.gan.train import TrainConfig, train
 from pipeline.gan.train_face import FaceConfig, train_face
+from pipeline.pose.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
 
 TINY = dict(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0, vgg_loss=False,
             sample_every=0, deterministic=True, max_steps=3, device="cpu")
@@ -173,8 +173,8 @@ def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint
 @pytest.mark.slow
 def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_path, trained, monkeypatch):
     import pipeline.gan.generate as generate
-    from pipeline.gan.generate import face_boxes, generate_frames, load_models
     from pipeline.evaluation.evaluate import load_held_out, held_out_frames
+    from pipeline.gan.generate import face_boxes, generate_frames, load_models
 
     models = load_models(trained["generator"], trained["face"], "cpu")
     held, run_path = held_out_frames(trained["generator"], [trained["clip"]])

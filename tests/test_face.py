@@ -11,12 +11,12 @@ import torch
 
 from pipeline.gan.checkpoint import load_checkpoint, tensors_sha256
 from pipeline.gan.data import PairDataset, load_clip
-from pipeline.pose.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
 from pipeline.gan.models.face import crop_boxes, face_box, face_box_size, load_face_generator, paste_boxes
 from pipeline.gan.models.generator import GlobalGenerator, load_generator
 from pipeline.gan.runtime import Runtime
 from pipeline.gan.train import TrainConfig, train
 from pipeline.gan.train_face import FaceConfig, FaceTask, train_face
+from pipeline.pose.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
 
 
 def frame_with(face_centre=None, nose=None) -> np.ndarray:

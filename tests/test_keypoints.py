@@ -3,7 +3,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.pose.keypoints import (N_JOINTS, KeypointFileError, KeypointTrack, empty_track, read_keypoints,
-                                write_keypoints)
+                                     write_keypoints)
 
 
 def test_round_trip_follows_the_contract(tmp_path):

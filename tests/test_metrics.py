@@ -3,9 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.pose.keypoints import BODY, FACE, empty_track
 from pipeline.evaluation.metrics import (LPIPS, crop, keypoint_box, missed_detections, pose_distance, ssim,
-                              temporal_instability)
+                                         temporal_instability)
+from pipeline.pose.keypoints import BODY, FACE, empty_track
 
 
 def _image(seed=0, shape=(64, 48, 3)):

@@ -1,7 +1,7 @@
 import numpy as np
 
-from pipeline.pose.keypoints import N_JOINTS
 from pipeline.gan.plate import estimate_plate, person_mask
+from pipeline.pose.keypoints import N_JOINTS
 
 
 def _background(h=48, w=64, seed=0):

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from pipeline.pose.keypoints import BODY, J
-from pipeline.pose.pose_suite import BODIES, FAULTS, RELABELLED, Body, Camera, Motion, Pose, as_track, motions, run_suite, \
-    skeleton, summarise
+from pipeline.pose.pose_suite import BODIES, FAULTS, RELABELLED, Body, Camera, Motion, Pose, as_track, motions, \
+    run_suite, skeleton, summarise
 from pipeline.pose.quality import DEFAULTS, MAX_EXCURSION_S, SPIKE_FLOOR_H, check_thresholds, quality_scores
 
 

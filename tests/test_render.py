@@ -1,9 +1,9 @@
 import numpy as np
 import cv2
 
+from pipeline.cli import main
 from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, LEFT_HAND, J, KeypointTrack, empty_track, write_keypoints
 from pipeline.pose.render import BODY_25_COLORS, HAND_COLORS, render_frame, render_track
-from pipeline.cli import main
 
 
 def _pose() -> np.ndarray:

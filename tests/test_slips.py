@@ -211,8 +211,8 @@ def test_a_stage_replaces_its_own_outputs(ws):
 
 
 def test_videos_carry_the_stage_that_wrote_them(tmp_path):
-    from pipeline.provenance import recorded_stage
     from pipeline.footage.video import VideoEncoder, write_video
+    from pipeline.provenance import recorded_stage
 
     frames = [np.full((16, 16, 3), i * 20, np.uint8) for i in range(3)]
     write_video(frames, tmp_path / "plain.mp4", 10.0)  # an encoder not told its stage tags nothing

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.gan import tensorboard_log
 from pipeline.cli import build_parser, main
+from pipeline.gan import tensorboard_log
 from pipeline.gan.train import TrainConfig, config_from_args, train
 from pipeline.gan.train_face import FaceConfig, train_face
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.gan.checkpoint import load_checkpoint
 from pipeline.cli import build_parser, main
+from pipeline.gan.checkpoint import load_checkpoint
 from pipeline.gan.models.generator import load_generator
 from pipeline.gan.models.losses import VGG19_FILE, VGGWeightsNotFound
 from pipeline.gan.train import TrainConfig, _decay_factor, config_from_args, resolve_vgg, train
@@ -118,8 +118,8 @@ def test_workflow_plans_both_training_rules(tmp_path):
              "--clip results/frames/vb results/render/vb results/keypoints/vb/smooth.parquet "
              "--clip-qc results/qc/va/smooth.parquet --clip-qc results/qc/vb/smooth.parquet")
     plates = " --clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png"  # background: plate
-    assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train results/models/s {clips}"
-            f"{plates} --model-out results/models/s/generator.pt") in planned
+    assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train "
+            f"results/models/s {clips}{plates} --model-out results/models/s/generator.pt") in planned
     assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
             f"results/models/s/face {clips} "
             "--model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned

@@ -168,8 +168,8 @@ def test_missing_or_mismatched_stick_figures_are_named(tmp_path, synthetic_clip)
 
 
 def test_cuda_is_refused_clearly_without_a_gpu(monkeypatch):
-    from pipeline.gan.runtime import pick_device
     from pipeline.gan.launch import GPU_VARIABLES
+    from pipeline.gan.runtime import pick_device
 
     for name in GPU_VARIABLES:  # a job given no GPU
         monkeypatch.delenv(name, raising=False)
@@ -233,8 +233,8 @@ def test_generation_runs_ahead_while_frames_are_encoded(tmp_path, synthetic_clip
     import time
 
     import pipeline.gan.generate
-    from pipeline.gan.transfer import transfer
     from pipeline.footage.video import VideoEncoder
+    from pipeline.gan.transfer import transfer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from bench_transfer import stand_in_models  # a generator that paints its stick figure

@@ -343,8 +343,8 @@ class _ScoreCollector:
     consecutive differences and the sample grid's frames."""
 
     def __init__(self, data: list[HeldOutClip], specs: list[Row], samples: int) -> None:
-        from pipeline.pose.keypoints import empty_track
         from pipeline.footage.streams import ConsecutiveDifferences
+        from pipeline.pose.keypoints import empty_track
 
         self.data, self.specs = data, specs
         self.picks = _sample_picks(data, samples)
@@ -403,9 +403,9 @@ class _ScoreCollector:
 def _score_group(data: list[HeldOutClip], group: list[int], specs: list[Row], models: dict[str, Any], lpips: Any,
                  collector: _ScoreCollector, detectors: ThreadPoolExecutor, progress: Any) -> None:
     """One group of clips through generation, scoring and re-detection, a step (one frame per clip) at a time."""
-    from pipeline.pose.detect import HolisticTracker
-    from pipeline.gan.generate import SequenceBatch, face_boxes
     from pipeline.footage.streams import prefetch
+    from pipeline.gan.generate import SequenceBatch, face_boxes
+    from pipeline.pose.detect import HolisticTracker
 
     size = models["temporal"].size
     sources = list(dict.fromkeys(r.model for r in specs))  # each model once, in row order

@@ -243,9 +243,9 @@ def plot_losses(runs: Sequence[tuple[str, str | Path]], out: str | Path) -> None
 
 def plot_stability(record: dict[str, Any], real_dirs: Sequence[str | Path], out: str | Path) -> None:
     """Consecutive-frame differences of a generated video against the target's real footage."""
-    from pipeline.gan.data import fit_to_size, read_rgb
     from pipeline.footage.extract import list_frames
     from pipeline.footage.streams import consecutive_differences
+    from pipeline.gan.data import fit_to_size, read_rgb
 
     generated = np.asarray(record.get("consecutive_differences") or [], dtype=float)
     if generated.size == 0:

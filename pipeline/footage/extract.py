@@ -14,8 +14,8 @@ from typing import Any
 
 from pipeline.footage.audio import probe_audio
 from pipeline.footage.media import VideoInfo, child_process_options, ffmpeg_exe, probe_video
-from pipeline.provenance import atomic_dir, provenance, write_json
 from pipeline.footage.timespan import check_span
+from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
 FRAME_FILES = r"\d{6}\.(jpg|png)|meta\.json"  # everything extract_frames writes

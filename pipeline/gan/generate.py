@@ -19,9 +19,9 @@ import torch
 from pipeline.gan.checkpoint import tensors_sha256
 from pipeline.gan.data import fit_keypoints, fit_to_size, read_rgb
 from pipeline.gan.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
-from pipeline.gan.runtime import AUTOCAST_DTYPES, pick_device, resolve_precision, set_float32_math
 from pipeline.gan.models.generator import image_to_tensor, is_temporal, load_generator, sample_plates, \
     tensor_to_image
+from pipeline.gan.runtime import AUTOCAST_DTYPES, pick_device, resolve_precision, set_float32_math
 
 
 def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]

@@ -41,8 +41,8 @@ from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matc
     lsgan_loss
 from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
     start_runtime
-from pipeline.provenance import atomic_path, provenance, write_json
 from pipeline.gan.tensorboard_log import open_board
+from pipeline.provenance import atomic_path, provenance, write_json
 
 log = logging.getLogger(__name__)
 

@@ -74,11 +74,11 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     import torch
     from tqdm import tqdm
 
-    from pipeline.gan.generate import face_boxes, generate_frames, load_models, model_pose
     from pipeline.footage.media import probe_video
     from pipeline.footage.streams import consecutive_differences
     from pipeline.footage.streams import prefetch
     from pipeline.footage.video import VideoEncoder, side_by_side
+    from pipeline.gan.generate import face_boxes, generate_frames, load_models, model_pose
 
     normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
     track = read_keypoints(normalized)

@@ -65,9 +65,9 @@ import numpy as np
 
 from pipeline.pose.keypoints import KeypointTrack, chain_provenance, mark_missing, present, read_keypoints, \
     write_keypoints
-from pipeline.provenance import provenance
 from pipeline.pose.retarget import bone_length_ratios, retarget_track
 from pipeline.pose.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats
+from pipeline.provenance import provenance
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.pose.keypoints import (BODY, BODY_25_LIMBS, FACE, FACE_CONTOURS, HAND_LIMBS, LEFT_HAND,
-                                RIGHT_HAND, KeypointTrack, present, read_keypoints)
+                                     RIGHT_HAND, KeypointTrack, present, read_keypoints)
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, LEFT_HAND, RIGHT_HAND, J, KeypointTrack, mark_missing
 from pipeline.pose.stats import (ankle_points, bone_length_ratios_raw, bone_name, carry_valid, depth_fraction,
-                            face_sizes, hand_sizes)
+                                 face_sizes, hand_sizes)
 
 ROOT = J["MidHip"]
 PART_ANCHORS = ((FACE, J["Nose"], "face"), (LEFT_HAND, J["LWrist"], "hand"), (RIGHT_HAND, J["RWrist"], "hand"))

@@ -40,8 +40,8 @@ import logging
 
 import numpy as np
 
-from pipeline.pose.keypoints import SIDE_SWAP, KeypointTrack, chain_provenance, empty_track, mark_missing, read_keypoints, \
-    write_keypoints
+from pipeline.pose.keypoints import SIDE_SWAP, KeypointTrack, chain_provenance, empty_track, mark_missing, \
+    read_keypoints, write_keypoints
 from pipeline.pose.keypoints import present as present_mask  # `present` is a local name below
 from pipeline.provenance import provenance
 

@@ -61,7 +61,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipeline.pose.keypoints import (BODY_25_LIMBS, BODY_25_NAMES, FACE, LEFT_HAND, RIGHT_HAND, J,
-                                KeypointTrack, present, read_keypoints)
+                                     KeypointTrack, present, read_keypoints)
 from pipeline.provenance import provenance, write_json
 
 log = logging.getLogger(__name__)

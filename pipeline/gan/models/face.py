@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from pipeline.gan.checkpoint import load_model
-from pipeline.pose.keypoints import FACE, J, present
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, GlobalGenerator
+from pipeline.pose.keypoints import FACE, J, present
 
 Box = tuple[int, int, int, int]
 
