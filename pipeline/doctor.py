@@ -291,3 +291,17 @@ def cli(args: argparse.Namespace) -> int:
         print(f"\nMissing for this config: {', '.join(missing)}")
         return 1
     return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add doctor to ``edn``'s subcommands."""
+    p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")
+    p.add_argument("--configfile", type=Path, nargs="+", action="extend", default=None,
+                   help="merged over config/config.yaml in order, as snakemake --configfile")
+    p.add_argument("--profile", type=Path, default=None, help="workflow profile to check (e.g. profiles/slurm)")
+    p.set_defaults(func=cli)
+
+
+def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
+    """doctor reads the config and probes the machine: no inputs, no outputs; None for any other command."""
+    return ("doctor", (), ()) if args.command == "doctor" else None

@@ -170,11 +170,11 @@ def _jsonable(value: Any) -> Any:
 
 # ------------------------------------------------------------------ the output rule of every stage
 #
-# One rule for every path a stage writes, checked by ``edn`` before the stage starts (see
-# cli.py, which lists each stage's inputs and outputs): an output may not be, contain, or lie
-# inside an input; a file output must carry the extension of what the stage writes; an existing
-# file is replaced only when its provenance names the stage (``--force`` overrides that one
-# check). Folder stages' ownership of their folders is :func:`check_output_dir`.
+# One rule for every path a stage writes, checked by ``edn`` before the stage starts (see each
+# subpackage's commands.py, whose stage_paths lists its stages' inputs and outputs): an output
+# may not be, contain, or lie inside an input; a file output must carry the extension of what the
+# stage writes; an existing file is replaced only when its provenance names the stage (``--force``
+# overrides that one check). Folder stages' ownership of their folders is :func:`check_output_dir`.
 
 _KINDS = {".parquet": "Parquet", ".json": "JSON", ".pt": "model", ".png": "PNG image", ".mp4": "MP4 video"}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

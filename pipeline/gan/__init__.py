@@ -1,2 +1,2 @@
-"""GAN: the networks (``models/``), training data, the device/precision runtime, training of the pose and face
-GANs, checkpoints, the launcher and generation for transfer. May import ``pose``, ``footage`` and ``provenance``."""
+"""GAN: the networks (models/), training pairs, the device/precision/DDP runtime, training of the pose and face
+GANs, checkpoints, the launcher, generation and transfer. May import pose, footage, provenance and arguments."""

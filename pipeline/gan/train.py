@@ -729,7 +729,7 @@ def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, he
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
-    """The config of cli.py's parsed options (every option has a config field of the same name)."""
+    """The config of the parsed options of gan/commands.py (every option has a config field of the same name)."""
     names = {f.name for f in dataclasses.fields(cls)}
     values = {k: v for k, v in vars(args).items() if k in names}
     for key in ("vgg_loss", "tensorboard"):

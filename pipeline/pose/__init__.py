@@ -1,2 +1,2 @@
-"""Pose: the keypoint contract and everything done to keypoints (detection, QC, smoothing, statistics,
-normalization, retargeting, stick figures, the synthetic QC suite). May import ``footage`` and ``provenance``."""
+"""Pose: the keypoint contract and all done to keypoints (detection, QC and its synthetic suite, smoothing,
+statistics, normalization, retargeting, stick figures). May import footage, the top level's provenance and arguments."""

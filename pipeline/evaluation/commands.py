@@ -1,0 +1,92 @@
+"""``edn`` commands of the evaluation: evaluate and plot (the report's figures)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.arguments import StagePaths, handler
+from pipeline.gan.commands import DEFAULT, add_device_options, clip_paths
+
+# The inputs (argument names) of each figure; --run folders and --real frames are added to them.
+FIGURE_INPUTS = {"tracks": ("raw", "smooth"), "qc": ("raw_qc", "smooth_qc"),
+                 "normalization": ("normalized", "source_stats", "target_stats"),
+                 "bones": ("normalized", "target_stats"), "losses": (), "stability": ("record",)}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Add evaluate and plot (with one subcommand per figure) to ``edn``'s subcommands."""
+    p = sub.add_parser("evaluate", help="the paper's metrics on the target's held-out frames (paper sec. 5)")
+    p.add_argument("out_dir", type=Path, help="metrics.parquet, frames.parquet, tables.md/.html, samples.png, "
+                   "evaluation.json")
+    p.add_argument("--clip", nargs=3, action="append", required=True, type=Path,
+                   metavar=("FRAMES_DIR", "RENDER_DIR", "KEYPOINTS"),
+                   help="a clip of the target, as given to `edn train`, in the same order; repeat per clip")
+    p.add_argument("--generator", type=Path, required=True,
+                   help="generator.pt of `edn train`; its run.json beside it lists the held-out frames")
+    p.add_argument("--face", type=Path, default=None, help="face.pt of `edn train-face` (row temporal_face)")
+    p.add_argument("--frame-by-frame", type=Path, default=None,
+                   help="generator.pt of `edn train --no-temporal` (row frame_by_frame)")
+    p.add_argument("--rows", nargs="+", choices=("frame_by_frame", "temporal", "temporal_face"),
+                   default=["temporal", "temporal_face"], help="ablations to evaluate" + DEFAULT)
+    p.add_argument("--ablation", action="append", metavar="NAME=GENERATOR_PT",
+                   help="one more row NAME, generated like temporal by this generator.pt (trained on the same "
+                   "clips with other options); repeat per ablation")
+    p.add_argument("--clip-batch", type=int, default=4,
+                   help="held-out clips generated together as one batch per step" + DEFAULT)
+    p.add_argument("--lpips-weights", default=None,
+                   help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
+    add_device_options(p)
+    p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + DEFAULT)
+    p.set_defaults(func=handler("pipeline.evaluation.evaluate", "cli"))
+
+    p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
+    plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    q = plots.add_parser("tracks", help="raw against smoothed keypoint tracks of a few joints")
+    q.add_argument("raw", type=Path)
+    q.add_argument("smooth", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_tracks"))
+    q = plots.add_parser("qc", help="pose QC verdicts over time, raw and smoothed")
+    q.add_argument("raw_qc", type=Path)
+    q.add_argument("smooth_qc", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_qc"))
+    q = plots.add_parser("normalization", help="ankle histograms, far/near positions, heights and the mapping")
+    q.add_argument("normalized", type=Path)
+    q.add_argument("source_stats", type=Path)
+    q.add_argument("target_stats", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_normalization"))
+    q = plots.add_parser("bones", help="per-bone length ratio to the target, paper mapping against retargeting")
+    q.add_argument("normalized", type=Path)
+    q.add_argument("target_stats", type=Path)
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_bones"))
+    q = plots.add_parser("losses", help="training loss curves of one or more run folders (losses.csv)")
+    q.add_argument("out", type=Path)
+    q.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "RUN_DIR"),
+                   help="a titled run folder holding losses.csv; repeat")
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_losses"))
+    q = plots.add_parser("stability", help="consecutive-frame differences of a transfer video against real footage")
+    q.add_argument("record", type=Path, help="the JSON record of `edn transfer`")
+    q.add_argument("out", type=Path)
+    q.add_argument("--real", type=Path, action="append", required=True, metavar="FRAMES_DIR",
+                   help="frames of the target's real footage; repeat per clip")
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_stability"))
+
+
+def stage_paths(args: argparse.Namespace) -> StagePaths | None:
+    """(stage, inputs, outputs) of evaluate and of every plot figure; None for any other command."""
+    from pipeline.provenance import FileOutput, FolderOutput
+
+    c = args.command
+    if c == "evaluate":
+        ablations = [a.split("=", 1)[1] for a in (args.ablation or []) if "=" in a]
+        return c, (*clip_paths(args), args.generator, args.face, args.frame_by_frame, *ablations,
+                   args.lpips_weights), (FolderOutput(args.out_dir),)
+    if c == "plot":
+        paths = [getattr(args, name) for name in FIGURE_INPUTS[args.figure]]
+        paths += [Path(d) for _, d in (getattr(args, "run", None) or [])]
+        return c, (*paths, *(getattr(args, "real", None) or [])), (FileOutput(args.out, ".png"),)
+    return None
