@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.arguments import StagePaths, handler
+
 OK, WARN, MISSING, INFO = "ok", "warn", "MISSING", "info"
 # JPEG at quality 2 took 0.225 bytes a pixel on the demo's 288x512 frames; phone footage has more
 # texture, so twice that. PNG at compression 1: ~2 bytes a pixel.
@@ -299,9 +301,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--configfile", type=Path, nargs="+", action="extend", default=None,
                    help="merged over config/config.yaml in order, as snakemake --configfile")
     p.add_argument("--profile", type=Path, default=None, help="workflow profile to check (e.g. profiles/slurm)")
-    p.set_defaults(func=cli)
+    p.set_defaults(func=handler("pipeline.doctor", "cli"))
 
 
-def stage_paths(args: argparse.Namespace) -> tuple[str, tuple[Any, ...], tuple[Any, ...]] | None:
+def stage_paths(args: argparse.Namespace) -> StagePaths | None:
     """doctor reads the config and probes the machine: no inputs, no outputs; None for any other command."""
     return ("doctor", (), ()) if args.command == "doctor" else None
