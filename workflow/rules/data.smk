@@ -1,3 +1,7 @@
+# This family's helpers; what several families need is in common.smk.
+include: "helpers/data.smk"
+
+
 # fetch_demo downloads (pip download of the demo wheel): it runs where Snakemake runs, the login node
 # on a cluster, not on a compute node that usually has no internet. `make prefetch` does it beforehand.
 localrules:

@@ -1,3 +1,7 @@
+# This family's helpers; what several families need is in common.smk.
+include: "helpers/pose.smk"
+
+
 if config["detect"]["chunk_frames"]:
 
     rule detect_chunk:

@@ -4,6 +4,10 @@
 # to start over). `python -m pipeline.gan.launch` starts one process per GPU the job has (torchrun).
 
 
+# This family's helpers; what several families need is in common.smk.
+include: "helpers/train.smk"
+
+
 rule train_generator:
     input:
         unpack(train_inputs),

@@ -4,6 +4,10 @@
 # gpu=1 they never share it with training or with each other.
 
 
+# This family's helpers; what several families need is in common.smk.
+include: "helpers/transfer.smk"
+
+
 # The paper's frame-by-frame baseline: the same training without the previous-frame input.
 # Trained only when config evaluate: rows lists frame_by_frame.
 use rule train_generator as train_frame_by_frame with:
