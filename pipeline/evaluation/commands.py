@@ -42,27 +42,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
     plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
-    q = plots.add_parser("tracks", help="raw against smoothed keypoint tracks of a few joints")
-    q.add_argument("raw", type=Path)
-    q.add_argument("smooth", type=Path)
-    q.add_argument("out", type=Path)
-    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_tracks"))
-    q = plots.add_parser("qc", help="pose QC verdicts over time, raw and smoothed")
-    q.add_argument("raw_qc", type=Path)
-    q.add_argument("smooth_qc", type=Path)
-    q.add_argument("out", type=Path)
-    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_qc"))
-    q = plots.add_parser("normalization", help="ankle histograms, far/near positions, heights and the mapping")
-    q.add_argument("normalized", type=Path)
-    q.add_argument("source_stats", type=Path)
-    q.add_argument("target_stats", type=Path)
-    q.add_argument("out", type=Path)
-    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_normalization"))
-    q = plots.add_parser("bones", help="per-bone length ratio to the target, paper mapping against retargeting")
-    q.add_argument("normalized", type=Path)
-    q.add_argument("target_stats", type=Path)
-    q.add_argument("out", type=Path)
-    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_bones"))
+    # Figures whose arguments are only paths: name, help, positional paths (the last is the PNG), handler.
+    for name, text, paths, function in (
+            ("tracks", "raw against smoothed keypoint tracks of a few joints", ("raw", "smooth"), "cli_tracks"),
+            ("qc", "pose QC verdicts over time, raw and smoothed", ("raw_qc", "smooth_qc"), "cli_qc"),
+            ("normalization", "ankle histograms, far/near positions, heights and the mapping",
+             ("normalized", "source_stats", "target_stats"), "cli_normalization"),
+            ("bones", "per-bone length ratio to the target, paper mapping against retargeting",
+             ("normalized", "target_stats"), "cli_bones")):
+        q = plots.add_parser(name, help=text)
+        for path in (*paths, "out"):
+            q.add_argument(path, type=Path)
+        q.set_defaults(func=handler("pipeline.evaluation.plots", function))
     q = plots.add_parser("losses", help="training loss curves of one or more run folders (losses.csv)")
     q.add_argument("out", type=Path)
     q.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "RUN_DIR"),
