@@ -98,7 +98,7 @@ def test_editing_a_stage_module_reruns_that_stage_and_what_follows(workflow_run)
     """Each rule lists its stage's module as an input: an edited pipeline/pose/render.py reruns rendering
     and the training, transfer and evaluation on its stick figures, but nothing upstream. (A
     ``touch`` alone does not: Snakemake sees the same content.)"""
-    module = REPO / "pipeline" / "render.py"
+    module = REPO / "pipeline" / "pose" / "render.py"
     text, before = module.read_bytes(), module.stat()
     try:
         module.write_bytes(text + b"# edited\n")
