@@ -1,7 +1,10 @@
 """`make bench-train`: speed of one training step of the pose GAN (both generator passes, the
 generator update and the discriminator update), on synthetic batches. Prints a Markdown table.
 
-- CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``).
+- CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``) and
+  the paper-width model at 512x256, each in fp32 and in bf16 autocast, each row in its own process
+  (its peak RSS is its own). The header says whether the CPU computes bf16 natively and what
+  ``precision: auto`` chooses here, and why.
 - CUDA, when present: the paper-size model (pix2pixHD global generator ngf 64, 4 downsamplings,
   9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 (IEEE) and bf16, with peak
   memory and the fraction of the GPU's dense bf16 peak reached. FLOPs are counted with
@@ -29,7 +32,7 @@ import yaml  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from gpu_check import bf16_peak  # noqa: E402  (this folder: the one table of GPU peaks)
-from pipeline.gan.runtime import Runtime  # noqa: E402
+from pipeline.gan.runtime import Runtime, choose_precision, cpu_bf16_feature  # noqa: E402
 from pipeline.gan.train import PoseTask, TrainConfig, resolve_vgg  # noqa: E402
 
 PAPER_MODEL = dict(ngf=64, n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
@@ -49,8 +52,9 @@ def synthetic_batch(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: torch.rand(shape, generator=g) * 2 - 1 for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
 
 
-def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int) -> dict[str, float]:
-    """Seconds per step, FLOPs per step and peak memory of PoseTask.step on ``rt``'s device."""
+def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool = True) -> dict[str, float]:
+    """Seconds per step, FLOPs per step (``count_flops``; else NaN) and peak memory of PoseTask.step on
+    ``rt``'s device."""
     cuda = rt.device.type == "cuda"
     torch.manual_seed(0)
     task = PoseTask(cfg, rt)
@@ -68,26 +72,42 @@ def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int) -> dict[str,
     seconds = (time.perf_counter() - start) / steps
     memory = torch.cuda.max_memory_allocated() / 2**30 if cuda \
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    with FlopCounterMode(display=False) as counter:  # a separate, untimed step: counting slows it
-        task.step(batch)
-    return {"seconds": seconds, "flops": float(counter.get_total_flops()), "memory_gib": memory}
+    flops = float("nan")
+    if count_flops:
+        with FlopCounterMode(display=False) as counter:  # a separate, untimed step: counting slows it
+            task.step(batch)
+        flops = float(counter.get_total_flops())
+    return {"seconds": seconds, "flops": flops, "memory_gib": memory}
 
 
-def run_list(train: dict, batch_size: int, cuda: bool) -> list[tuple[Runtime, str, TrainConfig]]:
-    """The measured rows: the configured model on the CPU; with ``cuda`` the paper-size model at 512x256
-    and 1024x512 in fp32 (IEEE) and bf16 on GPU 0."""
+def run_list(train: dict, batch_size: int, cuda: bool, cpu_paper: bool = True
+             ) -> list[tuple[Runtime, str, TrainConfig]]:
+    """The measured rows: on the CPU the configured model and (``cpu_paper``) the paper-width model at
+    512x256, fp32 and bf16 each; with ``cuda`` the paper-size model at 512x256 and 1024x512 in fp32 (IEEE)
+    and bf16 on GPU 0."""
     shared = dict(batch_size=batch_size, vgg_loss="auto", vgg_weights=train.get("vgg_weights") or None, workers=0)
-    runs = [(Runtime(0, 1, torch.device("cpu")), "configured",
-             TrainConfig(width=train["width"], height=train["height"], ngf=train["ngf"],
-                         n_downsample=train["n_downsample"], n_blocks=train["n_blocks"], ndf=train["ndf"],
-                         n_layers_d=train["n_layers_d"], num_d=train["num_d"],
-                         local_enhancer=train["local_enhancer"], **shared))]
+    configured = dict(width=train["width"], height=train["height"], ngf=train["ngf"],
+                      n_downsample=train["n_downsample"], n_blocks=train["n_blocks"], ndf=train["ndf"],
+                      n_layers_d=train["n_layers_d"], num_d=train["num_d"], local_enhancer=train["local_enhancer"])
+    cpu_models = [("configured", configured)] + ([("paper", dict(width=512, height=256, **PAPER_MODEL))]
+                                                  if cpu_paper else [])
+    runs = [(Runtime(0, 1, torch.device("cpu"), precision=precision), name,
+             TrainConfig(precision=precision, **model, **shared))
+            for name, model in cpu_models for precision in ("fp32", "bf16")]
     if cuda:
         for width, height in ((512, 256), (1024, 512)):
             for precision in ("fp32", "bf16"):
                 runs.append((Runtime(0, 1, torch.device("cuda", 0), precision=precision), "paper",
                              TrainConfig(width=width, height=height, precision=precision, **PAPER_MODEL, **shared)))
     return runs
+
+
+def measure_apart(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool) -> dict[str, float]:
+    """:func:`measure` in a fresh process, so that a CPU row's peak RSS is its own, not the largest so far."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(measure, (cfg, rt, steps, warmup, count_flops))
 
 
 def main() -> int:
@@ -98,26 +118,42 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's dense bf16 peak, when its name is not in the built-in table")
-    parser.add_argument("--no-cuda", action="store_true", help="CPU row only")
+    parser.add_argument("--no-cuda", action="store_true", help="CPU rows only")
+    parser.add_argument("--cpu-paper-steps", type=int, default=1,
+                        help="timed steps of the paper-width model's CPU rows (a step is many seconds)")
+    parser.add_argument("--no-cpu-paper", action="store_true",
+                        help="leave out the paper-width model's CPU rows (minutes each, bf16 far longer on CPUs "
+                             "without native bf16)")
     args = parser.parse_args()
 
     train = yaml.safe_load(args.config.read_text())["train"]
     cuda = torch.cuda.is_available() and not args.no_cuda
     if cuda:
         torch.backends.cudnn.benchmark = True
-    runs = run_list(train, args.batch_size, cuda)
+    runs = run_list(train, args.batch_size, cuda, cpu_paper=not args.no_cpu_paper)
 
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)"
           + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no CUDA device"))
-    print(f"{args.steps} timed steps per row after {args.warmup} untimed; batch {args.batch_size}; "
+    feature = cpu_bf16_feature()
+    print(f"CPU bf16: {'native (' + feature + ')' if feature else 'not native (emulated)'}; "
+          f"precision auto on the CPU: {' - '.join(choose_precision('auto', torch.device('cpu')))}")
+    print(f"{args.steps} timed steps per row ({args.cpu_paper_steps} for the paper-width model on the CPU) after "
+          f"{args.warmup} untimed; batch {args.batch_size}; "
           "frames/s counts both generated frames (t and t+1) of each sample.\n")
     print("| device | model | W x H | precision | VGG | s/step | it/s | frames/s | GFLOP/step | TFLOP/s "
           "| % bf16 peak | peak memory |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    flops: dict[tuple, float] = {}  # the same model's step has the same FLOPs in fp32 and bf16: counted once
     for rt, model, cfg in runs:
         cfg, _ = resolve_vgg(cfg)
-        m = measure(cfg, rt, args.steps, args.warmup)
+        key = (model, cfg.width, cfg.height, cfg.vgg_loss)
+        steps = args.cpu_paper_steps if (rt.device.type, model) == ("cpu", "paper") else args.steps
+        if rt.device.type == "cuda":
+            m = measure(cfg, rt, steps, args.warmup)
+        else:
+            m = measure_apart(cfg, rt, steps, args.warmup, count_flops=key not in flops)
+        m["flops"] = flops.setdefault(key, m["flops"])
         achieved = m["flops"] / m["seconds"] / 1e12
         peak = gpu_peak(torch.cuda.get_device_name(rt.device), args.peak_tflops) if rt.device.type == "cuda" \
             else None

@@ -60,3 +60,13 @@ def random_vgg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("vgg") / "random_vgg19_features.pth"
     torch.save({f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}, path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision: auto`` runs in fp32 in every in-process test, on any machine: on a CPU with native
+    bf16 it would switch to bf16 and change what the tests compare. tests/test_precision.py checks that
+    choice itself, with the CPU's answer replaced."""
+    from pipeline.gan import runtime
+
+    monkeypatch.setattr(runtime, "cpu_bf16_feature", lambda: None)

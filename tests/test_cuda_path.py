@@ -176,10 +176,16 @@ def test_bench_train_run_list_with_cuda(cuda_reported):
 
     train = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["train"]
     runs = bench_train.run_list(train, 1, cuda=torch.cuda.is_available())
-    assert [(rt.device.type, rt.precision, cfg.width) for rt, _, cfg in runs] == [
-        ("cpu", "fp32", train["width"]), ("cuda", "fp32", 512), ("cuda", "bf16", 512), ("cuda", "fp32", 1024),
-        ("cuda", "bf16", 1024)]
-    for rt, _, cfg in runs[1:]:
+    assert [(rt.device.type, rt.precision, cfg.precision, cfg.width) for rt, _, cfg in runs] == [
+        ("cpu", "fp32", "fp32", train["width"]), ("cpu", "bf16", "bf16", train["width"]),
+        ("cpu", "fp32", "fp32", 512), ("cpu", "bf16", "bf16", 512),
+        ("cuda", "fp32", "fp32", 512), ("cuda", "bf16", "bf16", 512), ("cuda", "fp32", "fp32", 1024),
+        ("cuda", "bf16", "bf16", 1024)]
+    assert [rt.device.type for rt, *_ in bench_train.run_list(train, 1, cuda=False, cpu_paper=False)] == ["cpu"] * 2
+    for rt, model, cfg in runs:
+        if rt.device.type != "cuda":
+            assert model == "paper" or cfg.ngf == train["ngf"]
+            continue
         task = PoseTask(dataclasses.replace(cfg, vgg_loss=False), rt)
         assert sum(p.numel() for p in task.G.parameters()) > 40e6  # the paper's global generator
     assert bench_train.gpu_peak(torch.cuda.get_device_name(0), None) == 835.0  # the NVL's, not the SXM's
@@ -300,7 +306,7 @@ def test_deterministic_is_refused_on_cuda():
 
 def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
     import pipeline.gan.generate as generate
-    from pipeline.gan.runtime import resolve_precision
+    from pipeline.gan.runtime import choose_precision
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # load_models turns it on for "CUDA"
@@ -319,8 +325,8 @@ def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
         assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
     finally:
         conv.fp32_precision, matmul.fp32_precision = "tf32", "none"
-    assert resolve_precision("tf32", torch.device("cuda", 0)) == "tf32"
-    assert resolve_precision("tf32", torch.device("cpu")) == "fp32"  # no TF32 on the CPU
+    assert choose_precision("tf32", torch.device("cuda", 0))[0] == "tf32"
+    assert choose_precision("tf32", torch.device("cpu"))[0] == "fp32"  # no TF32 on the CPU
     with pytest.raises(ValueError, match="must be resolved"):
         Runtime(0, 1, torch.device("cpu"), precision="auto")
     assert Runtime(0, 1, META, precision="tf32").autocast().__class__.__name__ == "nullcontext"

@@ -60,6 +60,7 @@ def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
     record = evaluate(tmp_path / "eval", [clip], trained["generator"], face=trained["face"],
                       frame_by_frame=trained["frame_by_frame"], rows=ALL_ROWS, device="cpu")
     assert record["held_out"][0]["frames"] == [8, 9] and record["n_frames"] == 2 and record["lpips"] is False
+    assert record["provenance"]["params"]["precision"] == "fp32" and "no native bf16" in record["precision_reason"]
     out = tmp_path / "eval"
     frames = pd.read_parquet(out / "frames.parquet")
     assert sorted(set(frames["frame"])) == [8, 9] and set(frames["ablation"]) == set(ALL_ROWS)

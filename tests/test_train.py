@@ -447,6 +447,7 @@ def test_persistent_workers_give_the_same_run_as_loading_in_process(tmp_path, sy
 def test_one_step_in_reduced_precision_on_cpu_autocast(tmp_path, synthetic_clip, precision):
     record = train(tmp_path / "run", [synthetic_clip], TrainConfig(**{**TINY, "max_steps": 1}, precision=precision))
     assert run_json(tmp_path / "run")["precision"] == precision
+    assert run_json(tmp_path / "run")["precision_reason"] == "requested"
     assert [int(r["step"]) for r in losses(tmp_path / "run")] == [1]
     row = losses(tmp_path / "run")[0]
     assert all(math.isfinite(float(row[k])) for k in ("D_fake", "D_real", "G_GAN", "G_FM"))

@@ -52,6 +52,7 @@ def test_transfer_video_has_the_sources_frames_size_and_rate(tmp_path, models):
 
     record = json.loads(out.with_suffix(".json").read_text())  # default record beside the video
     assert record["frames"] == 10 and record["fps"] == FPS and record["device"] == "cpu"
+    assert record["precision"] == "fp32" and "no native bf16" in record["precision_reason"]  # auto (conftest)
     assert record["models"]["generator"]["path"] == str(generator) and record["models"]["face"]["path"] == str(face)
     assert record["models"]["generator"]["training_provenance"]["stage"] == "train"
     assert record["models"]["generator"]["step"] == 3 and record["models"]["face"]["step"] == 3  # max_steps
@@ -190,7 +191,7 @@ def test_inference_autotunes_cudnn_on_a_gpu_only(monkeypatch, tmp_path):
     generate.load_models(tmp_path / "g.pt", device="cpu")
     assert not torch.backends.cudnn.benchmark
     monkeypatch.setattr(generate, "pick_device", lambda device: torch.device("cuda"))  # no GPU needed below
-    monkeypatch.setattr(generate, "resolve_precision", lambda precision, dev: "fp32")
+    monkeypatch.setattr(generate, "choose_precision", lambda precision, dev: ("fp32", "requested"))
     assert generate.load_models(tmp_path / "g.pt", device="cuda").device.type == "cuda"
     assert torch.backends.cudnn.benchmark
 
@@ -212,17 +213,6 @@ def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, m
     low = list(generate_frames(load_models(generator, None, "cpu", precision), poses))
     errors = [np.abs(a.astype(float) - b).mean() for a, b in zip(exact, low)]
     assert 0 < max(errors) < 8, errors  # autocast really ran (not bit-identical), close to fp32
-
-
-def test_auto_precision_is_fp32_on_the_cpu():
-    import torch
-
-    from pipeline.gan.runtime import resolve_precision
-
-    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
-    with pytest.raises(ValueError, match="precision must be"):
-        resolve_precision("fp8", torch.device("cpu"))
 
 
 def test_generation_runs_ahead_while_frames_are_encoded(tmp_path, synthetic_clip, monkeypatch):

@@ -21,7 +21,7 @@ from pipeline.gan.data import fit_keypoints, fit_to_size, read_rgb
 from pipeline.gan.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
 from pipeline.gan.models.generator import image_to_tensor, is_temporal, load_generator, sample_plates, \
     tensor_to_image
-from pipeline.gan.runtime import AUTOCAST_DTYPES, pick_device, resolve_precision, set_float32_math
+from pipeline.gan.runtime import AUTOCAST_DTYPES, choose_precision, pick_device, set_float32_math
 
 
 def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]
@@ -43,6 +43,7 @@ class Models:
     face_config: dict[str, Any] | None = None
     records: dict[str, Any] | None = None
     precision: str = "fp32"  # resolved: bf16, fp16 or fp32
+    precision_reason: str = "requested"  # why (choose_precision)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -94,9 +95,9 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
             raise ValueError(f"{face_path}: face GAN trained at {face_config.get('width')}x{face_config.get('height')}"
                              f" but {generator_path} at {config['width']}x{config['height']}")
         records["face"] = _model_record(face_path, face, face_config, face_stored)
-    resolved = resolve_precision(precision, dev)
+    resolved, reason = choose_precision(precision, dev)
     set_float32_math(resolved)
-    return Models(generator, config, dev, face, face_config, records, resolved)
+    return Models(generator, config, dev, face, face_config, records, resolved, reason)
 
 
 def model_pose(path: str | Path, size: tuple[int, int]) -> np.ndarray:

@@ -529,7 +529,8 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
                    "world_size": rt.world, "global_batch": cfg.batch_size * rt.world, "lr_used": lr,
                    "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
-                   "total_steps": stop, "device": str(rt.device), "precision": rt.precision, "status": "running",
+                   "total_steps": stop, "device": str(rt.device), "precision": rt.precision,
+                   "precision_reason": rt.precision_reason, "status": "running",
                    "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
     if rt.is_main:
         write_json(out_dir / "run.json", record)
