@@ -1,6 +1,6 @@
 """``edn doctor``: what this machine offers for a run of the current config, before the run.
 
-One row per thing a run may use: torch and CUDA, the GPUs (memory, bf16), ffmpeg and its
+One row per thing a run may use: torch and CUDA, the CPU (native bf16), the GPUs (memory, bf16), ffmpeg and its
 encoders, MediaPipe's models, the VGG19 and AlexNet weights, SLURM, and free disk against the
 frames the sheet will write. A row the config needs and the machine lacks is MISSING and makes
 the command exit 1; a row it could use but does without (``vgg_loss: auto`` without weights, LPIPS
@@ -71,7 +71,13 @@ def torch_rows(config: dict[str, Any]) -> list[Row]:
         import torch
     except ImportError:
         return [Row("torch", MISSING, "not installed", "pip install -r requirements.txt")]
+    from pipeline.gan.runtime import cpu_bf16_feature
+
     rows = [Row("torch", OK, f"{torch.__version__}, CUDA {torch.version.cuda or 'none (CPU build)'}")]
+    cpu_bf16 = cpu_bf16_feature()
+    rows.append(Row("CPU", INFO, f"{torch.backends.cpu.get_cpu_capability()}, " + (
+        f"native bf16 ({cpu_bf16}): precision auto takes bf16 on the CPU where a probe finds it faster"
+        if cpu_bf16 else "no native bf16: precision auto stays fp32 on the CPU (bf16 would be emulated, slowly)")))
     gpus = gpu_list()
     for i, (name, memory_gib, bf16) in enumerate(gpus):
         rows.append(Row(f"GPU {i}", OK, f"{name}, {memory_gib:.0f} GiB, bf16 {'yes' if bf16 else 'no'}"))
@@ -80,9 +86,10 @@ def torch_rows(config: dict[str, Any]) -> list[Row]:
     if not gpus:
         rows.append(Row("GPU", WARN if wanted else INFO, "none visible: training and transfer run on the CPU "
                         "(slow beyond the demo's model)" + (f"; config train.gpus = {wanted}" if wanted else "")))
-    if precision == "bf16" and not any(bf16 for _, _, bf16 in gpus):
-        rows.append(Row("bf16", MISSING, "config train.precision is bf16 but no GPU here computes bf16 natively",
-                        "precision: auto (fp32 where bf16 is missing) or a GPU of compute capability >= 8"))
+    if precision == "bf16" and not any(bf16 for _, _, bf16 in gpus) and not cpu_bf16:
+        rows.append(Row("bf16", MISSING, "config train.precision is bf16 but neither a GPU nor the CPU here "
+                        "computes bf16 natively", "precision: auto (fp32 where bf16 is missing) or a GPU of "
+                        "compute capability >= 8"))
     return rows
 
 

@@ -42,7 +42,7 @@ def test_gpus_and_bf16(monkeypatch):
     rows = rows_by_name(doctor.torch_rows({"train": {"gpus": 1, "precision": "auto"}}))
     assert rows["torch"].status == OK and rows["GPU"].status == WARN and "bf16" not in rows
     rows = rows_by_name(doctor.torch_rows({"train": {"gpus": 1, "precision": "bf16"}}))
-    assert rows["bf16"].status == MISSING
+    assert rows["bf16"].status == MISSING and "no native bf16" in rows["CPU"].detail  # conftest: none
 
     monkeypatch.setattr(doctor, "gpu_list", lambda: [("NVIDIA H100 80GB HBM3", 79.6, True)])
     rows = rows_by_name(doctor.torch_rows({"train": {"gpus": 1, "precision": "bf16"}}))
@@ -50,6 +50,9 @@ def test_gpus_and_bf16(monkeypatch):
     assert "bf16" not in rows and "GPU" not in rows
     monkeypatch.setattr(doctor, "gpu_list", lambda: [("Tesla V100", 32.0, False)])
     assert rows_by_name(doctor.torch_rows({"train": {"precision": "bf16"}}))["bf16"].status == MISSING
+    monkeypatch.setattr("pipeline.gan.runtime.cpu_bf16_feature", lambda: "amx")  # a CPU computes it
+    rows = rows_by_name(doctor.torch_rows({"train": {"precision": "bf16"}}))
+    assert "bf16" not in rows and "native bf16 (amx)" in rows["CPU"].detail
 
     import sys
 
