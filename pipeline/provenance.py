@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,12 @@ _TRACKED_PACKAGES = ("numpy", "pandas", "pyarrow", "scipy", "opencv-contrib-pyth
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages whose behaviour shapes our outputs (those installed)."""
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    # read once per process: each metadata lookup parses a METADATA file (~50 ms per record in all)
     versions = {"python": platform.python_version(), "edn": pipeline.__version__}
     for name in _TRACKED_PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):

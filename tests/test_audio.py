@@ -203,6 +203,7 @@ def test_a_video_stream_starting_after_the_audio_keeps_their_offset(tmp_path, to
 
     # trimmed from 1 s: the picture turns white at 2.7 - 1 s, the tone starts at 2.4 - 1 s
     meta = extract_frames(delayed, tmp_path / "trimmed", height=48, start=1.0)
+    assert meta["video_start"] == pytest.approx(0.3, abs=1e-3)  # probed apart: extraction seeks past it
     assert first_white_frame(tmp_path / "trimmed") == pytest.approx((EVENT_FRAME / FPS + 0.3 - 1.0) * FPS, abs=1)
     frames = list_frames(tmp_path / "trimmed")
     write_video((cv2.imread(str(p)) for p in frames), video, FPS)

@@ -3,10 +3,11 @@ import subprocess
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.footage.extract import extract_frames, list_frames, read_frames_meta
+from pipeline.footage.extract import extract_frames, image_size, list_frames, read_frames_meta
 from pipeline.footage.media import ffmpeg_exe, probe_video
 
 
@@ -85,3 +86,73 @@ def test_failed_extraction_keeps_existing_output(tmp_path, clip_path):
         extract_frames(clip_path, out, crop=(500, 0, 10, 10))
     assert len(list_frames(out)) == 2
     assert json.loads((out / "meta.json").read_text())["frame_count"] == 2
+
+
+def plain_extract(video: Path, out: Path, vf: str, *, start: float | None = None, end: float | None = None) -> list:
+    """The frames of the straightforward one-process command, decoded: what extract_frames must reproduce."""
+    out.mkdir()
+    seek = (["-ss", f"{start:.6f}"] if start else []) + (["-t", f"{end - (start or 0):.6f}"] if end else [])
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", *seek, "-i", str(video), "-vf", vf,
+                    "-q:v", "2", "-start_number", "0", str(out / "%06d.jpg")], check=True)
+    return [cv2.imread(str(p)) for p in sorted(out.glob("*.jpg"))]
+
+
+@pytest.mark.parametrize("kwargs, vf", [
+    ({"height": 256}, "fps=60,scale=-2:256:flags=area"),
+    ({"height": 128, "fps": 30, "crop": (0, 0, 288, 256)}, "fps=30,crop=288:256:0:0,scale=-2:128:flags=area"),
+    ({"height": 128, "start": 0.1, "end": 0.3}, "fps=60,scale=-2:128:flags=area"),
+])
+def test_extract_gives_the_pixels_of_a_plain_ffmpeg_run(tmp_path, clip_path, kwargs, vf):
+    """Same frame count and the same decoded pixels (first, middle, last) as one plain ffmpeg command:
+    the speed-ups (first-frame time read off the extraction run, default Huffman tables, the size
+    read from the header) change no pixel and no frame."""
+    meta = extract_frames(clip_path, tmp_path / "f", **kwargs)
+    plain = plain_extract(clip_path, tmp_path / "plain", vf, start=kwargs.get("start"), end=kwargs.get("end"))
+    ours = [cv2.imread(str(p)) for p in list_frames(tmp_path / "f")]
+    assert meta["frame_count"] == len(ours) == len(plain) > 0
+    for i in (0, len(ours) // 2, len(ours) - 1):
+        assert np.array_equal(ours[i], plain[i]), f"frame {i} differs"
+    assert (meta["height"], meta["width"]) == ours[0].shape[:2]
+    if kwargs.get("start"):
+        assert len(ours) == round((kwargs["end"] - kwargs["start"]) * 60)  # the trim stays exact
+
+
+def test_video_start_comes_from_the_extraction_run_without_a_seek(tmp_path, clip_path, monkeypatch):
+    """No separate ffmpeg run for the first frame's time unless a seek hides that frame from extraction."""
+    from pipeline.footage import audio
+
+    probed = []
+    real = audio._first_pts
+    monkeypatch.setattr(audio, "_first_pts", lambda path, stream: probed.append(stream) or real(path, stream))
+    untrimmed = extract_frames(clip_path, tmp_path / "a", height=64)
+    assert probed == [] and untrimmed["video_start"] == 0.0
+    trimmed = extract_frames(clip_path, tmp_path / "b", height=64, start=0.1)
+    assert probed == ["v"] and trimmed["video_start"] == untrimmed["video_start"]
+
+
+def test_image_size_reads_jpeg_and_png_headers(tmp_path, clip_path, clip_frames):
+    """meta.json's width and height come from the first frame's header, not from decoding it."""
+    image = cv2.imread(str(list_frames(clip_frames)[0]))
+    written = {"ffmpeg.jpg": list_frames(clip_frames)[0]}
+    for name, params in (("cv2.jpg", []), ("progressive.jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), ("cv2.png", [])):
+        written[name] = tmp_path / name
+        cv2.imwrite(str(written[name]), image[:, :100], params)
+    png = extract_frames(clip_path, tmp_path / "p", height=64, image_format="png", max_frames=1)
+    written["ffmpeg.png"] = list_frames(tmp_path / "p")[0]
+    for name, path in written.items():
+        assert image_size(path) == cv2.imread(str(path)).shape[1::-1], name
+    assert (png["width"], png["height"]) == (36, 64)
+
+
+def test_ffmpeg_failure_names_the_video(tmp_path, clip_path, monkeypatch):
+    from pipeline.footage import extract
+
+    fake = tmp_path / "ffmpeg"
+    fake.write_text("#!/bin/sh\necho 'Conversion failed!' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    real = ffmpeg_exe()
+    monkeypatch.setattr("pipeline.footage.media.ffmpeg_exe", lambda: real)  # probing still works
+    monkeypatch.setattr(extract, "ffmpeg_exe", lambda: str(fake))
+    with pytest.raises(ValueError, match=rf"{clip_path.name}: ffmpeg failed to extract frames: Conversion failed!"):
+        extract_frames(clip_path, tmp_path / "out", height=64)
+    assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipeline.footage.media import child_process_options, ffmpeg_exe
+from pipeline.footage.media import child_process_options, ffmpeg_exe, read_header
 from pipeline.provenance import atomic_path
 
 _AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Audio: (?P<codec>\w+)[^,\n]*, (?P<rate>\d+) Hz, (?P<layout>[^,\n]+)")
@@ -31,25 +31,33 @@ def _first_pts(path: Path, stream: str) -> float | None:
     result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", f"0:{stream}:0",
                              f"-frames:{stream}", "1", flag, show, "-f", "null", "-"],
                             capture_output=True, text=True, **child_process_options())
-    found = _PTS_TIME.search(result.stderr)
+    return first_pts_time(result.stderr)
+
+
+def first_pts_time(log: str) -> float | None:
+    """The time of the first frame an ffmpeg (a)showinfo filter logged in ``log``, if any."""
+    found = _PTS_TIME.search(log)
     return float(found.group(1)) if found else None
 
 
-def probe_audio(path: str | Path) -> dict[str, Any]:
+def probe_audio(path: str | Path, *, header: str | None = None, video_start: float | None = None) -> dict[str, Any]:
     """What extraction records about a video's timing and soundtrack (see the module's docstring).
 
     ``audio`` is None when the file has no audio stream; otherwise its codec, sample rate, channel
-    layout and ``start`` (seconds after the container's start).
+    layout and ``start`` (seconds after the container's start). ``header`` (``media.read_header``'s
+    text) and ``video_start`` (when the first video frame plays) spare the ffmpeg runs that would
+    read them, for a caller that has them already: extraction reads the second off its own decoding.
     """
     path = Path(path)
-    header = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-                            capture_output=True, text=True, **child_process_options()).stderr
+    if header is None:
+        header = read_header(path)
     start = _CONTAINER_START.search(header)
     time_base = _TIME_BASE.search(header)
     tbn = time_base.group(1) if time_base else None
     if tbn is not None and tbn.endswith("k"):
         tbn = str(int(float(tbn[:-1]) * 1000))
-    video_start = _first_pts(path, "v")
+    if video_start is None:
+        video_start = _first_pts(path, "v")
     audio_match = _AUDIO_STREAM.search(header)
     audio = None
     if audio_match:

@@ -77,7 +77,22 @@ class VideoInfo:
         return asdict(self)
 
 
-def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
+def read_header(path: str | Path) -> str:
+    """What ``ffmpeg -i`` says about a file (its stderr); errors name a missing file or a folder.
+
+    One call serves :func:`probe_video` and :func:`pipeline.footage.audio.probe_audio` alike
+    (pass it as their ``header``): each ffmpeg start costs tens of milliseconds.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a video file")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: video file not found")
+    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
+                          text=True, **child_process_options()).stderr
+
+
+def probe_video(path: str | Path, count_frames: bool = True, *, header: str | None = None) -> VideoInfo:
     """Read size, frame rate, rotation and frame count; errors name the file and the problem.
 
     Counting reads the whole file once more (no decoding); extraction skips it and counts the
@@ -85,16 +100,12 @@ def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
 
     Parses ``ffmpeg -i`` (ffprobe is not shipped by imageio-ffmpeg). ``rotation`` is the
     display-matrix angle ffmpeg reports (counter-clockwise degrees); width and height are
-    the displayed ones, which is what ffmpeg's autorotation hands us when decoding.
+    the displayed ones, which is what ffmpeg's autorotation hands us when decoding. ``header``:
+    :func:`read_header`'s text of this file, when the caller already has it.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a video file")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: video file not found")
-    exe = ffmpeg_exe()
-    header = subprocess.run([exe, "-hide_banner", "-i", str(path)], capture_output=True, text=True,
-                            **child_process_options()).stderr
+    if header is None:
+        header = read_header(path)
     stream = _VIDEO_STREAM.search(header)
     if stream is None:
         reason = _last_line(header) if "Invalid data" in header or "Error" in header else "no video stream"
@@ -115,7 +126,7 @@ def probe_video(path: str | Path, count_frames: bool = True) -> VideoInfo:
     if not count_frames:
         return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, None, duration, codec,
                          stream.group("pix"))
-    counted = subprocess.run([exe, "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+    counted = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
                               "-f", "null", "-"], capture_output=True, text=True, **child_process_options())
     frames = _FRAME_COUNT.findall(counted.stderr)
     frame_count = int(frames[-1]) if frames else 0
