@@ -182,6 +182,8 @@ def test_bench_train_run_list_with_cuda(cuda_reported):
         ("cuda", "fp32", "fp32", 512), ("cuda", "bf16", "bf16", 512), ("cuda", "fp32", "fp32", 1024),
         ("cuda", "bf16", "bf16", 1024)]
     assert [rt.device.type for rt, *_ in bench_train.run_list(train, 1, cuda=False, cpu_paper=False)] == ["cpu"] * 2
+    assert [(model, rt.precision) for rt, model, _ in bench_train.run_list(train, 1, False, cpu_paper_bf16=False)] \
+        == [("configured", "fp32"), ("configured", "bf16"), ("paper", "fp32")]  # no emulated paper-width bf16
     for rt, model, cfg in runs:
         if rt.device.type != "cuda":
             assert model == "paper" or cfg.ngf == train["ngf"]
