@@ -77,9 +77,10 @@ PRECISIONS = ("auto", "bf16", "fp16", "tf32", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-# bf16 autocast on the CPU is taken only when it saves at least this share of a step: the issue's
-# CPUs with native bf16 measured 1.38-2.46x on the generator, CPUs without it 0.13x (emulated, 7.7x
-# slower); a margin of 15 % keeps a noisy probe on a machine near parity from flipping between runs.
+# bf16 autocast on the CPU is taken only when it is at least this much faster: CPUs with native bf16
+# ran the generator 1.38-2.46x faster in it (issue #17), this project's AVX2 CPU, which emulates it,
+# 16x slower (make bench-train); the 15 % margin keeps a noisy probe on a CPU near parity from
+# flipping between runs.
 CPU_BF16_MIN_SPEEDUP = 1.15
 
 
