@@ -220,6 +220,7 @@ def test_two_processes_keep_weights_in_sync(tmp_path, synthetic_clip):
     assert done.returncode == 0, done.stderr[-3000:]
     record = run_json(tmp_path / "run")
     assert record["world_size"] == 2 and record["final_step"] == 4
+    assert record["precision_reason"].startswith("auto:")  # rank 0's choice, broadcast to both
     for name, sums in record["param_checksums"].items():
         assert len(sums) == 2 and sums[0] == sums[1], (name, sums)
     assert len(losses(tmp_path / "run")) == 4
