@@ -3,8 +3,8 @@ generator update and the discriminator update), on synthetic batches. Prints a M
 
 - CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``) and
   the paper-width model at 512x256, each in fp32 and in bf16 autocast (the paper-width bf16 row only
-  where the CPU computes bf16 natively), each row in its own process (its peak RSS is its own). The header says whether the CPU computes bf16 natively and what
-  ``precision: auto`` chooses here, and why.
+  where the CPU computes bf16 natively), each row in its own process (its peak RSS is its own). The
+  header says whether the CPU computes bf16 natively and what ``precision: auto`` chooses here, and why.
 - CUDA, when present: the paper-size model (pix2pixHD global generator ngf 64, 4 downsamplings,
   9 blocks; 3-scale discriminator ndf 64) at 512x256 and 1024x512, fp32 (IEEE) and bf16, with peak
   memory and the fraction of the GPU's dense bf16 peak reached. FLOPs are counted with
