@@ -124,14 +124,19 @@ def test_ablation_sizes_and_the_global_phase_are_checked_at_start(tmp_path):
     assert "evaluate.ablations: not supported with train.global_phase" in done.stderr + done.stdout
 
 
-def test_paper_preset_has_no_ablations(tmp_path):
-    # config/paper.yaml's generator is the paper's already; its null empties config.yaml's mapping
+def test_paper_preset_trains_three_models_no_ablation_and_no_frame_by_frame(tmp_path):
+    # config/paper.yaml's generator is the paper's already; its null empties config.yaml's mapping, and its
+    # evaluate: rows leave out frame_by_frame, which would be a fourth full-size training
+    # (docs/evaluation.md).
     write_config(tmp_path)
     done = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--cores", "1", "-n", *TARGETS, "--configfile",
                            "config.yaml", str(REPO / "config" / "paper.yaml")],
                           cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     assert "train_ablation" not in done.stdout and "train_global" in done.stdout
+    assert "train_frame_by_frame" not in done.stdout
+    trainings = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("train")}
+    assert trainings == {"train_global", "train_generator", "train_face"}
 
 
 def test_changing_an_ablation_reruns_only_it_its_row_and_the_loss_figure(tmp_path):
