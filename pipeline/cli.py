@@ -25,7 +25,8 @@ COMMANDS = (footage_commands, doctor, pose_commands, gan_commands, evaluation_co
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``edn``'s parser: every module's commands, each command (each figure of ``plot``) with --force."""
+    """``edn``'s parser: every module's commands, each command that writes (each figure of ``plot``) with
+    --force; a module's ``WRITES_NOTHING`` commands have none, there being nothing to replace."""
     parser = argparse.ArgumentParser(prog="edn", description="Everybody Dance Now pipeline stages.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
@@ -33,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_commands(sub)
 
     force = "replace an existing output file that another command wrote (never an input)"
-    for stage in sub.choices.values():
+    read_only = {name for module in COMMANDS for name in getattr(module, "WRITES_NOTHING", ())}
+    for name, stage in sub.choices.items():
+        if name in read_only:
+            continue
         figures = _subcommands(stage)
         for command in figures.values() if figures else (stage,):
             command.add_argument("--force", action="store_true", help=force)
@@ -68,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if checked is not None:
             from pipeline.provenance import check_outputs
 
-            check_outputs(*checked, force=args.force)
+            check_outputs(*checked, force=getattr(args, "force", False))
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:
         # Our stages raise these with messages naming the file and the problem.

@@ -302,6 +302,10 @@ def cli(args: argparse.Namespace) -> int:
     return 0
 
 
+# Commands that write no file, so they take no --force (cli.build_parser).
+WRITES_NOTHING = ("doctor",)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add doctor to ``edn``'s subcommands."""
     p = sub.add_parser("doctor", help="what this machine offers for a run of the config; exit 1 if it lacks a need")

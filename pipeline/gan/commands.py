@@ -31,7 +31,10 @@ def clip_paths(args: argparse.Namespace) -> list[Path]:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Add train, train-face, plate and transfer to ``edn``'s subcommands."""
     # Each training option is the TrainConfig/FaceConfig field of the same name with the same
-    # default (tests/test_train.py checks both), so --help shows the real defaults.
+    # default (tests/test_train.py checks both), so --help shows the real defaults. Those are the
+    # paper's: edn train's are the global generator of config/paper.yaml's first phase, edn
+    # train-face's its face GAN (tests/test_cli.py checks them against config/paper.yaml); the
+    # workflow passes every option from the config, so config/config.yaml's CPU demo sizes apply there.
     for stage in ("train", "train-face"):
         face = stage == "train-face"
         p = sub.add_parser(stage, help="face GAN on the frozen generator's output (paper sec. 3.3)" if face
@@ -78,8 +81,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            help="`edn plate` image of a clip, one per --clip in the same order (--background plate)")
             p.add_argument("--lambda-l1", type=float, default=0.0,
                            help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
-        p.add_argument("--epochs", type=int, default=40, help="passes over the training pairs" + DEFAULT)
-        p.add_argument("--niter-decay", type=int, default=20,
+        p.add_argument("--epochs", type=int, default=5 if face else 20, help="passes over the training pairs"
+                       + DEFAULT)
+        p.add_argument("--niter-decay", type=int, default=2 if face else 10,
                        help="last epochs, over which the learning rate falls linearly to 0" + DEFAULT)
         p.add_argument("--batch-size", type=int, default=1, help="samples per step and process" + DEFAULT)
         p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate" + DEFAULT)

@@ -1,4 +1,4 @@
-"""``edn train``: the pose-to-frame GAN with temporal smoothing (Chan et al. 2018, section 3).
+"""``edn train``: the pose-to-frame GAN with temporal smoothing (Chan et al. 2019, section 3).
 
 For every sample of consecutive frames (t, t+1) the generator runs twice,
 I_t = G(x_t, 0) and I_{t+1} = G(x_{t+1}, I_t) with gradients through I_t, and the
@@ -65,8 +65,9 @@ class TrainConfig:
 
     width: int = 512
     height: int = 256
-    epochs: int = 40
-    niter_decay: int = 20  # linear learning-rate decay to zero over the last N epochs (pix2pixHD)
+    # The defaults are the paper's global generator (config/paper.yaml's first phase; tests/test_cli.py).
+    epochs: int = 20
+    niter_decay: int = 10  # linear learning-rate decay to zero over the last N epochs (pix2pixHD)
     batch_size: int = 1
     lr: float = 2e-4
     beta1: float = 0.5
@@ -418,7 +419,7 @@ def _worker_init(worker_id: int) -> None:
 
     from pipeline.footage.media import die_with_parent
 
-    die_with_parent()  # a SIGKILLed trainer leaves no data worker behind (issue 18)
+    die_with_parent()  # a SIGKILLed trainer leaves no data worker behind
     cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
 
 

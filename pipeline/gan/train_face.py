@@ -1,4 +1,4 @@
-"""``edn train-face``: the face GAN (Chan et al. 2018, section 3.3).
+"""``edn train-face``: the face GAN (Chan et al. 2019, section 3.3).
 
 The main generator G, trained by ``edn train``, is frozen. For each sample (t, t+1) it makes
 G(x_{t+1}, G(x_t, 0)) as in its own training; a square box of fixed size around the face of
@@ -37,6 +37,8 @@ FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
 class FaceConfig(TrainConfig):
     """:class:`TrainConfig` plus the face generator; the main generator's fields come from generator.pt."""
 
+    epochs: int = 5  # config/paper.yaml's train: face: schedule
+    niter_decay: int = 2
     num_d: int = 1  # one 70x70 PatchGAN: the crop is small
     face_ngf: int = 32
     face_n_downsample: int = 3
