@@ -1,8 +1,10 @@
 # Two commands for a new user: `make demo` and `make test`. Both set up .venv first.
 SHELL := /bin/bash
-# The interpreter the venv is made from: Python >= 3.11 (pandas 3, snakemake 9). On a cluster whose
-# python3 is older: `module load python/3.11` first, or `make setup PYTHON=/path/to/python3.11`.
+# The interpreter the venv is made from: at least pyproject.toml's requires-python (pandas 3 and
+# snakemake 9 need 3.11). On a cluster whose python3 is older: `module load python/3.11` first, or
+# `make setup PYTHON=/path/to/python3.11`.
 PYTHON ?= python3
+PYTHON_MIN := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -15,12 +17,12 @@ CORES ?= all
 DEMO_DIR ?= resources/demo
 TORCH_HOME ?=
 
-.PHONY: doctor setup slurm-env prefetch demo test test-fast bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
+.PHONY: doctor setup slurm-env prefetch demo test test-fast test-slurm bench qc-suite bench-train bench-data bench-transfer bench-scale gpu-check lint report clean-results
 
 $(STAMP): requirements.txt pyproject.toml
-	@test -x $(PY) || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
-	  || { echo "$(PYTHON) is not Python >= 3.11 ($$($(PYTHON) --version 2>&1)); run 'module load python/3.11'" \
-	            "(or your site's module) or 'make setup PYTHON=/path/to/python3.11'" >&2; exit 1; }; \
+	@test -x $(PY) || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(PYTHON_MIN)".split("."))))' 2>/dev/null \
+	  || { echo "$(PYTHON) is not Python >= $(PYTHON_MIN) ($$($(PYTHON) --version 2>&1)); run 'module load python/$(PYTHON_MIN)'" \
+	            "(or your site's module) or 'make setup PYTHON=/path/to/python$(PYTHON_MIN)'" >&2; exit 1; }; \
 	  $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
@@ -52,8 +54,14 @@ demo: setup
 report: setup
 	$(VENV)/bin/snakemake --workflow-profile profiles/default --report results/report.html
 
+# Everything but the real-SLURM tests, which are opt-in: they install Debian's slurmctld, slurmd and
+# munge through apt when missing (as root) and start them; see docs/testing.md.
 test: setup
 	$(VENV)/bin/pytest -q
+
+# The real-SLURM tests alone (tests/test_slurm.py): a private single-node cluster on 127.0.0.1.
+test-slurm: setup slurm-env
+	EDN_SLURM_TESTS=1 $(VENV)/bin/pytest -q -m slurm
 
 # Unit tests only: no workflow runs, no SLURM.
 test-fast: setup
@@ -63,7 +71,7 @@ bench: setup
 	$(PY) scripts/bench_pose.py
 
 # Pose QC on synthetic 3-D bodies (turns, crouches, lying, cartwheels, jumps, walks, spins), clean and
-# with injected detector faults: precision and recall (the table in the README).
+# with injected detector faults: precision and recall (the table in docs/pose-qc.md).
 qc-suite: setup
 	$(PY) -m pipeline.pose.pose_suite --details
 

@@ -1,7 +1,8 @@
-"""Shared fixtures: the committed real test clip and its extracted frames."""
+"""Shared fixtures: the committed real test clip and its extracted frames; the real-SLURM tests' opt-in."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,26 @@ from pipeline.gan.synthetic import make_synthetic_clip  # noqa: F401 (the tests 
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
+
+
+# The `slurm` tests install Debian's slurmctld, slurmd and munge through apt when they are missing and
+# start them: a test command must not change a machine unasked, so they run only when asked for.
+SLURM_OPT_IN = "EDN_SLURM_TESTS"
+SLURM_SKIP = (f"a real SLURM (installs slurmctld, slurmd and munge through apt when missing): opt in with "
+              f"make test-slurm or {SLURM_OPT_IN}=1")
+
+
+def slurm_tests_wanted() -> bool:
+    return os.environ.get(SLURM_OPT_IN) == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if slurm_tests_wanted():
+        return
+    skip = pytest.mark.skip(reason=SLURM_SKIP)
+    for item in items:
+        if item.get_closest_marker("slurm") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """A real single-node SLURM (Debian's 22.05 packages) started by hand for the test suite.
 
 `slurm_cluster()` installs `slurmctld slurmd slurm-client munge` when they are missing (as
-root, through apt), writes a munge key and slurm.conf into a private temp dir, starts munged,
+root, through apt, and only with EDN_SLURM_TESTS=1: `make test-slurm`), writes a munge key and slurm.conf into a private temp dir, starts munged,
 slurmctld and slurmd in the foreground as child processes, waits until the node is idle and
 yields a `SlurmCluster`. On exit it stops exactly those three processes by PID and removes the
 /etc/slurm/slurm.conf symlink it made. Everything listens on 127.0.0.1 only.
@@ -50,6 +50,9 @@ def install_packages(timeout: float = 600) -> None:
     """apt-get install the SLURM packages; CI runs as root on Debian."""
     if not missing_binaries():
         return
+    if os.environ.get("EDN_SLURM_TESTS") != "1":  # tests/conftest.py: only when asked for
+        raise SlurmUnavailable(f"SLURM missing ({', '.join(missing_binaries())}); installing it is opt-in: "
+                               "make test-slurm or EDN_SLURM_TESTS=1")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise SlurmUnavailable(f"SLURM missing ({', '.join(missing_binaries())}) and cannot be installed "
                                "here (needs root and apt-get)")

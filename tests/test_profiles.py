@@ -123,3 +123,17 @@ def test_every_gpu_rule_gets_gpu_resources_on_the_cluster():
             "slurm_partition"], rule
     for rule in gpu_rules:
         assert cluster[rule]["gpu"] >= 1, rule
+
+
+def test_python_version_comes_from_pyproject():
+    # pyproject.toml's requires-python is the one place: the Makefile reads it, the conda envs build it.
+    import tomllib
+
+    minimum = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert minimum.startswith(">=")
+    version = minimum[2:]
+    makefile = (REPO / "Makefile").read_text()
+    assert "PYTHON_MIN := $(shell sed -n 's/^requires-python" in makefile and "(3, 1" not in makefile
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        deps = yaml.safe_load(env_file.read_text())["dependencies"]
+        assert f"python={version}" in deps, env_file.name
