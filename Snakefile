@@ -1,4 +1,4 @@
-# Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2018) as a Snakemake workflow.
+# Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2019) as a Snakemake workflow.
 # Entry point: rules live in workflow/rules/, logic in the `pipeline` package (`edn` CLI).
 from snakemake.utils import min_version
 

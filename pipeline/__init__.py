@@ -1,4 +1,4 @@
-"""Everybody Dance Now (Chan et al., 2018) as a reproducible pipeline.
+"""Everybody Dance Now (Chan et al., 2019) as a reproducible pipeline.
 
 The subpackages follow the data through the method, and imports run one way only,
 footage <- pose <- gan <- evaluation (each may import those before it, never one after):

@@ -96,13 +96,13 @@ def test_report_opens_in_a_browser_with_its_figures(report_run, chromium, tmp_pa
     drawn = re.sub(r"<(script|style)\b.*?</\1>", " ", body, flags=re.S)
     drawn = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", drawn)).split())
     assert "Results Background plate Evaluation Keypoints Normalization Training Transfer" in drawn, drawn[:2000]  # the menu
-    assert "Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2018" in drawn
+    assert "Everybody Dance Now (Chan, Ginosar, Zhou, Efros, 2019" in drawn
     # The results the page lists, with their rendered captions.
     data = " ".join(html.unescape(dom.stdout.replace("\\n", " ")).split())
     for text in ("subj.mp4", "subj_side_by_side.mp4", "tables.html", "samples.png", "clip_target.png",
                  "Motion transfer: subj performing the moves of clip_source",
                  "Temporal stability of the transfer video clip_source -> subj",
-                 "The paper's evaluation (Chan et al. 2018, sec. 5, Tables 1-4) for target subj",
+                 "The paper's evaluation (Chan et al. 2019, sec. 5, Tables 1-4) for target subj",
                  "Training losses of subj", "Held-out frames of subj"):
         assert text in data, text
 

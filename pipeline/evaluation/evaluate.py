@@ -1,4 +1,4 @@
-"""``edn evaluate``: the paper's evaluation (Chan et al. 2018, section 5) on held-out frames of the target.
+"""``edn evaluate``: the paper's evaluation (Chan et al. 2019, section 5) on held-out frames of the target.
 
 The held-out frames are the ones training never saw: the lists in the generator's ``run.json``
 (``held_out_frames`` per clip), whose clip fingerprints must match the clips given here. Only
@@ -69,7 +69,7 @@ JOINT_NOTE = ("Joint counts: the paper counts body 23 (BODY_25 less two joints i
               "MediaPipe does not detect; face 70 = the 68 OpenPose face points mapped from MediaPipe's face "
               "mesh plus 2 pupils (iris centres); hands 2 x 21 from MediaPipe's hand models; overall 135 "
               "(137 columns less the two small toes). Our keypoints come from MediaPipe, theirs from OpenPose.")
-PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published values of Chan et al. 2018, "
+PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published values of Chan et al. 2019, "
               "Tables 1-4, for pix2pixHD (beside our frame-by-frame row), T.S. (temporal) and T.S. + Face "
               "(temporal + face GAN): their own subjects, ~20 min targets at 120 fps, many GPU-days; a "
               "reference, not a target. Their pose distances' resolution is not stated (model 1024x512).")

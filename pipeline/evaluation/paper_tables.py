@@ -1,4 +1,4 @@
-"""The published numbers of Chan et al. 2018 ("Everybody Dance Now", arXiv 1808.07371), Tables 1-4.
+"""The published numbers of Chan et al. 2019 ("Everybody Dance Now", arXiv 1808.07371), Tables 1-4.
 
 Source: the paper's Tables 1-4 as quoted to five digits in a lecture presentation of the paper
 (Denis Tarasov), checked against the paper's tables (copied from the project's shared

@@ -87,7 +87,7 @@ def plot_normalization(normalized: KeypointTrack, source_stats: dict[str, Any], 
     params = normalized.meta.get("normalize", {})
     ax.set_title(f"mapping ({params.get('method', '?')}); scale k {np.nanmin(k):.2f}-{np.nanmax(k):.2f}",
                  fontsize=9)
-    fig.suptitle("Global pose normalization (Chan et al. 2018, sec. 3.2)")
+    fig.suptitle("Global pose normalization (Chan et al. 2019, sec. 3.2)")
     notes = [f"{name} stats fallback: {stats['fallback']}" for name, stats in
              (("source", source_stats), ("target", target_stats)) if stats.get("fallback")]
     if notes:  # a visible warning: the mapping uses one scale, not the paper's two

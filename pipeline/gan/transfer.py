@@ -1,4 +1,4 @@
-"""``edn transfer``: a source's motion on the target (Chan et al. 2018, section 4, "transfer").
+"""``edn transfer``: a source's motion on the target (Chan et al. 2019, section 4, "transfer").
 
 The source's poses, normalized into the target's frame (``edn normalize``) and drawn as stick
 figures at the target's frame size (``edn render``), are fitted to the model's resolution as in
