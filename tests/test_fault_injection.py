@@ -1,4 +1,4 @@
-"""Kill the pose half at random points, rerun, and get what an uninterrupted run makes (issue 11)."""
+"""Kill the pose half at random points, rerun, and get what an uninterrupted run makes."""
 
 from __future__ import annotations
 

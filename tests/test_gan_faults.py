@@ -1,4 +1,4 @@
-"""SIGKILL the GAN half's stages at seeded points chosen by progress, rerun, get the uninterrupted result (issue 18).
+"""SIGKILL the GAN half's stages at seeded points chosen by progress, rerun, get the uninterrupted result.
 
 Only the stage's own process is killed (not its process group), so its children (data workers,
 ffmpeg) must end by themselves; none may be left, nor any temporary after the rerun. Kill points

@@ -1,4 +1,4 @@
-"""Stages replace only what they wrote; bad inputs fail with the file named (issue 11)."""
+"""Stages replace only what they wrote; bad inputs fail with the file named."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A slip of the command line never destroys a file; malformed inputs are named; children end (issue 18).
+"""A slip of the command line never destroys a file; malformed inputs are named; children end.
 
 The cases are tables: each runs ``edn`` in a workspace of real stage outputs and checks the exit
 code, that the message names the path, and that no file in the workspace changed.

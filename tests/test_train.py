@@ -348,7 +348,7 @@ def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
 
     config = default_generator_config(kind="local", ngf=4, n_downsample=2, n_blocks=1)
     local = build_generator(config)
-    # its global part keeps every activation (one shared ReLU module used to be dropped after the first)
+    # its global part keeps every activation (a ReLU module shared between layers would be dropped after the first)
     relus = sum(isinstance(m, torch.nn.ReLU) for m in GlobalGenerator(ngf=8, n_downsample=2, n_blocks=1).model)
     assert sum(isinstance(m, torch.nn.ReLU) for m in local.model) == relus
     wrong = default_generator_config(kind="global", ngf=4, n_downsample=2, n_blocks=1)  # needs ngf 8

@@ -2,7 +2,7 @@
 
 Pose QC is checked on footage nobody here has seen, so its thresholds are derived from geometry
 and anthropometry and checked here, not on the demo clips. Bodies of several shapes (segment
-lengths from ``shared/reference/anthropometry.md``, varied per shape) move through motions a
+lengths from ``docs/pose-qc.md`` ("Anthropometry"), varied per shape) move through motions a
 dancer makes, in 3-D; a pinhole camera at several distances projects them to BODY_25 keypoints
 (with detection noise). QC must flag none of these frames. The same sequences with faults a
 detector makes (a limb drawn twice its length, a wrist teleported, two skeletons mixed, the legs

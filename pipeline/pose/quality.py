@@ -10,7 +10,7 @@ then every 2-D length changes. The checks use two facts that hold whatever the b
    against its usual (median) length and never against another segment that may itself point
    at the camera (such ratios are unbounded in 2-D). The bound is a body size ``H`` in pixels:
    each segment's length over its anthropometric share of standing height
-   (:data:`SEGMENTS`, Drillis & Contini via Winter, ``shared/reference/anthropometry.md``) is a
+   (:data:`SEGMENTS`, Drillis & Contini via Winter, ``docs/pose-qc.md``) is a
    lower bound of ``H``; a frame's estimate is the second largest of these (one wrong segment
    cannot set it), and the frame's bound is the :data:`SIZE_PERCENTILE` th percentile of the
    estimates over +-:data:`SIZE_WINDOW_S` seconds (it does not collapse while the body turns
@@ -71,7 +71,7 @@ from pipeline.provenance import atomic_path, provenance
 
 log = logging.getLogger(__name__)
 
-# Segments judged, each with its 3-D length as a share of standing height (anthropometry.md).
+# Segments judged, each with its 3-D length as a share of standing height (docs/pose-qc.md, "Anthropometry").
 # Neck-Nose: the neck point is the shoulders' midpoint (0.818 H above the floor), the nose lies
 # between eye (0.936) and chin (0.870), ~0.90 H, and ~0.06 H in front: sqrt(0.085^2 + 0.06^2).
 # Hip width: the table's 0.191 is a man's; a woman's bitrochanteric width is ~0.21 H, and the
