@@ -167,7 +167,8 @@ def slug(heading: str) -> str:
 
 
 def anchors(path: Path) -> set[str]:
-    return {slug(h) for h in re.findall(r"^#+\s+(.*)$", path.read_text(), re.M)}
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # a shell comment is no heading
+    return {slug(h) for h in re.findall(r"^#+\s+(.*)$", text, re.M)}
 
 
 def check_links(text: str, doc: Path) -> list[str]:
