@@ -32,9 +32,11 @@ FILE_SUFFIXES = (".py", ".json", ".yaml", ".yml", ".md", ".png", ".jpg", ".mp4",
 
 def code_texts(text: str) -> list[str]:
     """The contents of every fenced code block (line by line) and every inline code span."""
-    blocks = re.findall(r"^```[^\n]*\n(.*?)^```", text, re.M | re.S)
-    rest = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.M | re.S)
-    return [line for block in blocks for line in block.splitlines()] + re.findall(r"`([^`\n]+)`", rest)
+    fence = r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```"  # fenced blocks, also indented in a list item
+    blocks = re.findall(fence, text, re.M | re.S)
+    rest = re.sub(fence, "", text, flags=re.M | re.S)
+    spans = [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", rest)]  # a span may wrap a line
+    return [line for block in blocks for line in block.splitlines()] + spans
 
 
 @lru_cache(maxsize=1)
@@ -135,6 +137,30 @@ def check_config_keys(code: str) -> list[str]:
     return problems
 
 
+def check_yaml_keys(code: str) -> list[str]:
+    """A config snippet written as YAML (`evaluate: {rows: [temporal], ablations: null}`): its keys."""
+    roots = {k for k in config_keys() if "." not in k}
+    if not re.match(r"\s*([a-z_]+):\s", code + " ") or code.split(":")[0].strip() not in roots:
+        return []
+    try:
+        snippet = yaml.safe_load(code)
+    except yaml.YAMLError:
+        return []
+    problems = []
+
+    def walk(mapping: dict, prefix: str) -> None:
+        for key, value in mapping.items():
+            path = f"{prefix}{key}"
+            if path not in config_keys():
+                problems.append(f"config key `{path}` is not in the schema")
+            elif isinstance(value, dict) and path not in ("evaluate.ablations", "train.global_phase"):
+                walk(value, path + ".")
+
+    if isinstance(snippet, dict):
+        walk(snippet, "")
+    return problems
+
+
 def defined_tests(path: Path) -> set[str]:
     return set(re.findall(r"^def (test_\w+)", path.read_text(), re.M))
 
@@ -167,7 +193,7 @@ def slug(heading: str) -> str:
 
 
 def anchors(path: Path) -> set[str]:
-    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # a shell comment is no heading
+    text = re.sub(r"^[ \t]*```.*?^[ \t]*```", "", path.read_text(), flags=re.M | re.S)  # a comment is no heading
     return {slug(h) for h in re.findall(r"^#+\s+(.*)$", text, re.M)}
 
 
@@ -190,7 +216,8 @@ def check_links(text: str, doc: Path) -> list[str]:
 def problems(text: str, doc: Path) -> list[str]:
     found = check_links(text, doc)
     for code in code_texts(text):
-        found += check_make(code) + check_edn(code) + check_config_keys(code) + check_paths(code)
+        found += (check_make(code) + check_edn(code) + check_config_keys(code) + check_yaml_keys(code)
+                  + check_paths(code))
     return found
 
 
@@ -219,7 +246,8 @@ def test_readme_is_short_and_shows_both_commands():
 
 PLANTED = """
 Run `make no-such-target` then `edn no-such-stage x`, `edn train out --no-such-flag 3` and
-`edn plot {tracks,no-such-figure} a b`; set `train.no_such_key` or `train.face.no_such`; read
+`edn plot {tracks,no-such-figure} a b`; set `train.no_such_key`, `train.face.no_such` or
+`evaluate: {rows: [temporal], no_such_yaml: 1}`; read
 `pipeline/no_such_module.py` and `tests/test_cli.py::test_no_such_test`;
 see [elsewhere](../shared/notes.md), [missing](docs/no-such.md) and [anchor](#no-such-heading).
 
@@ -232,12 +260,13 @@ see [elsewhere](../shared/notes.md), [missing](docs/no-such.md) and [anchor](#no
 def test_the_checks_catch_planted_bad_names():
     found = "\n".join(problems(PLANTED, REPO / "README.md"))
     for name in ("make target `no-such-target`", "`edn no-such-stage`", "no option --no-such-flag",
-                 "`edn plot no-such-figure`", "`train.no_such_key`", "`train.face.no_such`",
+                 "`edn plot no-such-figure`", "`train.no_such_key`", "`train.face.no_such`", "`evaluate.no_such_yaml`",
                  "`pipeline/no_such_module.py`", "test_no_such_test", "`../shared/notes.md` leaves the repository",
                  "`docs/no-such.md` points at nothing", "`#no-such-heading`", "`edn doctor` has no option --force"):
         assert name in found, name
     good = ("`make demo`, `edn train out --clip f r k --vgg-loss auto`, `edn plot tracks a b c`, `train.face.size`, "
-            "`pipeline/gan/train.py`, `tests/test_cli.py::test_help_imports_no_heavy_library`, [c](config/README.md)")
+            "`pipeline/gan/train.py`, `tests/test_cli.py::test_help_imports_no_heavy_library`, [c](config/README.md), "
+            "`evaluate: {rows: [temporal], ablations: {x: {lr: 0.1}}}`, `train: {face: {size: 64}}`")
     assert problems(good, REPO / "README.md") == []
 
 
