@@ -658,6 +658,18 @@ def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
              "keypoints_sha256": tensors_sha256({"keypoints": torch.from_numpy(c.keypoints)})} for c in clips]
 
 
+def clip_records(clips: Sequence[ClipFiles]) -> list[list[str | None]]:
+    """Per clip, the SHA-256 of its frames' and stick figures' meta.json (None where absent): the records of
+    the runs that made them, so a checkpoint is continued only on the very images it was trained on (a render
+    setting changes the images, not the keypoints)."""
+    from pipeline.footage.demo_data import sha256
+
+    def digest(path: Path) -> str | None:
+        return sha256(path) if path.is_file() else None
+
+    return [[digest(Path(frames) / "meta.json"), digest(Path(render) / "meta.json")] for frames, render, _ in clips]
+
+
 def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | None) -> list[set[int]] | None:
     """Per clip, the frames its QC file does not call ok (None without QC files)."""
     if clip_qc is None or len(clip_qc) == 0:
@@ -702,7 +714,8 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
                           "clips": [{"frames": str(c.frames_dir), "render": str(c.render_dir),
                                      "keypoints": str(c.keypoints_path), "held_out_frames": held}
                                     for c, held in zip(loaded, dataset.held_out)],
-                          "inputs": {"clips": clip_inputs(loaded), **(inputs or {})}}
+                          "inputs": {"clips": clip_inputs(loaded), "clip_records": clip_records(clips),
+                                     **(inputs or {})}}
             if excluded is not None:
                 for entry, qc_path, frames in zip(run_record["clips"], clip_qc, excluded):
                     entry.update({"qc": str(qc_path), "qc_excluded_frames": sorted(frames)})
