@@ -122,3 +122,27 @@ def test_two_runs_under_different_loads_agree(tmp_path, synthetic_clip, monkeypa
             hog.wait()
     assert busy_precision == idle_precision and idle_precision[1].startswith("auto: ")
     assert len(idle) == 3 and busy == idle  # every digit (losses.csv keeps repr)
+
+
+@pytest.mark.slow
+def test_a_resumed_auto_run_keeps_the_precision_of_its_checkpoint(tmp_path, synthetic_clip, monkeypatch):
+    """Made on a CPU whose bf16 auto takes, continued on one whose it does not: the run stays in bf16 and
+    ends as the uninterrupted bf16 run."""
+    import json
+
+    from pipeline.gan.checkpoint import load_checkpoint
+    from pipeline.gan.train import TrainConfig, train
+    from test_train import TINY, losses
+
+    cfg = dict(TINY, epochs=1, niter_decay=0, checkpoint_every=1, precision="auto")
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "avx512_bf16")
+    train(tmp_path / "whole", [synthetic_clip], TrainConfig(**cfg, max_steps=3))
+    train(tmp_path / "moved", [synthetic_clip], TrainConfig(**cfg, max_steps=2))
+    assert load_checkpoint(tmp_path / "moved" / "checkpoint.pt")["precision"] == "bf16"
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "none")
+    record = train(tmp_path / "moved", [synthetic_clip], TrainConfig(**cfg, max_steps=3))
+    assert record["resumed_from_step"] == 2 and record["precision"] == "bf16"
+    assert record["precision_reason"].startswith(f"auto: resumed from {tmp_path / 'moved' / 'checkpoint.pt'}, "
+                                                 "made in bf16 (here: auto: the CPU has no native bf16")
+    assert json.loads((tmp_path / "moved" / "run.json").read_text())["precision"] == "bf16"
+    assert losses(tmp_path / "moved") == losses(tmp_path / "whole")

@@ -123,8 +123,9 @@ def choose_precision(precision: str, device: torch.device) -> tuple[str, str]:
     evaluation records).
 
     ``auto``: bf16 autocast on a GPU that computes bf16 natively (compute capability >= 8.0) and on a
-    CPU with AMX or AVX512-BF16 (:data:`CPU_BF16_TAKEN`); fp32 elsewhere (an older GPU or CPU would emulate bf16, slowly). The
-    decision depends on the hardware only, never on a timing, so one machine always decides the same way.
+    CPU with AMX or AVX512-BF16 (:data:`CPU_BF16_TAKEN`); fp32 elsewhere (an older GPU or CPU would emulate
+    bf16, slowly). The decision depends on the hardware only, never on a timing, so one machine always decides
+    the same way.
     bf16 and fp16 run under autocast wherever asked (slow on a CPU without bf16; for tests of the GPU
     path). fp32 is IEEE fp32; tf32 is fp32 storage with TF32 tensor-core matmuls and convolutions
     (CUDA only: fp32 elsewhere).

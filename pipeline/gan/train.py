@@ -490,7 +490,7 @@ def follow_checkpoint_precision(ckpt_path: Path, state: dict[str, Any], cfg: Tra
     """A resumed ``precision: auto`` run computes in the precision its checkpoint was made in (a run moved to
     another machine does not change precision midway); an explicit precision is a setting that must match."""
     made_in = state["precision"]
-    if cfg.precision == "auto" and made_in != rt.precision:
+    if cfg.precision == "auto" and made_in != rt.precision and made_in in ("bf16", "fp32"):  # auto's choices
         rt.precision = made_in
         rt.precision_reason = f"auto: resumed from {ckpt_path}, made in {made_in} (here: {rt.precision_reason})"
         set_float32_math(made_in)
@@ -572,7 +572,8 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         if rt.is_main:
             save_checkpoint(ckpt_path, {
                 "stage": stage, "step": step_now, "epoch": step_now // steps_per_epoch, "world": rt.world,
-                "precision": rt.precision, "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss, "inputs": record["inputs"],
+                "precision": rt.precision, "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss,
+                "inputs": record["inputs"],
                 "models": {k: m.state_dict() for k, m in task.models.items()},
                 "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
