@@ -99,9 +99,9 @@ def test_two_runs_under_different_loads_agree(tmp_path, synthetic_clip, monkeypa
     import sys
 
     monkeypatch.delenv(CPU_BF16_VARIABLE)
-    flags = ["--clip", *map(str, synthetic_clip), "--width", "64", "--height", "128", "--ngf", "8",
-             "--n-downsample", "2", "--n-blocks", "1", "--ndf", "8", "--n-layers-d", "2", "--num-d", "2",
-             "--workers", "0", "--sample-every", "0", "--device", "cpu", "--no-vgg-loss", "--max-steps", "3",
+    from test_train import TINY_FLAGS
+
+    flags = ["--clip", *map(str, synthetic_clip), *TINY_FLAGS, "--no-vgg-loss", "--max-steps", "3",
              "--precision", "auto"]
 
     def train(run: str) -> tuple[list[dict[str, str]], tuple[str, str]]:

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.provenance import lock_path, writer_lock
+from test_train import TINY_FLAGS as TINY_MODEL_FLAGS
 
-TINY_FLAGS = ["--width", "64", "--height", "128", "--ngf", "8", "--n-downsample", "2", "--n-blocks", "1",
-              "--ndf", "8", "--n-layers-d", "2", "--num-d", "2", "--workers", "0", "--sample-every", "0",
-              "--device", "cpu", "--precision", "fp32", "--no-vgg-loss", "--tensorboard", "off"]
+TINY_FLAGS = [*TINY_MODEL_FLAGS, "--precision", "fp32", "--no-vgg-loss", "--tensorboard", "off"]
 
 
 def test_a_held_output_is_refused_naming_the_holder_and_released_after(tmp_path):
