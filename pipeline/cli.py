@@ -8,7 +8,9 @@ module, so ``edn --help`` stays fast and the GPU machine (no mediapipe there) ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from typing import Sequence
 
@@ -69,11 +71,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         checked = stage_paths(args)
-        if checked is not None:
-            from pipeline.provenance import check_outputs
+        if checked is None:
+            return int(args.func(args) or 0)
+        from pipeline.provenance import check_outputs, output_locks
 
-            check_outputs(*checked, force=getattr(args, "force", False))
-        return int(args.func(args) or 0)
+        stage, _, outputs = checked
+        # One writer per output: the ranks of one torchrun job write through rank 0 and share its lock.
+        locks = output_locks(stage, outputs) if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+        check_outputs(*checked, force=getattr(args, "force", False))
+        with locks:
+            return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as exc:
         # Our stages raise these with messages naming the file and the problem.
         logging.getLogger("edn").debug("traceback", exc_info=True)

@@ -71,13 +71,13 @@ def torch_rows(config: dict[str, Any]) -> list[Row]:
         import torch
     except ImportError:
         return [Row("torch", MISSING, "not installed", "pip install -r requirements.txt")]
-    from pipeline.gan.runtime import cpu_bf16_feature
+    from pipeline.gan.runtime import choose_precision, cpu_bf16_feature
 
     rows = [Row("torch", OK, f"{torch.__version__}, CUDA {torch.version.cuda or 'none (CPU build)'}")]
     cpu_bf16 = cpu_bf16_feature()
-    rows.append(Row("CPU", INFO, f"{torch.backends.cpu.get_cpu_capability()}, " + (
-        f"native bf16 ({cpu_bf16}): precision auto takes bf16 on the CPU where a probe finds it faster"
-        if cpu_bf16 else "no native bf16: precision auto stays fp32 on the CPU (bf16 would be emulated, slowly)")))
+    _, auto = choose_precision("auto", torch.device("cpu"))
+    rows.append(Row("CPU", INFO, f"{torch.backends.cpu.get_cpu_capability()}, "
+                    + (f"native bf16 ({cpu_bf16})" if cpu_bf16 else "no native bf16") + f"; precision {auto}"))
     gpus = gpu_list()
     for i, (name, memory_gib, bf16) in enumerate(gpus):
         rows.append(Row(f"GPU {i}", OK, f"{name}, {memory_gib:.0f} GiB, bf16 {'yes' if bf16 else 'no'}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import logging
@@ -439,3 +440,60 @@ def _check_folder_output(stage: str, out: FolderOutput, force: bool) -> None:
         return
     raise ValueError(f"{path}: holds {', '.join(present)} ({why}); refusing to overwrite them: give another folder, "
                      "or add --force to replace them")
+
+
+# ------------------------------------------------------------------ one writer per output
+#
+# Every output path of a command is locked (``flock`` on ``.NAME.lock`` beside it) from before the stage
+# starts until it ends: a second command writing the same file or folder meanwhile is refused, naming the
+# holder. The kernel releases the lock when its holder dies, however it dies, so a killed writer leaves no
+# obstacle; the lock file lies beside the output, not in it, so no folder gains an entry it does not own.
+
+def lock_path(path: Path) -> Path:
+    """The lock file of an output path: ``.NAME.lock`` in the output's folder."""
+    return path.parent / f".{path.name}.lock"
+
+
+@contextlib.contextmanager
+def writer_lock(path: str | Path, stage: str) -> Iterator[None]:
+    """Hold the one-writer lock of ``path`` while the block runs; RuntimeError naming the path and the
+    holder's process when a live process holds it. The lock file is removed on release."""
+    path = Path(path).parent.resolve() / Path(path).name
+    lock = lock_path(path)
+    made = [folder for folder in (lock.parent, *lock.parent.parents) if not folder.exists()]
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", errors="replace").strip() or "a starting process"
+            os.close(fd)
+            raise RuntimeError(f"{path}: being written by {holder} (lock {lock}); wait until it ends, or stop it "
+                               "and run again (a killed writer's lock is released with it)") from None
+        try:  # the previous holder may have removed the file between our open and flock: lock the new one
+            if os.stat(lock).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} (`edn {stage}`)\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()  # while still held: a waiting opener re-checks the inode and retries
+        os.close(fd)
+        for folder in made:  # folders made for the lock alone, when the command wrote nothing into them
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def output_locks(stage: str, outputs: tuple[FileOutput | FolderOutput, ...]) -> Iterator[None]:
+    """:func:`writer_lock` on every output of a command (see :func:`check_outputs`) for the block's duration."""
+    with contextlib.ExitStack() as stack:
+        for out in outputs:
+            stack.enter_context(writer_lock(out.path, stage))
+        yield

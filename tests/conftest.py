@@ -85,9 +85,9 @@ def random_vgg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(autouse=True)
 def cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``precision: auto`` runs in fp32 in every in-process test, on any machine: on a CPU with native
-    bf16 it would switch to bf16 and change what the tests compare. tests/test_precision.py checks that
-    choice itself, with the CPU's answer replaced."""
-    from pipeline.gan import runtime
+    """``precision: auto`` runs in fp32 in every test and every process a test starts (``edn``, Snakemake),
+    on any machine: on a CPU whose bf16 it takes it would switch to bf16 and change what the tests compare.
+    tests/test_precision.py checks that choice itself, with the CPU's answer replaced or its real one."""
+    from pipeline.gan.runtime import CPU_BF16_VARIABLE
 
-    monkeypatch.setattr(runtime, "cpu_bf16_feature", lambda: None)
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "none")

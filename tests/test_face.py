@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -138,8 +139,11 @@ def test_train_face_end_to_end(tmp_path, synthetic_clip):
     assert run["params"]["ngf"] == 4  # the face run records the main generator's architecture
     assert (tmp_path / "face" / "samples" / "step_0000005.png").is_file()
 
-    # a retrained main generator does not silently continue the old face run
+    # a retrained main generator does not continue the old face run: it starts over, as a fresh run would
     train(tmp_path / "main", [synthetic_clip], TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1,
                                                            num_d=1, max_steps=3, sample_every=0, **tiny))
-    with pytest.raises(ValueError, match="checkpoint was made with other settings.*input clips or model"):
-        train_face(tmp_path / "face", generator, [synthetic_clip], face_cfg)
+    short = dataclasses.replace(face_cfg, max_steps=2)
+    record = train_face(tmp_path / "face", generator, [synthetic_clip], short)
+    assert record["resumed_from_step"] is None and not (tmp_path / "face" / "samples" / "step_0000005.png").exists()
+    train_face(tmp_path / "fresh_face", generator, [synthetic_clip], short)
+    assert (tmp_path / "face" / "losses.csv").read_text() == (tmp_path / "fresh_face" / "losses.csv").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 import shutil
@@ -172,7 +173,7 @@ def _random_loss_weights(monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip, monkeypatch):
+def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip, monkeypatch, caplog):
     _random_loss_weights(monkeypatch)
     # 2 epochs of 5 steps; the rate halves after the first, so the scheduler state matters too.
     cfg = dict(TINY, epochs=2, niter_decay=2, checkpoint_every=2)
@@ -191,9 +192,15 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip, 
     a = torch.load(tmp_path / "whole" / "generator.pt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "parts" / "generator.pt", weights_only=True)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    # other settings do not resume: the run says which and what to do
-    with pytest.raises(ValueError, match=r"checkpoint.pt: checkpoint was made with other settings \(ngf\)"):
-        train(tmp_path / "parts", [synthetic_clip], TrainConfig(**{**cfg, "ngf": 4}))
+    # a checkpoint of other settings never blocks: the run starts over, says why, and ends as a fresh run
+    (tmp_path / "parts" / "samples").mkdir(exist_ok=True)
+    (tmp_path / "parts" / "samples" / "step_0000002.png").write_bytes(b"an old run's grid")
+    with caplog.at_level(logging.WARNING, logger="pipeline.gan.train"):
+        record = train(tmp_path / "parts", [synthetic_clip], TrainConfig(**{**cfg, "ngf": 4, "max_steps": 3}))
+    assert "checkpoint was made with other settings (ngf 8 -> 4): starting over" in caplog.text
+    assert record["resumed_from_step"] is None and not (tmp_path / "parts" / "samples" / "step_0000002.png").exists()
+    train(tmp_path / "fresh", [synthetic_clip], TrainConfig(**{**cfg, "ngf": 4, "max_steps": 3}))
+    assert losses(tmp_path / "parts") == losses(tmp_path / "fresh") and len(losses(tmp_path / "fresh")) == 3
 
 
 @pytest.mark.slow
@@ -358,20 +365,24 @@ def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
         TrainConfig(init_global="g.pt")
 
 
-def test_learning_rate_rule_and_a_resume_on_another_gpu_count_is_refused(tmp_path):
+def test_learning_rate_rule_and_a_checkpoint_of_another_gpu_count_is_not_continued(tmp_path):
     from pipeline.gan.runtime import Runtime
-    from pipeline.gan.train import _check_resumable, scaled_lr
+    from pipeline.gan.train import checkpoint_mismatch, scaled_lr
 
     assert scaled_lr(TrainConfig(batch_size=2), 8) == 2e-4  # none (default): lr whatever the GPU count
     assert scaled_lr(TrainConfig(batch_size=2, lr_scaling="linear"), 8) == pytest.approx(2e-4 * 16)
     with pytest.raises(ValueError, match="lr_scaling='sqrt'"):
         TrainConfig(lr_scaling="sqrt")
     cfg = TrainConfig()
-    state = {"config": cfg.as_dict(), "stage": "train", "world": 2, "inputs": {}}
-    with pytest.raises(ValueError, match=r"ckpt.pt: checkpoint was made by 2 process\(es\) \(GPUs\), this run has "
-                                         r"1; resume with 2 .*--gpus 2.* or delete the checkpoint"):
-        _check_resumable(Path("ckpt.pt"), state, "train", cfg, Runtime(0, 1, torch.device("cpu")), {})
-    _check_resumable(Path("ckpt.pt"), state, "train", cfg, Runtime(0, 2, torch.device("cpu")), {})  # same count
+    state = {"config": cfg.as_dict(), "stage": "train", "world": 2, "inputs": {}, "precision": "fp32"}
+    cpu = torch.device("cpu")
+    assert checkpoint_mismatch(state, "train", cfg, Runtime(0, 1, cpu), {}) == "processes 2 -> 1"
+    assert checkpoint_mismatch(state, "train", cfg, Runtime(0, 2, cpu), {}) is None  # same count: resumes
+    assert checkpoint_mismatch(state, "train", cfg, Runtime(0, 2, cpu), {"clips": []}) == "input clips or model"
+    assert checkpoint_mismatch({**state, "precision": None}, "train", cfg, Runtime(0, 2, cpu), {}) == \
+        "no record of the precision it computed in"
+    assert checkpoint_mismatch(state, "train-face", TrainConfig(lr=1e-3), Runtime(0, 2, cpu), {}) == \
+        "lr 0.0002 -> 0.001; stage train -> train-face"
 
 
 def test_workers_get_uint8_images_each_decoded_once(synthetic_clip, monkeypatch):

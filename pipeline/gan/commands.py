@@ -14,8 +14,8 @@ def add_device_options(parser: argparse.ArgumentParser, training: bool = False) 
     """--device and --precision of a command that runs the networks (training also says how it uses fp16)."""
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="auto: CUDA if any" + DEFAULT)
-    precision = ("auto: bf16 on GPUs with native bf16 (compute capability >= 8) and on CPUs with native bf16 "
-                 "(AMX, AVX512-BF16, Arm BF16) where a short probe finds it faster, else fp32")
+    precision = ("auto: bf16 on GPUs with native bf16 (compute capability >= 8) and on CPUs with AMX or "
+                 "AVX512-BF16, else fp32 (decided from the hardware alone; a resumed run keeps its checkpoint's)")
     if training:
         precision += ("; fp16 with loss scaling; fp32 is IEEE, tf32 lets CUDA use TF32 for fp32 "
                       "matmuls/convolutions")

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -453,24 +454,47 @@ class _LossLog:
                                     for c in self.columns])
 
 
-def _check_resumable(path: Path, state: dict[str, Any], stage: str, cfg: TrainConfig, rt: Runtime,
-                     inputs: dict[str, Any]) -> None:
+def checkpoint_mismatch(state: dict[str, Any], stage: str, cfg: TrainConfig, rt: Runtime,
+                        inputs: dict[str, Any]) -> str | None:
+    """Why a checkpoint cannot continue this run (other settings, inputs, process count or a precision
+    it does not record), or None when this run is its continuation."""
     old, new = state["config"], cfg.as_dict()
-    changed = [k for k in sorted(set(old) | set(new)) if k not in _FREE_ON_RESUME and old.get(k) != new.get(k)]
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+               if k not in _FREE_ON_RESUME and old.get(k) != new.get(k)]
     if state.get("stage") != stage:
-        changed.append(f"stage {state.get('stage')} != {stage}")
+        changed.append(f"stage {state.get('stage')} -> {stage}")
     if state.get("world", 1) != rt.world:
         # The data order and the optimiser state belong to that many processes: no exact resume otherwise.
-        raise ValueError(
-            f"{path}: checkpoint was made by {state.get('world', 1)} process(es) (GPUs), this run has {rt.world}; "
-            f"resume with {state.get('world', 1)} (edn: `python -m pipeline.gan.launch --gpus "
-            f"{state.get('world', 1)}`; workflow: train: gpus, or the SLURM profile's gpu), or delete the "
-            "checkpoint / use another OUT_DIR to start over with the new count")
+        changed.append(f"processes {state.get('world', 1)} -> {rt.world}")
     if state.get("inputs") != inputs:
         changed.append("input clips or model")
-    if changed:
-        raise ValueError(f"{path}: checkpoint was made with other settings ({'; '.join(map(str, changed))}); "
-                         "resume with the same ones, or delete the checkpoint / use another OUT_DIR to start over")
+    if state.get("precision") not in PRECISIONS[1:]:
+        changed.append("no record of the precision it computed in")
+    if rt.precision == "fp16" and "scalers" not in state:
+        changed.append("fp16 without its loss scales")
+    return "; ".join(changed) or None
+
+
+def start_over(out_dir: Path, ckpt_path: Path, why: str) -> None:
+    """Remove what a run that cannot be continued left in ``out_dir``: its checkpoint, sample grids and
+    TensorBoard events (losses.csv is rewritten by the new run), so the folder ends as a fresh run's."""
+    log.warning("%s: checkpoint was made with other settings (%s): starting over", ckpt_path, why)
+    ckpt_path.unlink()
+    for sample in (out_dir / "samples").glob("step_*.png"):
+        sample.unlink()
+    board = out_dir / "tensorboard"
+    if board.is_dir() and not board.is_symlink():
+        shutil.rmtree(board)
+
+
+def follow_checkpoint_precision(ckpt_path: Path, state: dict[str, Any], cfg: TrainConfig, rt: Runtime) -> None:
+    """A resumed ``precision: auto`` run computes in the precision its checkpoint was made in (a run moved to
+    another machine does not change precision midway); an explicit precision is a setting that must match."""
+    made_in = state["precision"]
+    if cfg.precision == "auto" and made_in != rt.precision and made_in in ("bf16", "fp32"):  # auto's choices
+        rt.precision = made_in
+        rt.precision_reason = f"auto: resumed from {ckpt_path}, made in {made_in} (here: {rt.precision_reason})"
+        set_float32_math(made_in)
 
 
 def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path, cfg: TrainConfig, rt: Runtime,
@@ -509,18 +533,23 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
                         pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
                         persistent_workers=cfg.workers > 0, worker_init_fn=_worker_init if cfg.workers else None)
     step = 0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
-        _check_resumable(ckpt_path, state, stage, cfg, rt, record["inputs"])
+    state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if state is not None:
+        why = checkpoint_mismatch(state, stage, cfg, rt, record["inputs"])
+        if why is not None:
+            if rt.world > 1:
+                dist.barrier()  # every rank has read it before rank 0 removes it
+            if rt.is_main:
+                start_over(out_dir, ckpt_path, why)
+            state = None
+    if state is not None:
+        follow_checkpoint_precision(ckpt_path, state, cfg, rt)
         for k, m in task.models.items():
             m.load_state_dict(state["models"][k])
         for k, o in task.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in schedulers.items():
             s.load_state_dict(state["schedulers"][k])
-        if task.scalers and "scalers" not in state:
-            raise ValueError(f"{ckpt_path}: fp16 checkpoint without its loss scales (written before they were "
-                             "saved): delete it / use another OUT_DIR to start over")
         for k, scaler in task.scalers.items():
             scaler.load_state_dict(state["scalers"][k])
         step = int(state["step"])
@@ -544,7 +573,8 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         if rt.is_main:
             save_checkpoint(ckpt_path, {
                 "stage": stage, "step": step_now, "epoch": step_now // steps_per_epoch, "world": rt.world,
-                "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss, "inputs": record["inputs"],
+                "precision": rt.precision, "config": cfg.as_dict(), "vgg_loss": cfg.vgg_loss,
+                "inputs": record["inputs"],
                 "models": {k: m.state_dict() for k, m in task.models.items()},
                 "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
@@ -630,6 +660,18 @@ def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
              "keypoints_sha256": tensors_sha256({"keypoints": torch.from_numpy(c.keypoints)})} for c in clips]
 
 
+def clip_records(clips: Sequence[ClipFiles]) -> list[list[str | None]]:
+    """Per clip, the SHA-256 of its frames' and stick figures' meta.json (None where absent): the records of
+    the runs that made them, so a checkpoint is continued only on the very images it was trained on (a render
+    setting changes the images, not the keypoints)."""
+    from pipeline.footage.demo_data import sha256
+
+    def digest(path: Path) -> str | None:
+        return sha256(path) if path.is_file() else None
+
+    return [[digest(Path(frames) / "meta.json"), digest(Path(render) / "meta.json")] for frames, render, _ in clips]
+
+
 def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | None) -> list[set[int]] | None:
     """Per clip, the frames its QC file does not call ok (None without QC files)."""
     if clip_qc is None or len(clip_qc) == 0:
@@ -674,7 +716,8 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
                           "clips": [{"frames": str(c.frames_dir), "render": str(c.render_dir),
                                      "keypoints": str(c.keypoints_path), "held_out_frames": held}
                                     for c, held in zip(loaded, dataset.held_out)],
-                          "inputs": {"clips": clip_inputs(loaded), **(inputs or {})}}
+                          "inputs": {"clips": clip_inputs(loaded), "clip_records": clip_records(clips),
+                                     **(inputs or {})}}
             if excluded is not None:
                 for entry, qc_path, frames in zip(run_record["clips"], clip_qc, excluded):
                     entry.update({"qc": str(qc_path), "qc_excluded_frames": sorted(frames)})
