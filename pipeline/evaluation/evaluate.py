@@ -292,7 +292,8 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
                              for name in ablations})
     size = models["temporal"].size
     # Every model's own training record: the same held-out frames of the same clips.
-    checked = {Path(generator): main_record} | {path: models[name].records["generator"] for name, path in others.items()}
+    checked = {Path(generator): main_record} | {path: models[name].records["generator"]
+                                                 for name, path in others.items()}
     if face is not None:
         checked[Path(face)] = models["temporal"].records["face"]
     held, _ = held_out_frames(generator, clips, main_record)

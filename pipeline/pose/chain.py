@@ -84,24 +84,24 @@ def check_chain(keypoints_path: str | Path, track: KeypointTrack, *, frames_dir:
         if not isinstance(drawn, dict) or not drawn.get("fingerprint"):
             unchecked.append(f"{render_dir} does not record which keypoints it drew")
         elif drawn["fingerprint"] != keypoints_fingerprint(track):
-            raise ValueError(f"{render_dir}: stick figures drawn from other keypoints than {keypoints_path} (drawn from "
-                             f"{drawn.get('path')}, written by `edn {drawn.get('stage')}`, whose values differ); "
-                             f"give the keypoints they were drawn from, or render {keypoints_path} with `edn render`")
+            raise ValueError(f"{render_dir}: stick figures drawn from other keypoints than {keypoints_path} "
+                             f"(drawn from {drawn.get('path')}, written by `edn {drawn.get('stage')}`, whose values "
+                             f"differ); give the keypoints they were drawn from, or render {keypoints_path} with "
+                             "`edn render`")
     if frames_dir is not None:
         frames_dir = Path(frames_dir)
         if frames_meta is None:
             frames_meta = _read_json(frames_dir / "meta.json") or {}
         frames_record = frames_meta.get("provenance")
         records = lineage(track.meta)
-        same_stage = [r for r in records if isinstance(frames_record, dict) and r.get("stage") == frames_record.get("stage")]
         if not isinstance(frames_record, dict):
             unchecked.append(f"{frames_dir}/meta.json does not record what made the frames")
-        elif not same_stage:
+        elif not (same_stage := [r for r in records if r.get("stage") == frames_record.get("stage")]):
             unchecked.append(f"{keypoints_path} does not record the frames it was detected on")
         elif frames_record not in records:
-            raise ValueError(f"{keypoints_path}: keypoints detected on other frames than {frames_dir}: theirs were made "
-                             f"by {_made(same_stage[0])}, these ({frames_meta.get('source', 'no source recorded')}) "
-                             f"by {_made(frames_record)}; give the keypoints detected on these frames")
+            raise ValueError(f"{keypoints_path}: keypoints detected on other frames than {frames_dir}: theirs were "
+                             f"made by {_made(same_stage[0])}, these ({frames_meta.get('source', 'no source recorded')})"
+                             f" by {_made(frames_record)}; give the keypoints detected on these frames")
     for why in unchecked:
         log.warning("%s: cannot check that frames, stick figures and keypoints are one chain (%s: made by hand "
                     "or by an older edn)", keypoints_path, why)
