@@ -93,6 +93,9 @@ def test_evaluation_refuses_other_clips_and_missing_models(tmp_path, trained, sy
     keypoints = read_keypoints(other[2])  # keeps the edn metadata, which pandas would drop
     keypoints.data[..., 0] += 1.0
     write_keypoints(other[2], keypoints)
+    from pipeline.pose.render import render_track
+
+    render_track(keypoints, other[1], keypoints_path=other[2])  # one chain again: only the model record differs
     with pytest.raises(ValueError, match="is not the clip this model was trained on"):
         evaluate(tmp_path / "e", [other], trained["generator"], rows=["temporal"], device="cpu")
     with pytest.raises(ValueError, match="temporal_face needs the face GAN"):

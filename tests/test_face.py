@@ -18,6 +18,7 @@ from pipeline.gan.runtime import Runtime
 from pipeline.gan.train import TrainConfig, train
 from pipeline.gan.train_face import FaceConfig, FaceTask, train_face
 from pipeline.pose.keypoints import FACE, J, empty_track, read_keypoints, write_keypoints
+from pipeline.pose.render import render_track
 
 
 def frame_with(face_centre=None, nose=None) -> np.ndarray:
@@ -67,8 +68,9 @@ def test_dataset_boxes_follow_the_face_and_skip_frames_without_one(tmp_path, syn
     # no face and no nose in frame 3: the sample (2, 3) has nothing to train the face on
     track.data[3, FACE] = track.data[3, J["Nose"]] = (np.nan, np.nan, 0)
     write_keypoints(tmp_path / "kp.parquet", track)
-    dataset = PairDataset([load_clip(frames, render, tmp_path / "kp.parquet")], 64, 128, 0.2, face_box_size=32,
-                          require_face=True)
+    render_track(track, tmp_path / "render", keypoints_path=tmp_path / "kp.parquet")  # figures of these keypoints
+    dataset = PairDataset([load_clip(frames, tmp_path / "render", tmp_path / "kp.parquet")], 64, 128, 0.2,
+                          face_box_size=32, require_face=True)
     assert [dataset[k]["frame"] for k in range(len(dataset))] == [0, 1, 3, 4]
 
 

@@ -100,7 +100,7 @@ def _setup(ws: Path, name: str) -> None:
 
 
 CLIP = ["--clip", "frames", "render", "kp.parquet"]
-TRANSFER = ["transfer", "smooth.parquet", "render", "frames"]
+TRANSFER = ["transfer", "kp.parquet", "render", "frames"]  # render/ holds kp.parquet drawn: one chain
 
 # (id, setup, argv, path the message must name, words it must hold)
 REFUSED = [
@@ -290,11 +290,15 @@ def test_detect_records_the_frame_count():
 # ----------------------------------------------------------------------------- model files
 
 def _model_file(path: Path, source: Path, edit) -> Path:
+    """``source`` edited and sealed with the checksum of its new contents: a file made that way on purpose,
+    which the checks after the checksum must catch."""
     import torch
+
+    from pipeline.gan.checkpoint import sealed
 
     state = torch.load(source, weights_only=True)
     edit(state)
-    torch.save(state, path)
+    torch.save(sealed(state), path)
     return path
 
 

@@ -23,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    metavar=("FRAMES_DIR", "RENDER_DIR", "KEYPOINTS"),
                    help="a clip of the target, as given to `edn train`, in the same order; repeat per clip")
     p.add_argument("--generator", type=Path, required=True,
-                   help="generator.pt of `edn train`; its run.json beside it lists the held-out frames")
+                   help="generator.pt of `edn train`; the training record inside it lists the held-out frames")
     p.add_argument("--face", type=Path, default=None, help="face.pt of `edn train-face` (row temporal_face)")
     p.add_argument("--frame-by-frame", type=Path, default=None,
                    help="generator.pt of `edn train --no-temporal` (row frame_by_frame)")

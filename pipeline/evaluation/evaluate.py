@@ -1,7 +1,9 @@
 """``edn evaluate``: the paper's evaluation (Chan et al. 2019, section 5) on held-out frames of the target.
 
-The held-out frames are the ones training never saw: the lists in the generator's ``run.json``
-(``held_out_frames`` per clip), whose clip fingerprints must match the clips given here. Only
+The held-out frames are the ones training never saw: the lists in the training record inside the
+generator file itself (``training.clips[].held_out_frames``; a run.json beside it is not read),
+whose clip fingerprints must match the clips given here, as must those of the face GAN, the
+frame-by-frame and the ablation models. Only
 those frames and their stick figures are read. From the target's own poses each model makes
 the held-out frames (feeding back its previous output from a zero first frame, per clip), and
 they are compared with the real frames at the model's resolution:
@@ -131,50 +133,63 @@ def ablation_label(name: str, main: dict[str, Any], ablation: dict[str, Any]) ->
     return f"{ROWS['temporal']}, ablation {name}: " + (", ".join(changed) or "same training options")
 
 
-def held_out_frames(generator: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]]
-                    ) -> tuple[list[list[int]], Path]:
-    """The held-out frame indices per clip from the ``run.json`` beside ``generator``."""
-    run_path = Path(generator).parent / "run.json"
-    if not run_path.is_file():
-        raise FileNotFoundError(f"{run_path}: training record not found beside {generator} "
-                                "(its held_out_frames say which frames training never saw)")
-    try:
-        run = json.loads(run_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{run_path}: invalid JSON ({exc})") from exc
-    recorded = run.get("clips") or []
+def stored_record(model: str | Path) -> dict[str, Any]:
+    """The records a generator file carries beside its weights (its training record among them)."""
+    from pipeline.gan.models.generator import load_generator
+
+    stored: dict[str, Any] = {}
+    load_generator(model, extras=stored)
+    return stored
+
+
+def held_out_frames(model: str | Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]],
+                    record: dict[str, Any] | None = None) -> tuple[list[list[int]], Path]:
+    """The held-out frame indices per clip from the training record inside the model file ``model``
+    (``record``: that file's records when already loaded, :func:`pipeline.gan.generate._model_record`),
+    never from a run.json that happens to lie beside it; returns them and the file they come from."""
+    path = Path(model)
+    record = stored_record(path) if record is None else record
+    training = record.get("training")
+    recorded = training.get("clips") if isinstance(training, dict) else None
+    if not isinstance(recorded, list):
+        raise ValueError(f"{path}: the model file carries no training record (which frames training held out), "
+                         "it was written by an older edn: train it again to evaluate it")
     if len(recorded) != len(clips):
-        raise ValueError(f"{run_path}: training used {len(recorded)} clips but {len(clips)} are given to evaluate")
-    held = [[int(f) for f in c.get("held_out_frames") or []] for c in recorded]
+        raise ValueError(f"{path}: trained on {len(recorded)} clips but {len(clips)} are given to evaluate")
+    held = [[int(f) for f in (c.get("held_out_frames") or [])] for c in recorded]
     for files, frames in zip(clips, held):
         if not frames:
-            raise ValueError(f"{run_path}: no held-out frames for {files[0]} (train with holdout > 0 to evaluate)")
-    return held, run_path
+            raise ValueError(f"{path}: no held-out frames for {files[0]} (train with holdout > 0 to evaluate)")
+    return held, path
 
 
-def check_same_clips(run_path: Path, clips: list[Clip]) -> None:
-    """The clips must be the ones training split (frame count, first frame, size, keypoint values)."""
+def check_same_clips(model: Path, clips: list[Clip], record: dict[str, Any] | None = None) -> None:
+    """The clips must be the ones the model's training split (frame count, first frame, size, keypoint values),
+    by the fingerprints the model file itself records."""
     from pipeline.gan.train import clip_inputs
 
-    run = json.loads(run_path.read_text())
-    trained = (run.get("inputs") or {}).get("clips")
+    record = stored_record(model) if record is None else record
+    inputs = record.get("training_inputs", record.get("inputs"))
+    trained = inputs.get("clips") if isinstance(inputs, dict) else None
     now = clip_inputs(clips)
-    for i, (a, b) in enumerate(zip(trained or [], now)):
-        if a != b:
-            raise ValueError(f"{run_path}: clip {i + 1} ({clips[i].frames_dir}) is not the clip this model was "
-                             f"trained on (recorded {a}, found {b}); its held-out frames would not be held out")
     if trained is None or len(trained) != len(now):
-        raise ValueError(f"{run_path}: no clip fingerprints recorded (inputs.clips)")
+        raise ValueError(f"{model}: the model file records no fingerprints of its {len(now)} training clips "
+                         "(inputs.clips)")
+    for i, (a, b) in enumerate(zip(trained, now)):
+        if a != b:
+            raise ValueError(f"{model}: clip {i + 1} ({clips[i].frames_dir}) is not the clip this model was "
+                             f"trained on (recorded {a}, found {b}); its held-out frames would not be held out")
 
 
 def load_held_out(clips: Sequence[tuple[str | Path, str | Path, str | Path]], held: list[list[int]],
-                  run_path: Path, size: tuple[int, int]) -> list[HeldOutClip]:
-    """Open the clips and locate their held-out frames (images are read later, one at a time)."""
+                  model: Path, size: tuple[int, int], record: dict[str, Any] | None = None) -> list[HeldOutClip]:
+    """Open the clips (checked to be one chain each, and the clips ``model`` was trained on) and locate
+    their held-out frames (images are read later, one at a time)."""
     out = []
     for files, frames in zip(clips, held):
         clip = load_clip(*files, check_frame=frames[0])  # the size check reads a held-out frame
         out.append(HeldOutClip(clip, frames, size))
-    check_same_clips(run_path, [h.clip for h in out])
+    check_same_clips(model, [h.clip for h in out], record)
     for h in out:
         position = {f: i for i, f in enumerate(h.clip.indices)}
         missing = [f for f in h.frames if f not in position]
@@ -276,12 +291,19 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     specs = row_specs(rows, {name: ablation_label(name, main_record, models[name].records["generator"])
                              for name in ablations})
     size = models["temporal"].size
-    held, run_path = held_out_frames(generator, clips)
-    for path in others.values():
-        other, other_run = held_out_frames(path, clips)
-        if other != held:
-            raise ValueError(f"{other_run}: held-out frames differ from {run_path}'s; train both with the same holdout")
-    data = load_held_out(clips, held, run_path, size)
+    # Every model's own training record: the same held-out frames of the same clips.
+    checked = {Path(generator): main_record} | {path: models[name].records["generator"]
+                                                 for name, path in others.items()}
+    if face is not None:
+        checked[Path(face)] = models["temporal"].records["face"]
+    held, _ = held_out_frames(generator, clips, main_record)
+    for path, model_record in list(checked.items())[1:]:
+        if held_out_frames(path, clips, model_record)[0] != held:
+            raise ValueError(f"{path}: held-out frames differ from {generator}'s; train both with the same holdout "
+                             "on the same clips")
+    data = load_held_out(clips, held, Path(generator), size, main_record)
+    for path, model_record in list(checked.items())[1:]:
+        check_same_clips(path, [h.clip for h in data], model_record)
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
     scores = _stream_scores(data, specs, models, lpips, samples, clip_batch)
     per_frame = pd.DataFrame(scores.frame_rows)
@@ -292,7 +314,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
                                               "precision": models["temporal"].precision,
                                               "lpips_weights": str(lpips_weights) if lpips_weights else None,
                                               "body_margin": BODY_MARGIN, "seed": 0, "clip_batch": clip_batch}),
-        "models": {k: m.records for k, m in models.items()}, "training_run": str(run_path),
+        "models": {k: m.records for k, m in models.items()}, "held_out_from": str(generator),
         "precision_reason": models["temporal"].precision_reason,
         "rows": {r.name: r.label for r in specs},
         "held_out": [{"frames_dir": str(h.clip.frames_dir), "frames": h.frames} for h in data],

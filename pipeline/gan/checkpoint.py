@@ -3,13 +3,21 @@
 A resume checkpoint holds models, optimizers, schedulers, step, epoch, the data-order state
 and every random generator (python, numpy, torch CPU, CUDA) of every rank, so a restarted
 run repeats the uninterrupted run's next steps exactly. Files are written atomically.
+
+Every model and checkpoint file carries ``sha256``, a hash of all its other contents (each
+tensor's dtype, shape and bytes, and every record, in a canonical order: :func:`content_sha256`),
+checked on every load: a file damaged after it was written (a flipped byte inside a tensor loads
+without complaint from torch) is refused with its path (:class:`DamagedFileError`). A file
+written without one (by an older edn) is loaded only when its zip CRCs hold, with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,6 +27,72 @@ import torch
 from pipeline.provenance import atomic_path
 
 CHECKPOINT_VERSION = 1
+CHECKSUM_KEY = "sha256"  # the entry of a model or checkpoint file holding :func:`content_sha256`
+
+log = logging.getLogger(__name__)
+
+
+class DamagedFileError(ValueError):
+    """A model or checkpoint file whose contents no longer match the checksum written with them."""
+
+
+def content_sha256(state: dict[str, Any]) -> str:
+    """sha256 of everything in a file's dict but its ``sha256`` entry: tensors by dtype, shape and
+    bytes, containers and plain values by type and value, dict keys in sorted order (so the hash
+    does not depend on how the file was pickled, only on what it holds)."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in state.items() if k != CHECKSUM_KEY})
+    return digest.hexdigest()
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"T{tensor.dtype}{tuple(tensor.shape)}:".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}:".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(digest, key)
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"L{len(value)}:".encode())
+        for item in value:
+            _feed(digest, item)
+    else:  # str, int, float, bool, None: repr is exact (floats round-trip)
+        text = repr(value)
+        digest.update(f"{type(value).__name__}{len(text)}:{text}".encode())
+
+
+def sealed(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with its :func:`content_sha256` under ``sha256``, as every model and checkpoint is written."""
+    body = {k: v for k, v in state.items() if k != CHECKSUM_KEY}
+    return {**body, CHECKSUM_KEY: content_sha256(body)}
+
+
+def _zip_damage(path: Path) -> str | None:
+    """The first member of a zip-format torch file whose CRC fails, or None (also for a non-zip file)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        return archive.testzip()
+
+
+def verify_contents(path: Path, state: dict[str, Any], what: str) -> None:
+    """Refuse a model or checkpoint file whose contents do not match its ``sha256``; a file without one
+    (written by an older edn) passes with a warning when its zip CRCs hold."""
+    stored = state.get(CHECKSUM_KEY)
+    if stored is None:
+        bad = _zip_damage(path)
+        if bad is not None:
+            raise DamagedFileError(f"{path}: damaged {what} file: the zip CRC of {bad} fails; "
+                                   "delete it and make it again")
+        log.warning("%s: %s file written without a content checksum (by an older edn): its zip CRCs hold, but "
+                    "damage inside it cannot be ruled out; make it again to have it checked", path, what)
+        return
+    if not isinstance(stored, str) or content_sha256(state) != stored:
+        raise DamagedFileError(f"{path}: damaged {what} file: its contents do not match the sha256 written with "
+                               "them (bytes changed after it was written); delete it and make it again")
 
 
 def rng_state() -> dict[str, Any]:
@@ -51,7 +125,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (plus a format version) atomically: a crash leaves the previous file intact."""
     with atomic_path(path) as tmp:
-        torch.save({"version": CHECKPOINT_VERSION, **state}, tmp)
+        torch.save(sealed({"version": CHECKPOINT_VERSION, **state}), tmp)
 
 
 def load_tensor_file(path: str | Path, what: str, mmap: bool = False) -> dict[str, Any]:
@@ -130,11 +204,16 @@ def check_config(path: Path, config: Any, schema: dict[str, tuple[Any, ...]], wh
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file."""
+    """Read a checkpoint written by :func:`save_checkpoint`; errors name the file, a damaged one
+    (:class:`DamagedFileError`) says to delete it."""
     path = Path(path)
     # Memory-mapped: the ranks of a node resuming at once share one copy in the page cache
     # instead of each holding the whole file (2.3 GB at paper size) in its own memory.
     state = load_tensor_file(path, "checkpoint", mmap=True)
+    try:
+        verify_contents(path, state, "training checkpoint")
+    except DamagedFileError as exc:  # never the start of a resumed run, and never silently started over
+        raise DamagedFileError(f"{exc}; a run cannot resume from it: delete {path} to start the run over") from exc
     _check_kind(path, state, "training checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: not an edn checkpoint of version {CHECKPOINT_VERSION}")
@@ -145,7 +224,7 @@ def save_model(path: str | Path, model: torch.nn.Module, config: dict[str, Any],
     """Inference file: ``state_dict`` on the CPU plus the architecture ``config`` that rebuilds it."""
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
-        torch.save({"config": dict(config), "state_dict": state_dict, **extra}, tmp)
+        torch.save(sealed({"config": dict(config), "state_dict": state_dict, **extra}), tmp)
 
 
 def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Module], what: str, made_by: str,
@@ -164,6 +243,7 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found (run `{made_by}` first)")
     state = load_tensor_file(path, what)
+    verify_contents(path, state, what)
     _check_kind(path, state, what)
     if "config" not in state or "state_dict" not in state:
         raise ValueError(f"{path}: not a {what} file (expected 'config' and 'state_dict')")
@@ -191,7 +271,7 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit the stored architecture ({exc})") from exc
     if extras is not None:
-        extras.update({k: v for k, v in state.items() if k not in ("config", "state_dict")})
+        extras.update({k: v for k, v in state.items() if k not in ("config", "state_dict", CHECKSUM_KEY)})
     return model.to(device).eval(), config
 
 

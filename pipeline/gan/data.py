@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.pose.chain import check_chain
 from pipeline.pose.keypoints import N_JOINTS, read_keypoints
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -109,7 +110,9 @@ class Clip:
 
 def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: str | Path, *,
               check_frame: int | None = None) -> Clip:
-    """Check that frames, stick figures and keypoints line up; errors name the file and the problem.
+    """Check that frames, stick figures and keypoints line up and are one chain (the keypoints detected
+    on these frames, the stick figures drawn from these keypoints: :func:`pipeline.pose.chain.check_chain`);
+    errors name the file and the problem.
 
     Only the images of frame ``check_frame`` (default: the first) are read, to check their sizes:
     evaluation passes a held-out frame so that it never opens a training image.
@@ -151,6 +154,7 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     height, width = first_frame.shape[:2]
 
     track = read_keypoints(keypoints_path)
+    check_chain(keypoints_path, track, frames_dir=frames_dir, frames_meta=meta, render_dir=render_dir)
     kp = np.full((len(indices), N_JOINTS, 3), np.nan, dtype=np.float32)
     kp[..., 2] = 0.0
     row = {int(f): i for i, f in enumerate(track.frames)}

@@ -26,10 +26,12 @@ from pipeline.gan.runtime import AUTOCAST_DTYPES, choose_precision, pick_device,
 
 def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]
                   ) -> dict[str, Any]:
-    """What a model file is: path, weights hash, architecture and the training run that made it."""
+    """What a model file is: path, weights hash, architecture and the training run that made it (its
+    options, inputs' fingerprints and ``training`` record: clips, held-out frames, precision)."""
     return {"path": str(path), "weights_sha256": tensors_sha256(model.state_dict()), "config": config,
             "step": stored.get("step"), "vgg_loss": stored.get("vgg_loss"),
-            "training_provenance": stored.get("provenance")}
+            "training_provenance": stored.get("provenance"), "training_inputs": stored.get("inputs"),
+            "training": stored.get("training")}
 
 
 @dataclass

@@ -24,8 +24,10 @@ def make_synthetic_clip(root: Path, n_frames: int = 8, width: int = 64, height: 
     import cv2
     import numpy as np
 
-    from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, J, KeypointTrack, empty_track, write_keypoints
+    from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, J, KeypointTrack, chain_provenance, empty_track, \
+        write_keypoints
     from pipeline.pose.render import render_track
+    from pipeline.provenance import provenance
 
     s = height / 400  # the figure is laid out on a 200x400 canvas
     body = {"Nose": (100, 60), "Neck": (100, 100), "RShoulder": (70, 100), "LShoulder": (130, 100),
@@ -49,7 +51,12 @@ def make_synthetic_clip(root: Path, n_frames: int = 8, width: int = 64, height: 
         data[t, FACE, 0] = nose[0] + c * ex - sn * ey
         data[t, FACE, 1] = nose[1] + sn * ex + c * ey
         data[t, FACE, 2] = 0.9
-    track = KeypointTrack(data, np.arange(n_frames), {"width": width, "height": height, "fps": fps})
+    # The frames' record starts the keypoints' lineage, as `edn extract` then `edn detect` leave it.
+    frames_record = provenance("synthetic-clip", {"root": str(root), "n_frames": n_frames, "width": width,
+                                                  "height": height, "fps": fps, "face_pattern": face_pattern})
+    track = KeypointTrack(data, np.arange(n_frames), chain_provenance(
+        {"width": width, "height": height, "fps": fps, "provenance": frames_record},
+        provenance("synthetic-keypoints", {"root": str(root)})))
 
     frames_dir, render_dir, kp_path = root / "frames", root / "render", root / "keypoints.parquet"
     frames_dir.mkdir(parents=True)
@@ -67,8 +74,8 @@ def make_synthetic_clip(root: Path, n_frames: int = 8, width: int = 64, height: 
             cv2.ellipse(image, pts[J["Nose"]], (int(16 * s), int(20 * s)), 0, 0, 360, (120, 170, 230), -1)
         cv2.imwrite(str(frames_dir / f"{t:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
     (frames_dir / "meta.json").write_text(json.dumps({"width": width, "height": height, "fps": fps,
-                                                      "frame_count": n_frames}))
-    render_track(track, render_dir)
+                                                      "frame_count": n_frames, "provenance": frames_record}))
+    render_track(track, render_dir, keypoints_path=kp_path)
     write_keypoints(kp_path, track)
     return frames_dir, render_dir, kp_path
 

@@ -643,7 +643,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         write_json(out_dir / "run.json", record)
         if not out_of_sync:
             task.write_outputs(model_path, {"vgg_loss": cfg.vgg_loss, "step": step, "inputs": record["inputs"],
-                                            "provenance": record["provenance"]})
+                                            "provenance": record["provenance"], "training": training_record(record)})
             log.info("%s: written after %d steps", model_path, step)
     if rt.world > 1:
         dist.barrier()
@@ -670,6 +670,15 @@ def clip_records(clips: Sequence[ClipFiles]) -> list[list[str | None]]:
         return sha256(path) if path.is_file() else None
 
     return [[digest(Path(frames) / "meta.json"), digest(Path(render) / "meta.json")] for frames, render, _ in clips]
+
+
+def training_record(record: dict[str, Any]) -> dict[str, Any]:
+    """What a model file keeps of its run record, so it needs no run.json beside it: each clip's files and
+    held-out frames (``clips``), precision, seed, processes and steps (options: its ``provenance``, clip
+    fingerprints: its ``inputs``). ``edn evaluate`` takes the held-out frames from here."""
+    keys = ("clips", "precision", "precision_reason", "seed", "world_size", "global_batch", "lr_used", "total_steps",
+            "samples", "model_config")
+    return {k: record[k] for k in keys if k in record}
 
 
 def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | None) -> list[set[int]] | None:

@@ -7,6 +7,7 @@ frame's previous-frame input; the face GAN refines the face box (from the normal
 keypoints). Frames go to an H.264 MP4 (yuv420p, the source's frame rate) and to a side-by-side
 MP4 (source frame | stick figure | result), both then given the source's soundtrack over the
 frames' span (``pipeline.footage.audio``); a JSON beside them records models, frames, speed and device.
+Normalized keypoints, stick figures and source frames must be one chain (:mod:`pipeline.pose.chain`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from pipeline.gan.data import indexed_images, read_rgb
+from pipeline.pose.chain import check_chain
 from pipeline.pose.keypoints import read_keypoints
 from pipeline.pose.normalize import repaired_frames
 from pipeline.provenance import provenance, write_json
@@ -98,6 +100,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     follows = 1 - len(repaired) / len(track.frames)
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
     models = load_models(generator, face, device, precision)
+    # The figures drawn from these keypoints, the keypoints of these frames (whose soundtrack the videos get).
+    check_chain(normalized, track, frames_dir=source_frames, render_dir=render_dir)
     boxes = face_boxes(track.data, frame_size, models)
     log.info("%s: %d frames at %.6g fps, model %dx%d on %s%s", normalized, len(poses), fps, *models.size,
              models.device, " with the face GAN" if models.face is not None else "")

@@ -122,12 +122,17 @@ def encode_png(bgr: np.ndarray) -> bytes:
 
 
 def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int] | None = None, *,
-                 face: bool = True, hands: bool = True, inputs: tuple[str | Path, ...] = ()) -> int:
+                 face: bool = True, hands: bool = True, inputs: tuple[str | Path, ...] = (),
+                 keypoints_path: str | Path | None = None) -> int:
     """Write ``out_dir/{frame:06d}.png`` for every frame of ``track``; return the count.
 
     Keypoints are scaled from the track's frame size to ``size`` when they differ in height;
-    widths then follow (same aspect expected). ``out_dir`` may not hold ``inputs``.
+    widths then follow (same aspect expected). ``out_dir`` may not hold ``inputs``. meta.json
+    names the keypoints drawn (``keypoints_path``, their stage and fingerprint:
+    :func:`pipeline.pose.chain.render_record`), so later stages can check they go together.
     """
+    from pipeline.pose.chain import RENDER_KEY, render_record
+
     src_w, src_h = int(track.meta["width"]), int(track.meta["height"])
     size = size or (src_w, src_h)
     scale = size[1] / src_h
@@ -148,6 +153,7 @@ def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int
             "width": size[0], "height": size[1], "frame_count": len(track.frames),
             "fps": track.meta.get("fps"),
             "provenance": provenance("render", {"size": list(size), "face": face, "hands": hands}),
+            RENDER_KEY: render_record(track, keypoints_path),
         })
     return len(track.frames)
 
@@ -155,6 +161,6 @@ def render_track(track: KeypointTrack, out_dir: str | Path, size: tuple[int, int
 def cli(args: argparse.Namespace) -> int:
     track = read_keypoints(args.keypoints)
     n = render_track(track, args.out_dir, args.size, face=not args.no_face, hands=not args.no_hands,
-                     inputs=(args.keypoints,))
+                     inputs=(args.keypoints,), keypoints_path=args.keypoints)
     log.info("%s: %d stick figures -> %s", args.keypoints, n, args.out_dir)
     return 0
