@@ -8,6 +8,7 @@ module, so ``edn --help`` stays fast and the GPU machine (no mediapipe there) ru
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from typing import Sequence
@@ -96,11 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(printable(f"edn {args.command}: error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        # Outputs are written whole or not at all (provenance.atomic_path) and children die with us.
         logging.getLogger("edn").debug("traceback", exc_info=True)
-        then = "rerun to resume" if args.command in RESUMABLE else "no partial output was left, rerun to redo it"
-        print(f"edn {args.command}: interrupted; {then}", file=sys.stderr)
-        return INTERRUPTED
+    # Interrupted (Ctrl-C). Outputs are written whole or not at all (provenance.atomic_path) and child
+    # processes end with their stage. Out of the handler the stage's frames are let go: progress bars
+    # print their last state and data workers stop before the one line that says what happened.
+    gc.collect()
+    then = "rerun to resume" if args.command in RESUMABLE else "no partial output was left, rerun to redo it"
+    print(f"edn {args.command}: interrupted; {then}", file=sys.stderr)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

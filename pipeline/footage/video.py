@@ -57,12 +57,18 @@ class VideoEncoder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         stderr = ""
         if self._proc is not None:
-            if exc_type is not None:  # the file is dropped anyway: do not wait for ffmpeg to finish it
+            try:
+                if exc_type is not None:  # the file is dropped anyway: do not wait for ffmpeg to finish it
+                    self._proc.kill()
+                with contextlib.suppress(BrokenPipeError):
+                    self._proc.stdin.close()
+                stderr = self._proc.stderr.read().decode(errors="replace")
+                self._proc.wait()
+            except BaseException as stopped:  # Ctrl-C while ffmpeg finishes the file: drop it, end ffmpeg
                 self._proc.kill()
-            with contextlib.suppress(BrokenPipeError):
-                self._proc.stdin.close()
-            stderr = self._proc.stderr.read().decode(errors="replace")
-            self._proc.wait()
+                self._proc.wait()
+                self._atomic.__exit__(type(stopped), stopped, stopped.__traceback__)
+                raise
         if exc_type is None and self._proc is None:
             exc = ValueError(f"{self.out}: no frames to write")
         elif (exc_type is None or issubclass(exc_type, BrokenPipeError)) and self._proc.returncode != 0:

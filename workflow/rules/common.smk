@@ -60,6 +60,15 @@ def load_videos(path):
             validate(row.to_dict(), schema="../schemas/videos.schema.yaml")
         except Exception as exc:
             raise ValueError(f"{path}: row {line} ({row.get('name', '?')}): {exc}") from None
+        for column in ("path", "openpose_json"):
+            try:
+                row[column].encode("utf-8")
+            except UnicodeEncodeError:
+                # Snakemake keeps its inputs' names in UTF-8 text files (its lock); `edn` alone takes any name.
+                shown = row[column].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise ValueError(f"{path}: row {line} ({row['name']}): {column} {shown!r} is not UTF-8, which the "
+                                 "workflow needs for its file records; rename it, or give a link to it with a "
+                                 "UTF-8 name") from None
     duplicated = sheet["name"][sheet["name"].duplicated()].tolist()
     if duplicated:
         raise ValueError(f"{path}: video names must be unique, repeated: {duplicated}")
