@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from pipeline.cli import build_parser, main
+from test_slips import _alive, _children
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -152,7 +153,8 @@ def test_a_sheet_of_odd_names_runs(tmp_path, clip_path):
     done = _snakemake(workdir, "results/frames/clip_target", "results/frames/clip_source")
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     for name in ("clip_target", "clip_source"):
-        assert len(list((workdir / "results" / "frames" / name).glob("*.jpg"))) >= 10  # 24 frames at 60 fps; the source at 30
+        # 24 frames at 60 fps; the source's row asks for 30
+        assert len(list((workdir / "results" / "frames" / name).glob("*.jpg"))) >= 10
     done = _snakemake(workdir, "-n", "-p", "results/keypoints/clip_target/raw.parquet")
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
     assert {"detect", "gather-keypoints"} <= {name for name, _ in _commands(done.stdout + done.stderr)}
@@ -396,29 +398,6 @@ def test_other_failures_are_not_taken_for_a_full_disk(tmp_path):
 
 
 # ----------------------------------------------------------------------------- Ctrl-C
-
-def _children(pid: int) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append((int(entry.name), cmdline))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
 
 def _interrupt(argv: list[str], cwd: Path, ready, stop_child: str | None = None) -> tuple[str, list[int]]:
     """Start ``edn argv``; once ``ready(children)`` holds, send it SIGINT (Ctrl-C), after stopping (SIGSTOP)

@@ -57,11 +57,12 @@ def ffmpeg_cause(stderr: str) -> str:
     level prefixes (``-loglevel level+...``), the last line of one without; a full disk always reads as such."""
     if "No space left on device" in stderr:
         return "No space left on device"
-    for line in stderr.splitlines():
-        found = _LEVEL_LINE.match(line.strip())
-        if found:
-            return found.group("message")
-    return _last_line(stderr)
+    return _first_error(stderr) or _last_line(stderr)
+
+
+def _first_error(log: str) -> str | None:
+    found = next(filter(None, (_LEVEL_LINE.match(line.strip()) for line in log.splitlines())), None)
+    return found.group("message") if found else None
 
 
 def _prctl() -> Any:
@@ -122,8 +123,8 @@ def read_header(path: str | Path) -> str:
         raise ValueError(f"{path}: is a folder, not a video file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path)], capture_output=True,
-                          text=True, errors="replace", **child_process_options()).stderr
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-i", ffmpeg_file(path)]
+    return subprocess.run(command, capture_output=True, text=True, errors="replace", **child_process_options()).stderr
 
 
 def probe_video(path: str | Path, count_frames: bool = True, *, header: str | None = None) -> VideoInfo:
@@ -142,7 +143,9 @@ def probe_video(path: str | Path, count_frames: bool = True, *, header: str | No
         header = read_header(path)
     stream = _VIDEO_STREAM.search(header)
     if stream is None:
-        reason = _last_line(header) if "Invalid data" in header or "Error" in header else "no video stream"
+        # without an output ffmpeg -i always ends in an error that says so: not the file's fault
+        reason = _first_error("\n".join(line for line in header.splitlines() if _NO_OUTPUT not in line))
+        reason = reason or "no video stream"
         raise ValueError(f"{path}: not a readable video ({reason})")
     codec, width, height = stream.group("codec"), int(stream.group("w")), int(stream.group("h"))
     rate = _FPS.search(stream.group(0)) or _TBR.search(stream.group(0))
@@ -178,6 +181,7 @@ _TBR = re.compile(r"([\d.]+) tbr")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 _FRAME_COUNT = re.compile(r"frame=\s*(\d+)")
+_NO_OUTPUT = "At least one output file must be specified"
 
 
 def _last_line(text: str) -> str:

@@ -34,8 +34,9 @@ class VideoEncoder:
         return self
 
     def _start(self, width: int, height: int) -> None:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", FFMPEG_LOG, "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}", "-i", "-", "-an",
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", FFMPEG_LOG, "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}",
+               "-i", "-", "-an",
                "-vf", f"pad={width + width % 2}:{height + height % 2}", "-c:v", "libx264", "-preset", "medium",
                "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
         if self.stage:  # the stage that wrote the video, read back by the output rule (provenance.py)
