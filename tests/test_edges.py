@@ -146,6 +146,20 @@ def test_every_rule_hands_paths_to_edn_as_data(tmp_path, clip_path):
     assert sorted(str(args.video) for name, args in commands if name == "extract") == sorted(paths)
 
 
+@pytest.mark.parametrize("procs", [["--cpu-procs", "1"], ["--cpu-procs", "2"]], ids=["one_process", "torchrun"])
+def test_the_launcher_keeps_the_training_paths_after_dash_dash(procs):
+    """The training rule's launcher adds --device cpu (CPU processes under torchrun) among the options, not
+    among the paths after `--`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "CUDA_VISIBLE_DEVICES"}
+    done = subprocess.run([sys.executable, "-m", "pipeline.gan.launch", *procs, "--dry-run", "--", "edn", "train",
+                           "--clip", "f", "r", "k.parquet", "--", "-run #1"], capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(REPO)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    words = shlex.split(done.stdout.strip().splitlines()[-1])
+    args = build_parser().parse_args(words[words.index("train"):])
+    assert args.out_dir == Path("-run #1") and args.device == ("cpu" if procs[-1] == "2" else "auto")
+
+
 @pytest.mark.slow
 def test_a_sheet_of_odd_names_runs(tmp_path, clip_path):
     """Extraction runs on them; then the chunked detection's commands (known once the frames are) parse too."""
