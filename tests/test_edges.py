@@ -93,6 +93,25 @@ def test_videos_and_soundtracks_are_written_under_any_name(tmp_path):
     assert probe_video(video).frame_count == 6
 
 
+@pytest.mark.slow
+def test_the_stages_after_extract_take_a_name_that_is_not_utf8(ws):
+    """Frames, stick figures, runs, plates and videos in folders whose names are not UTF-8 (OpenCV's own file
+    functions crash on them): training with its sample grids, the plate, transfer with its side-by-side video."""
+    odd = os.fsdecode(b"\xe9t\xe9 %d #1:")
+    shutil.copytree(ws / "frames", ws / f"{odd} frames")
+    shutil.copytree(ws / "render", ws / f"{odd} render")
+    clip = ["--clip", f"{odd} frames", f"{odd} render", "kp.parquet"]
+    steps = [["train", f"{odd} run", *clip, *TINY, "--max-steps", "2", "--sample-every", "1", "--workers", "0"],
+             ["plate", f"{odd} frames", "kp.parquet", f"{odd} plate"],
+             ["transfer", "kp.parquet", f"{odd} render", f"{odd} frames", f"{odd}.mp4", "--generator",
+              f"{odd} run/generator.pt", "--side-by-side", f"{odd} side.mp4", "--device", "cpu", "--no-audio"]]
+    for argv in steps:
+        code, err = _run_edn(argv, ws)
+        assert code == 0, err[-2000:]
+    assert list((ws / f"{odd} run" / "samples").glob("*.png")) and (ws / f"{odd} plate" / "plate.png").is_file()
+    assert (ws / f"{odd}.mp4").is_file() and (ws / f"{odd} side.mp4").is_file()
+
+
 def _sheet_workdir(root: Path, clip: Path, **config_overrides) -> tuple[Path, list[str]]:
     """A workflow folder whose sheet names videos in folders and files of odd names: a comment line, `#`,
     `%`, `:`, spaces, a leading `-`, an absolute path, rows ending in a tab. Returns the sheet's paths."""

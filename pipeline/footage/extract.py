@@ -181,9 +181,9 @@ def image_size(path: Path) -> tuple[int, int]:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
             return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
         pos += 2 + length
-    import cv2  # not a header we know: decode it
+    from pipeline.footage.images import read_image  # not a header we know: decode it
 
-    image = cv2.imread(str(path))
+    image = read_image(path)
     if image is None:
         raise ValueError(f"{path}: not a readable image")
     return image.shape[1], image.shape[0]
