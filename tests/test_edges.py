@@ -61,11 +61,12 @@ def test_extract_takes_any_file_name(tmp_path, monkeypatch, clip_path, name):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
 
 
-def test_a_name_that_is_not_utf8_is_shown_with_a_replacement_character(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    assert main(["extract", os.fsdecode(b"caf\xe9 missing.mp4"), "out"]) == 2
-    err = capsys.readouterr().err
-    assert "caf\ufffd missing.mp4: video file not found" in err and "codec" not in err
+def test_a_name_that_is_not_utf8_is_shown_with_a_replacement_character(tmp_path, clip_path):
+    shutil.copy(clip_path, tmp_path / os.fsdecode(b"caf\xe9.mp4"))
+    code, err = _run_edn(["extract", "--max-frames", "2", "--", os.fsdecode(b"caf\xe9.mp4"), "out"], tmp_path)
+    assert code == 0 and "caf\ufffd.mp4: 2 frames" in err, err  # the log line
+    code, err = _run_edn(["extract", os.fsdecode(b"caf\xe9 missing.mp4"), "out"], tmp_path)
+    assert code == 2 and "caf\ufffd missing.mp4: video file not found" in err and "codec" not in err, err
 
 
 def test_videos_and_soundtracks_are_written_under_any_name(tmp_path):
