@@ -121,11 +121,12 @@ def _sheet_workdir(root: Path, clip: Path, **config_overrides) -> tuple[Path, li
     paths = ["-my clips #2/take:1 100%d #3.mp4", f"{folder}/café %s.mp4"]
     for path in paths:
         shutil.copy(clip, root / path)
+    # the source's poses come from an OpenPose JSON folder whose name starts with "-"
     (root / "videos.tsv").write_text(
-        "name\tpath\trole\tsubject\tcrop\trotation\tfps\n"
+        "name\tpath\trole\tsubject\tcrop\trotation\tfps\topenpose_json\n"
         "# a comment: a whole line starting with #\n"
-        f"clip_target\t{paths[0]}\ttarget\tsubj\t\t\t\t\n"
-        f"clip_source\t{paths[1]}\tsource\t\t0,64,288,448\t\t30\t\n")
+        f"clip_target\t{paths[0]}\ttarget\tsubj\t\t\t\t\t\n"
+        f"clip_source\t{paths[1]}\tsource\t\t0,64,288,448\t\t30\t-json #1\t\n")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["videos"] = "videos.tsv"
     config["extract"]["height"] = 128
@@ -164,6 +165,7 @@ def test_every_rule_hands_paths_to_edn_as_data(tmp_path, clip_path):
     assert {"extract", "detect", "qc", "smooth", "stats", "normalize", "render", "train", "train-face", "transfer",
             "evaluate", "plot", "plate"} <= {name for name, _ in commands}
     assert sorted(str(args.video) for name, args in commands if name == "extract") == sorted(paths)
+    assert sorted(str(args.json_dir) for name, args in commands if name == "detect") == ["-json #1", "None"]
 
 
 @pytest.mark.parametrize("procs", [["--cpu-procs", "1"], ["--cpu-procs", "2"]], ids=["one_process", "torchrun"])
@@ -196,7 +198,7 @@ def test_a_sheet_of_odd_names_runs(tmp_path, clip_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, words", [
-    ((b"\t30\t\n", b"\t30\t\tstray\n"), b"videos.tsv: row 4 has 9 fields, the header names 7 columns"),
+    ((b"#1\t\n", b"#1\t\tstray\n"), b"videos.tsv: row 4 has 10 fields, the header names 8 columns"),
     ((b"caf\xc3\xa9", b"caf\xe9"), b"videos.tsv: row 4 (clip_source): path '"),
 ], ids=["field_past_the_header", "path_not_utf8"])
 def test_sheet_rows_the_workflow_cannot_take_are_named(tmp_path, clip_path, edit, words):
