@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -64,11 +65,31 @@ def stage_paths(args: argparse.Namespace) -> StagePaths | None:
     return None
 
 
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of file names (held as surrogates) shown as U+FFFD."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "replace")
+
+
+class _PrintableFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
+# Commands that pick up from their last checkpoint when run again.
+RESUMABLE = ("train", "train-face")
+INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     try:
         checked = stage_paths(args)
         if checked is None:
@@ -84,8 +105,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:
         # Our stages raise these with messages naming the file and the problem.
         logging.getLogger("edn").debug("traceback", exc_info=True)
-        print(f"edn {args.command}: error: {exc}", file=sys.stderr)
+        print(printable(f"edn {args.command}: error: {exc}"), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        logging.getLogger("edn").debug("traceback", exc_info=True)
+    # Interrupted (Ctrl-C). Outputs are written whole or not at all (provenance.atomic_path) and child
+    # processes end with their stage. Out of the handler the stage's frames are let go: progress bars
+    # print their last state and data workers stop before the one line that says what happened.
+    gc.collect()
+    then = "rerun to resume" if args.command in RESUMABLE else "no partial output was left, rerun to redo it"
+    print(f"edn {args.command}: interrupted; {then}", file=sys.stderr)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import errno
 import functools
 import json
 import logging
@@ -11,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import struct
 import sys
 import tempfile
@@ -71,9 +73,41 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except Exception as exc:
+        raise_if_disk_full(exc, path)
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+# Below this many free bytes a failed write is taken for a full disk: some writers do not say so
+# (torch.save's zip writer reports "unexpected pos"); a write that failed for want of space leaves
+# the file system at its last block.
+_FULL_DISK_BYTES = 1 << 20
+
+
+def raise_if_disk_full(exc: BaseException, path: Path) -> None:
+    """Raise an OSError (ENOSPC) naming ``path`` when ``exc``, raised while writing it, came of a full disk.
+
+    Called before the temporary is removed, while it still holds the space it took.
+    """
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        full = True
+    elif "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc):
+        full = True
+    elif isinstance(exc, (OSError, RuntimeError)):
+        try:
+            full = shutil.disk_usage(path.parent).free < _FULL_DISK_BYTES
+        except OSError:
+            full = False
+    else:
+        full = False
+    if full:
+        error = OSError(f"{path}: no space left on device while writing it; free some space and rerun "
+                        "(what was there before is kept)")
+        error.errno = errno.ENOSPC
+        raise error from exc
 
 
 def remove_stale_temps(path: Path, suffix: str) -> None:
@@ -157,6 +191,9 @@ def atomic_dir(path: str | Path, stage: str, owned: str, inputs: tuple[str | Pat
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except Exception as exc:
+        raise_if_disk_full(exc, path)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -370,11 +407,41 @@ def _folder_owner(folder: Path) -> str | None:
     return None
 
 
-def _check_not_in_owned_folder(stage: str, path: Path, folder: Path) -> None:
-    owner = _folder_owner(folder)
-    if owner is not None and owner != stage:
-        raise ValueError(f"{path}: {folder} is the output folder of `edn {owner}`, which may hold only what that "
-                         "stage writes; give a path outside it")
+def _check_not_in_owned_folder(stage: str, path: Path, folder: Path | None) -> None:
+    """Refuse an output inside a folder that a folder stage owns wholly.
+
+    ``folder`` (the output's own folder, or a file output's parent) may be owned by ``stage``
+    itself; any folder above it may hold only what its owner writes, plain files, so an output
+    nested deeper is refused whoever owns it (links resolved: a link into an owned folder counts).
+    """
+    if folder is not None:
+        owner = _folder_owner(folder)
+        if owner is not None and owner != stage:
+            raise ValueError(f"{path}: {folder} is the output folder of `edn {owner}`, which may hold only what "
+                             "that stage writes; give a path outside it")
+    below = (folder or path).resolve()
+    for ancestor in below.parents:
+        owner = _folder_owner(ancestor)
+        if owner is not None:
+            raise ValueError(f"{path}: lies inside {ancestor}, the output folder of `edn {owner}`, which holds only "
+                             "the files that stage writes; give a path outside it")
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                  (stat.S_ISSOCK, "a socket"))
+
+
+def _check_not_special(stage: str, path: Path) -> None:
+    """Refuse a FIFO, device or socket (or a link to one) as an output: reading what it holds could block for
+    ever, and replacing it is never what was meant."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    for test, kind in _SPECIAL_FILES:
+        if test(mode):
+            raise ValueError(f"{path}: is {kind}, not a plain file; `edn {stage}` writes plain files and folders "
+                             "only, give another path")
 
 
 def _check_parents(path: Path) -> None:
@@ -387,6 +454,7 @@ def _check_parents(path: Path) -> None:
 
 def _check_file_output(stage: str, out: FileOutput, force: bool) -> None:
     path, kind = out.path, _KINDS.get(out.suffix, out.suffix)
+    _check_not_special(stage, path)
     _check_parents(path)
     if path.is_dir():
         raise ValueError(f"{path}: is a folder; `edn {stage}` writes a {kind} file ({out.suffix}) here, "
@@ -410,16 +478,19 @@ def _check_file_output(stage: str, out: FileOutput, force: bool) -> None:
 
 def _check_folder_output(stage: str, out: FolderOutput, force: bool) -> None:
     path = out.path
+    _check_not_special(stage, path)
     _check_parents(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise ValueError(f"{path}: exists and is not a folder; `edn {stage}` writes a folder here, "
                          "give a new folder")
+    # a whole folder's own ownership is atomic_dir's to check; what lies above it is checked here
+    _check_not_in_owned_folder(stage, path, path if out.entries and path.is_dir() else None)
     if not out.entries or not path.is_dir():
         return
-    _check_not_in_owned_folder(stage, path, path)
     present = []
     for entry in out.entries:
         target = path / entry.rstrip("/")
+        _check_not_special(stage, target)
         if not (target.exists() or target.is_symlink()):
             continue
         if entry.endswith("/") and target.is_dir() and not target.is_symlink() and not any(target.iterdir()):

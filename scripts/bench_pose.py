@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.footage import demo_data  # noqa: E402
 from pipeline.footage.extract import extract_frames  # noqa: E402
-from pipeline.footage.media import ffmpeg_exe  # noqa: E402
+from pipeline.footage.media import ffmpeg_exe, ffmpeg_file  # noqa: E402
 
 
 def timed(fn, *args, **kwargs):
@@ -80,8 +80,8 @@ def main() -> int:
             rows.append((stage, frames, seconds, frames / seconds, target))
         # The machine's own bound for extraction, to compare its row across machines: ffmpeg decoding
         # the same clips to nothing (H.264 decoding is most of what extraction does).
-        decode = sum(timed(subprocess.run, [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(v), "-f", "null", "-"],
-                           capture_output=True, check=True)[1] for v in videos)
+        decode = sum(timed(subprocess.run, [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(v),
+                                            "-f", "null", "-"], capture_output=True, check=True)[1] for v in videos)
         rows.insert(1, ("(ffmpeg decoding alone, no scaling or writing)", frames, decode, frames / decode, ""))
 
     print(f"\nMachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "

@@ -81,10 +81,11 @@ def run_stage(cmd: list[str], outputs: list[Path], temp: Path, log: Path) -> dic
 
 
 def looped_clip(clip: Path, frames: int, out: Path) -> Path:
-    from pipeline.footage.media import ffmpeg_exe
+    from pipeline.footage.media import ffmpeg_exe, ffmpeg_file
 
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", str(clip), "-frames:v", str(frames),
-                    "-an", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", str(out)], check=True)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-stream_loop", "-1", "-i", ffmpeg_file(clip), "-frames:v",
+                    str(frames), "-an", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", ffmpeg_file(out)],
+                   check=True)
     return out
 
 

@@ -54,7 +54,8 @@ def jobs(planned: str) -> dict[str, str]:
 
 def options(block: str) -> list[str]:
     """A training job's options but background, lambda_l1 and plates."""
-    command = block[block.index("--width"):block.index(" > ")]
+    start = block.index("--width")
+    command = block[start:block.index(" -- ", start)]  # the run folder follows the options' end
     return re.sub(r"--(background|lambda-l1|clip-plate) \S+", "", command).split()
 
 
@@ -70,7 +71,8 @@ def test_default_config_trains_the_paper_generator_and_evaluates_it_as_a_row(tmp
     ablation = blocks["train_ablation paper_generator"]
     command = ablation[ablation.index("pipeline.cli train "):]
     assert "wildcards: subject=dancer, ablation=paper_generator" in ablation
-    assert command.startswith("pipeline.cli train results/models/dancer/ablations/paper_generator --clip ")
+    assert command.startswith("pipeline.cli train --clip ")
+    assert " -- results/models/dancer/ablations/paper_generator > " in command
     assert f"--model-out {MODEL} " in command
     assert "--background none" in command and "--lambda-l1 0 " in command
     assert "--clip-plate" not in command and "results/plate/" not in ablation  # no plate for background none

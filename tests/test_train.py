@@ -120,10 +120,11 @@ def test_workflow_plans_both_training_rules(tmp_path):
              "--clip-qc results/qc/va/smooth.parquet --clip-qc results/qc/vb/smooth.parquet")
     plates = " --clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png"  # background: plate
     assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train "
-            f"results/models/s {clips}{plates} --model-out results/models/s/generator.pt") in planned
+            f"{clips}{plates} --model-out results/models/s/generator.pt") in planned
+    assert " -- results/models/s > " in planned  # the run folder after the options' end
     assert (f"python -m pipeline.gan.launch --gpus 1 --cpu-procs 1 -- python -m pipeline.cli train-face "
-            f"results/models/s/face {clips} "
-            "--model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned
+            f"{clips} --model-out results/models/s/face.pt --generator results/models/s/generator.pt") in planned
+    assert " -- results/models/s/face > " in planned
     assert "--vgg-loss auto" in planned and "--face-ngf 16" in planned
 
 

@@ -625,6 +625,7 @@ def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequen
     """A grid of held-out frames: stick figure | each row's result | real frame, labelled on top."""
     import cv2
 
+    from pipeline.footage.images import write_image
     from pipeline.footage.video import side_by_side
 
     grid = np.vstack([side_by_side(*[_bgr(frames[k]) for k in ["pose", *rows, "real"]]) for frames in samples])
@@ -633,7 +634,7 @@ def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequen
     for k, name in enumerate(["pose", *rows, "real"]):
         cv2.putText(label, name.replace("_", " "), (k * width + 4, 19), cv2.FONT_HERSHEY_SIMPLEX,
                     min(0.5, width / 260), (0, 0, 0), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), np.vstack([label, grid])):
+    if not write_image(path, np.vstack([label, grid])):
         raise RuntimeError(f"{path}: cannot write sample grid")
 
 

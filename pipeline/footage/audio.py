@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from pipeline.footage.media import child_process_options, ffmpeg_exe, read_header
+from pipeline.footage.media import (FFMPEG_LOG, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file,
+                                    read_header)
 from pipeline.provenance import atomic_path
 
 _AUDIO_STREAM = re.compile(r"Stream #\d+:\d+.*?: Audio: (?P<codec>\w+)[^,\n]*, (?P<rate>\d+) Hz, (?P<layout>[^,\n]+)")
@@ -28,9 +29,9 @@ def _first_pts(path: Path, stream: str) -> float | None:
     """Seconds after the container's start at which the first decoded frame of ``stream`` (v or a) plays."""
     show = "showinfo" if stream == "v" else "ashowinfo"
     flag = "-vf" if stream == "v" else "-af"
-    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", f"0:{stream}:0",
-                             f"-frames:{stream}", "1", flag, show, "-f", "null", "-"],
-                            capture_output=True, text=True, **child_process_options())
+    result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path), "-map",
+                             f"0:{stream}:0", f"-frames:{stream}", "1", flag, show, "-f", "null", "-"],
+                            capture_output=True, text=True, errors="replace", **child_process_options())
     return first_pts_time(result.stderr)
 
 
@@ -97,12 +98,12 @@ def add_soundtrack(video: str | Path, meta: dict[str, Any], first_frame: int, n_
     with atomic_path(video) as tmp:
         # Input -ss with decoding is sample-exact; aresample's first_pts=0 pads with silence when
         # the audio starts after the span does, apad when it ends before; -t ends it with the video.
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-i", str(video),
-               "-ss", f"{start:.6f}", "-i", str(source), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", FFMPEG_LOG, "-y", "-i", ffmpeg_file(video),
+               "-ss", f"{start:.6f}", "-i", ffmpeg_file(source), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
                "-af", "aresample=async=1:first_pts=0,apad", "-t", f"{duration:.6f}", "-c:a", "aac",
-               "-b:a", bitrate, "-movflags", "+faststart", "-f", "mp4", str(tmp)]
-        result = subprocess.run(cmd, capture_output=True, text=True, **child_process_options())
+               "-b:a", bitrate, "-movflags", "+faststart", "-f", "mp4", ffmpeg_file(tmp)]
+        result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", **child_process_options())
         if result.returncode != 0:
             raise RuntimeError(f"{video}: ffmpeg failed to add the soundtrack of {source}: "
-                               f"{result.stderr.strip()[-500:]}")
+                               f"{ffmpeg_cause(result.stderr)}")
     return True

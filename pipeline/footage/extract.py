@@ -13,12 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.footage.audio import first_pts_time, probe_audio
-from pipeline.footage.media import VideoInfo, child_process_options, ffmpeg_exe, probe_video, read_header
+from pipeline.footage.media import (VideoInfo, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file,
+                                    ffmpeg_sequence, probe_video, read_header)
 from pipeline.footage.timespan import check_span
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
 FRAME_FILES = r"\d{6}\.(jpg|png)|meta\.json"  # everything extract_frames writes
+
+# Stand-ins for the source and the frames in the graph ffmpeg-python builds; the real paths replace them in
+# its command line (ffmpeg-python encodes its arguments as UTF-8, and a file name need not be).
+_SOURCE, _FRAMES = "<source>", "<frames>"
 
 # Clockwise rotation -> ffmpeg transpose filters.
 _ROTATE_FILTERS = {0: [], 90: [("transpose", "clock")], 180: [("hflip", None), ("vflip", None)],
@@ -76,7 +81,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         if rotation not in _ROTATE_FILTERS:
             raise ValueError(f"extract: rotation must be 0, 90, 180 or 270, got {rotation}")
         input_args["noautorotate"] = None
-    source = ffmpeg.input(str(video), **input_args)
+    source = ffmpeg.input(_SOURCE, **input_args)
     stream = source.video
     # The fps filter resamples to a constant rate, so frame i is at time i / fps.
     stream = stream.filter("fps", fps=out_fps)
@@ -101,18 +106,22 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
             raise ValueError(f"extract: unknown image format {image_format!r}")
         if max_frames is not None:
             output_args["frames:v"] = max_frames
-        cmd = stream.output(str(tmp / f"%06d.{image_format}"), **output_args)
+        cmd = stream.output(_FRAMES, **output_args)
         if not start:
             # Without a seek this run decodes the source's first frame anyway: a second output logs
             # its time (meta's video_start), sharing the decoder, instead of an ffmpeg run of its own.
             # The trim matters: without it showinfo checksums every frame (+25% CPU on the demo clips).
             first = source.video.filter("trim", end_frame=1).filter("showinfo")
             cmd = ffmpeg.merge_outputs(cmd, first.output("-", format="null", **{"frames:v": 1}))
+        # level+info: showinfo's line (info) and the errors' levels, for ffmpeg_cause
+        cmd = cmd.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info")
         # Our own subprocess call (not ffmpeg-python's run): ffmpeg must die with this process.
-        done = subprocess.run(cmd.compile(cmd=ffmpeg_exe()), capture_output=True, **child_process_options())
+        paths = {_SOURCE: ffmpeg_file(video), _FRAMES: ffmpeg_sequence(tmp, f"%06d.{image_format}")}
+        args = [paths.get(arg, arg) for arg in cmd.compile(cmd=ffmpeg_exe())]
+        done = subprocess.run(args, capture_output=True, **child_process_options())
+        log_text = done.stderr.decode(errors="replace")
         if done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            raise ValueError(f"{video}: ffmpeg failed to extract frames: {' | '.join(tail)}")
+            raise ValueError(f"{video}: ffmpeg failed to extract frames: {ffmpeg_cause(log_text)}")
         frames = sorted(tmp.glob(f"*.{image_format}"))
         if not frames:
             raise ValueError(f"{video}: video has no frames (ffmpeg decoded none)")
@@ -120,7 +129,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         _check_frame_count(video, len(frames), span if info.duration > 0 or end is not None else 0.0, out_fps,
                            max_frames)
         timing = probe_audio(video, header=header,
-                             video_start=None if start else first_pts_time(done.stderr.decode(errors="replace")))
+                             video_start=None if start else first_pts_time(log_text))
         out_w, out_h = image_size(frames[0])
         params = {"fps": fps, "height": height, "rotation": rotation, "crop": crop,
                   "format": image_format, "max_frames": max_frames, "start": start, "end": end}
@@ -172,9 +181,9 @@ def image_size(path: Path) -> tuple[int, int]:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
             return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
         pos += 2 + length
-    import cv2  # not a header we know: decode it
+    from pipeline.footage.images import read_image  # not a header we know: decode it
 
-    image = cv2.imread(str(path))
+    image = read_image(path)
     if image is None:
         raise ValueError(f"{path}: not a readable image")
     return image.shape[1], image.shape[0]

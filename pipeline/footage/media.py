@@ -30,6 +30,41 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_file(path: str | Path) -> str:
+    """``path`` as ffmpeg must be given it to read it as a literal file: ``file:`` and absolute.
+
+    Without the prefix ffmpeg reads ``name:`` as a protocol; an absolute path also keeps a
+    leading ``-`` from reading as an option. Non-UTF-8 bytes pass through (subprocess encodes
+    the surrogate-escaped name back to its bytes).
+    """
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def ffmpeg_sequence(folder: str | Path, name: str) -> str:
+    """An image-sequence output of ffmpeg (``name`` holds the pattern, e.g. ``%06d.jpg``) in ``folder``,
+    with any ``%`` of the folder's own name escaped so that only ``name`` is read as a pattern."""
+    return ffmpeg_file(folder).replace("%", "%%") + "/" + name
+
+
+# ``-loglevel level+...`` prefixes each line with its level ("[tag @ 0x..] [error] message"), so that
+# ffmpeg_cause finds the first error among other lines; errors only, where nothing else is read.
+FFMPEG_LOG = "level+error"
+_LEVEL_LINE = re.compile(r"^(?:\[[^\]]*\] )*\[(?:error|fatal|panic)\] (?P<message>.*\S)")
+
+
+def ffmpeg_cause(stderr: str) -> str:
+    """The line of ffmpeg's log that says why it failed: the first error-level line of a log written with
+    level prefixes (``-loglevel level+...``), the last line of one without; a full disk always reads as such."""
+    if "No space left on device" in stderr:
+        return "No space left on device"
+    return _first_error(stderr) or _last_line(stderr)
+
+
+def _first_error(log: str) -> str | None:
+    found = next(filter(None, (_LEVEL_LINE.match(line.strip()) for line in log.splitlines())), None)
+    return found.group("message") if found else None
+
+
 def _prctl() -> Any:
     """libc's prctl, looked up in the parent: a forked child must not import or load libraries."""
     import ctypes
@@ -88,8 +123,8 @@ def read_header(path: str | Path) -> str:
         raise ValueError(f"{path}: is a folder, not a video file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: video file not found")
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True,
-                          text=True, **child_process_options()).stderr
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "level+info", "-i", ffmpeg_file(path)]
+    return subprocess.run(command, capture_output=True, text=True, errors="replace", **child_process_options()).stderr
 
 
 def probe_video(path: str | Path, count_frames: bool = True, *, header: str | None = None) -> VideoInfo:
@@ -108,7 +143,9 @@ def probe_video(path: str | Path, count_frames: bool = True, *, header: str | No
         header = read_header(path)
     stream = _VIDEO_STREAM.search(header)
     if stream is None:
-        reason = _last_line(header) if "Invalid data" in header or "Error" in header else "no video stream"
+        # without an output ffmpeg -i always ends in an error that says so: not the file's fault
+        reason = _first_error("\n".join(line for line in header.splitlines() if _NO_OUTPUT not in line))
+        reason = reason or "no video stream"
         raise ValueError(f"{path}: not a readable video ({reason})")
     codec, width, height = stream.group("codec"), int(stream.group("w")), int(stream.group("h"))
     rate = _FPS.search(stream.group(0)) or _TBR.search(stream.group(0))
@@ -126,8 +163,9 @@ def probe_video(path: str | Path, count_frames: bool = True, *, header: str | No
     if not count_frames:
         return VideoInfo(str(path), width, height, float(rate.group(1)), rotation, None, duration, codec,
                          stream.group("pix"))
-    counted = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-                              "-f", "null", "-"], capture_output=True, text=True, **child_process_options())
+    counted = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", ffmpeg_file(path), "-map", "0:v:0",
+                              "-c", "copy", "-f", "null", "-"], capture_output=True, text=True, errors="replace",
+                             **child_process_options())
     frames = _FRAME_COUNT.findall(counted.stderr)
     frame_count = int(frames[-1]) if frames else 0
     if frame_count == 0:
@@ -143,6 +181,7 @@ _TBR = re.compile(r"([\d.]+) tbr")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 _DURATION = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
 _FRAME_COUNT = re.compile(r"frame=\s*(\d+)")
+_NO_OUTPUT = "At least one output file must be specified"
 
 
 def _last_line(text: str) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from pipeline.footage.media import child_process_options, ffmpeg_exe
+from pipeline.footage.media import FFMPEG_LOG, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file
 from pipeline.provenance import MP4_COMMENT, atomic_path
 
 
@@ -33,13 +34,14 @@ class VideoEncoder:
         return self
 
     def _start(self, width: int, height: int) -> None:
-        cmd = [ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24",
-               "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}", "-i", "-", "-an",
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-loglevel", FFMPEG_LOG, "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}", "-r", f"{self.fps:.6g}",
+               "-i", "-", "-an",
                "-vf", f"pad={width + width % 2}:{height + height % 2}", "-c:v", "libx264", "-preset", "medium",
                "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-movflags", "+faststart"]
         if self.stage:  # the stage that wrote the video, read back by the output rule (provenance.py)
             cmd += ["-metadata", f"comment={MP4_COMMENT}{self.stage}"]
-        cmd += ["-f", "mp4", str(self._tmp)]
+        cmd += ["-f", "mp4", ffmpeg_file(self._tmp)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, **child_process_options())
         self._size = (width, height)
 
@@ -56,13 +58,23 @@ class VideoEncoder:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
         stderr = ""
         if self._proc is not None:
-            self._proc.stdin.close()
-            stderr = self._proc.stderr.read().decode(errors="replace")
-            self._proc.wait()
+            try:
+                if exc_type is not None:  # the file is dropped anyway: do not wait for ffmpeg to finish it
+                    self._proc.kill()
+                with contextlib.suppress(BrokenPipeError):
+                    self._proc.stdin.close()
+                stderr = self._proc.stderr.read().decode(errors="replace")
+                self._proc.wait()
+            except BaseException as stopped:  # Ctrl-C while ffmpeg finishes the file: drop it, end ffmpeg
+                self._proc.kill()
+                self._proc.wait()
+                self._atomic.__exit__(type(stopped), stopped, stopped.__traceback__)
+                raise
         if exc_type is None and self._proc is None:
             exc = ValueError(f"{self.out}: no frames to write")
-        elif exc_type is None and self._proc.returncode != 0:
-            exc = RuntimeError(f"{self.out}: ffmpeg failed to encode: {stderr.strip()[-500:]}")
+        elif (exc_type is None or issubclass(exc_type, BrokenPipeError)) and self._proc.returncode != 0:
+            # a broken pipe is ffmpeg having quit: its own error says why
+            exc_type, exc = None, RuntimeError(f"{self.out}: ffmpeg failed to encode: {ffmpeg_cause(stderr)}")
         if exc_type is None and exc is not None:
             self._atomic.__exit__(type(exc), exc, None)
             raise exc

@@ -76,7 +76,9 @@ def fit_keypoints(keypoints: np.ndarray, src_w: int, src_h: int, width: int, hei
 def read_rgb(path: Path) -> np.ndarray:
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from pipeline.footage.images import read_image
+
+    image = read_image(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"{path}: cannot read image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -119,6 +121,8 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     """
     import cv2
 
+    from pipeline.footage.images import read_image
+
     frames_dir, render_dir, keypoints_path = Path(frames_dir), Path(render_dir), Path(keypoints_path)
     meta_path = frames_dir / "meta.json"
     if not meta_path.is_file():
@@ -143,8 +147,8 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     check = indices[0] if check_frame is None else check_frame
     if check not in frames:
         raise ValueError(f"{frames_dir}: frame {check} not in the clip ({indices[0]}-{indices[-1]})")
-    first_frame = cv2.imread(str(frames[check]), cv2.IMREAD_UNCHANGED)
-    first_pose = cv2.imread(str(poses[check]), cv2.IMREAD_UNCHANGED)
+    first_frame = read_image(frames[check], cv2.IMREAD_UNCHANGED)
+    first_pose = read_image(poses[check], cv2.IMREAD_UNCHANGED)
     if first_frame is None or first_pose is None:
         bad = frames[check] if first_frame is None else poses[check]
         raise ValueError(f"{bad}: cannot read image")

@@ -127,11 +127,13 @@ def cpu_command(train_cmd: Sequence[str]) -> list[str]:
     """``train_cmd`` for a CPU process: with ``--device cpu``, so that a GPU on the node is not picked up by
     ``device: auto`` (N CPU processes on a one-GPU box would all go for it; rank 1 has no GPU)."""
     cmd = list(train_cmd)
-    for i, arg in enumerate(cmd):
+    # options end at the command's own "--" (its positionals, paths, follow it): --device goes before it
+    end = cmd.index("--") if "--" in cmd else len(cmd)
+    for i, arg in enumerate(cmd[:end]):
         if (arg == "--device" and cmd[i + 1:i + 2] == ["cuda"]) or arg == "--device=cuda":
             raise ValueError("--cpu-procs starts CPU processes (no GPU allocated or asked for) but the "
                              "command asks --device cuda: use --gpus N for GPU processes")
-    return [*cmd, "--device", "cpu"]  # the last --device wins (argparse)
+    return [*cmd[:end], "--device", "cpu", *cmd[end:]]  # the last --device wins (argparse)
 
 
 def torchrun(python: str) -> list[str]:

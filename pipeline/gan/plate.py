@@ -107,6 +107,7 @@ def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
     """Estimate a clip's plate from its frames folder and keypoint Parquet; write plate.png + plate.json."""
     import cv2
 
+    from pipeline.footage.images import write_image
     from pipeline.gan.data import indexed_images, read_rgb
     from pipeline.pose.keypoints import read_keypoints
     from pipeline.provenance import atomic_path, provenance, write_json
@@ -131,7 +132,7 @@ def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
         log.warning("=" * 72)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "plate.png") as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR)):
+        if not write_image(tmp, cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR)):
             raise RuntimeError(f"{out_dir / 'plate.png'}: cannot write image")
     write_json(out_dir / "plate.json", {
         "provenance": provenance("plate", {"margin": margin, "moving_threshold": moving_threshold}),

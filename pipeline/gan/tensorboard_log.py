@@ -66,4 +66,12 @@ def open_board(run_dir: Path, setting: bool | str, resume_step: int = 0) -> Trai
                                "or set it to auto or false")
         log.info("tensorboard not installed: no TensorBoard events (losses.csv as always)")
         return None
+    try:
+        str(run_dir).encode("utf-8")
+    except UnicodeEncodeError:  # TensorBoard's writer encodes its folder's name as UTF-8
+        why = f"{run_dir}: TensorBoard writes only into folders whose names are UTF-8"
+        if setting is True:
+            raise ValueError(f"{why}; give the run another name, or set tensorboard to auto or false") from None
+        log.warning("%s: no TensorBoard events for this run (losses.csv as always)", why)
+        return None
     return TrainingBoard(run_dir, resume_step)

@@ -396,9 +396,11 @@ def _decay_factor(epochs: int, niter_decay: int) -> Callable[[int], float]:
 def _write_grid(path: Path, images: list[torch.Tensor]) -> None:
     import cv2
 
+    from pipeline.footage.images import write_image
+
     grid = np.concatenate([tensor_to_image(t) for t in images], axis=1)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
+        if not write_image(tmp, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR)):
             raise RuntimeError(f"{path}: cannot write sample image")
 
 

@@ -76,6 +76,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     import torch
     from tqdm import tqdm
 
+    from pipeline.footage.images import read_image
     from pipeline.footage.media import probe_video
     from pipeline.footage.streams import consecutive_differences
     from pipeline.footage.streams import prefetch
@@ -126,7 +127,7 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                 result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
                 main.write(result)
                 if panel_video is not None:
-                    source = cv2.imread(str(sources[i]))
+                    source = read_image(sources[i])
                     if source is None:
                         raise ValueError(f"{sources[i]}: cannot read source frame")
                     pose_bgr = cv2.cvtColor(pose, cv2.COLOR_RGB2BGR)

@@ -10,6 +10,9 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml")
+# The sheet's values stay Python str: pandas' inferred string dtype (pyarrow) encodes them as UTF-8, and a
+# file name need not be UTF-8 (its other bytes are held as surrogate escapes).
+pd.set_option("future.infer_string", False)
 
 # Rules run `python -m pipeline.cli STAGE ...`. With a conda env deployed, its python runs our
 # package from the workflow's folder; otherwise the interpreter running Snakemake (the venv's)
@@ -20,21 +23,52 @@ else:
     shell.prefix(f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:\"$PATH\"; ")
 
 
+def read_sheet(path):
+    """The tab-separated sheet as text columns, as written: only whole lines starting with `#` are comments
+    (a `#` inside a path is part of it); empty fields past the header's columns (a tab at a row's end) add
+    none; bytes that are not UTF-8 stay the file name's bytes (surrogate escapes, as Python's os functions
+    take them). Errors name the sheet and the row."""
+    import csv
+
+    text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError(f"{path}: video sheet is empty (a header line of column names comes first)")
+    rows = list(csv.reader([line for _, line in lines], delimiter="\t"))
+    header = [c.strip() for c in rows[0]]
+    while header and not header[-1]:
+        header.pop()
+    kept = []
+    for (number, _), row in zip(lines[1:], rows[1:]):
+        if any(v.strip() for v in row[len(header):]):
+            raise ValueError(f"{path}: row {number} has {len(row)} fields, the header names {len(header)} columns")
+        kept.append([v.strip() for v in row[:len(header)]] + [""] * (len(header) - len(row)))
+    return pd.DataFrame(kept, columns=header, index=[number for number, _ in lines[1:]], dtype=object)  # by line
+
+
 def load_videos(path):
     """The video sheet as a DataFrame indexed by name; errors name the sheet and the row."""
     if not Path(path).is_file():
         raise ValueError(f"{path}: video sheet not found (config key 'videos')")
-    sheet = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment="#")
-    sheet.columns = [c.strip() for c in sheet.columns]
+    sheet = read_sheet(path)
     for column in ("subject", "crop", "rotation", "fps", "start", "end", "openpose_json"):
         if column not in sheet.columns:
             sheet[column] = ""
-    sheet = sheet.apply(lambda col: col.str.strip())
-    for i, row in sheet.iterrows():
+    for line, row in sheet.iterrows():
         try:
             validate(row.to_dict(), schema="../schemas/videos.schema.yaml")
         except Exception as exc:
-            raise ValueError(f"{path}: row {i + 2} ({row.get('name', '?')}): {exc}") from None
+            raise ValueError(f"{path}: row {line} ({row.get('name', '?')}): {exc}") from None
+        for column in ("path", "openpose_json"):
+            try:
+                row[column].encode("utf-8")
+            except UnicodeEncodeError:
+                # Snakemake keeps its inputs' names in UTF-8 text files (its lock); `edn` alone takes any name.
+                shown = row[column].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                raise ValueError(f"{path}: row {line} ({row['name']}): {column} {shown!r} is not UTF-8, which the "
+                                 "workflow needs for its file records; rename it, or give a link to it with a "
+                                 "UTF-8 name") from None
     duplicated = sheet["name"][sheet["name"].duplicated()].tolist()
     if duplicated:
         raise ValueError(f"{path}: video names must be unique, repeated: {duplicated}")

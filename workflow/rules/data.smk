@@ -22,7 +22,7 @@ rule fetch_demo:
     benchmark:
         "results/benchmarks/fetch_demo.tsv"
     shell:
-        "python -m pipeline.cli fetch-demo {params.out_dir} --wheel-dir {params.wheel_dir} > {log} 2>&1"
+        "python -m pipeline.cli fetch-demo --wheel-dir {params.wheel_dir:q} -- {params.out_dir:q} > {log} 2>&1"
 
 
 # A checkpoint so chunked detection (detect.chunk_frames) learns the frame count from meta.json.
@@ -43,5 +43,5 @@ checkpoint extract:
     benchmark:
         "results/benchmarks/extract/{video}.tsv"
     shell:
-        "python -m pipeline.cli extract {input.video:q} {output:q} --height {params.height}"
-        " --format {params.format} {params.options} > {log} 2>&1"
+        "python -m pipeline.cli extract --height {params.height} --format {params.format} {params.options}"
+        " -- {input.video:q} {output:q} > {log} 2>&1"

@@ -24,4 +24,4 @@ rule plate:
     benchmark:
         "results/benchmarks/plate/{video}.tsv"
     shell:
-        "python -m pipeline.cli plate {input.frames:q} {input.keypoints:q} {params.out_dir:q} > {log} 2>&1"
+        "python -m pipeline.cli plate -- {input.frames:q} {input.keypoints:q} {params.out_dir:q} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule plot_tracks:
     benchmark:
         "results/benchmarks/plot_tracks/{video}.tsv"
     shell:
-        "python -m pipeline.cli plot tracks {input.raw:q} {input.smooth:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli plot tracks -- {input.raw:q} {input.smooth:q} {output:q} > {log} 2>&1"
 
 
 rule plot_normalization:
@@ -41,7 +41,7 @@ rule plot_normalization:
     benchmark:
         "results/benchmarks/plot_normalization/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli plot normalization {input.normalized:q} {input.source_stats:q}"
+        "python -m pipeline.cli plot normalization -- {input.normalized:q} {input.source_stats:q}"
         " {input.target_stats:q} {output:q} > {log} 2>&1"
 
 
@@ -64,7 +64,7 @@ rule plot_bone_ratios:
     benchmark:
         "results/benchmarks/plot_bone_ratios/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli plot bones {input.normalized:q} {input.target_stats:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli plot bones -- {input.normalized:q} {input.target_stats:q} {output:q} > {log} 2>&1"
 
 
 rule plot_qc:
@@ -86,4 +86,4 @@ rule plot_qc:
     benchmark:
         "results/benchmarks/plot_qc/{video}.tsv"
     shell:
-        "python -m pipeline.cli plot qc {input.raw:q} {input.smooth:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli plot qc -- {input.raw:q} {input.smooth:q} {output:q} > {log} 2>&1"

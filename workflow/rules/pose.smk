@@ -23,8 +23,8 @@ if config["detect"]["chunk_frames"]:
         benchmark:
             "results/benchmarks/detect/{video}_chunk{chunk}.tsv"
         shell:
-            "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options} {params.range}"
-            " --warmup {params.warmup} > {log} 2>&1"
+            "python -m pipeline.cli detect {params.options} {params.range} --warmup {params.warmup}"
+            " -- {input.frames:q} {output:q} > {log} 2>&1"
 
     rule gather_keypoints:
         input:
@@ -42,8 +42,8 @@ if config["detect"]["chunk_frames"]:
         benchmark:
             "results/benchmarks/detect/{video}.tsv"
         shell:
-            "python -m pipeline.cli gather-keypoints {input.frames:q} {output:q} {input.chunks:q}"
-            " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
+            "python -m pipeline.cli gather-keypoints --min-detected-fraction {params.min_fraction}"
+            " -- {input.frames:q} {output:q} {input.chunks:q} > {log} 2>&1"
 
 else:
 
@@ -63,8 +63,8 @@ else:
         benchmark:
             "results/benchmarks/detect/{video}.tsv"
         shell:
-            "python -m pipeline.cli detect {input.frames:q} {output:q} {params.options}"
-            " --min-detected-fraction {params.min_fraction} > {log} 2>&1"
+            "python -m pipeline.cli detect {params.options} --min-detected-fraction {params.min_fraction}"
+            " -- {input.frames:q} {output:q} > {log} 2>&1"
 
 
 # Pose quality control, on the raw detections (smoothing uses it) and on the smoothed track
@@ -86,7 +86,7 @@ rule qc:
     benchmark:
         "results/benchmarks/qc/{video}_{stage}.tsv"
     shell:
-        "python -m pipeline.cli qc {input.keypoints:q} {output:q} {params.options} > {log} 2>&1"
+        "python -m pipeline.cli qc {params.options} -- {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule smooth:
@@ -106,8 +106,8 @@ rule smooth:
     benchmark:
         "results/benchmarks/smooth/{video}.tsv"
     shell:
-        "python -m pipeline.cli smooth {input.keypoints:q} {output:q} --window {params.window}"
-        " --max-gap {params.max_gap} --qc {input.qc:q} > {log} 2>&1"
+        "python -m pipeline.cli smooth --window {params.window} --max-gap {params.max_gap} --qc {input.qc:q}"
+        " -- {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule stats_subject:
@@ -123,7 +123,7 @@ rule stats_subject:
     benchmark:
         "results/benchmarks/stats/subject_{subject}.tsv"
     shell:
-        "python -m pipeline.cli stats {input.keypoints:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli stats -- {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule stats_video:
@@ -139,7 +139,7 @@ rule stats_video:
     benchmark:
         "results/benchmarks/stats/video_{video}.tsv"
     shell:
-        "python -m pipeline.cli stats {input.keypoints:q} {output:q} > {log} 2>&1"
+        "python -m pipeline.cli stats -- {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule normalize:
@@ -163,9 +163,9 @@ rule normalize:
     benchmark:
         "results/benchmarks/normalize/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli normalize {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q}"
-        " --method {params.method} {params.center} --qc {input.source_qc:q}"
-        " --max-repair-gap {params.max_repair_gap} --max-repaired-share {params.max_repaired_share} > {log} 2>&1"
+        "python -m pipeline.cli normalize --method {params.method} {params.center} --qc {input.source_qc:q}"
+        " --max-repair-gap {params.max_repair_gap} --max-repaired-share {params.max_repaired_share}"
+        " -- {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q} > {log} 2>&1"
 
 
 rule render_target:
@@ -183,7 +183,7 @@ rule render_target:
     benchmark:
         "results/benchmarks/render/{video}.tsv"
     shell:
-        "python -m pipeline.cli render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
+        "python -m pipeline.cli render {params.flags} -- {input.keypoints:q} {output:q} > {log} 2>&1"
 
 
 rule render_transfer:
@@ -201,4 +201,4 @@ rule render_transfer:
     benchmark:
         "results/benchmarks/render_transfer/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli render {input.keypoints:q} {output:q} {params.flags} > {log} 2>&1"
+        "python -m pipeline.cli render {params.flags} -- {input.keypoints:q} {output:q} > {log} 2>&1"

@@ -34,8 +34,9 @@ rule train_generator:
     benchmark:
         "results/benchmarks/train/{subject}.tsv"
     shell:
-        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train {params.run_dir:q}"
-        " {params.clips} {params.qc}{params.plates} --model-out {output:q} {params.options} {params.init_global} > {log} 2>&1"
+        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train"
+        " {params.clips} {params.qc}{params.plates} --model-out {output:q} {params.options} {params.init_global}"
+        " -- {params.run_dir:q} > {log} 2>&1"
 
 
 # The reference schedule's first phase (config train: global_phase): a global generator at half the
@@ -86,6 +87,6 @@ rule train_face:
     benchmark:
         "results/benchmarks/train_face/{subject}.tsv"
     shell:
-        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face {params.run_dir:q}"
+        "python -m pipeline.gan.launch --gpus {resources.gpu} --cpu-procs {params.cpu_processes} -- python -m pipeline.cli train-face"
         " {params.clips} {params.qc} --model-out {output:q} --generator {input.generator:q} {params.options}"
-        " > {log} 2>&1"
+        " -- {params.run_dir:q} > {log} 2>&1"

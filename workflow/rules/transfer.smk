@@ -93,9 +93,10 @@ rule transfer:
     benchmark:
         "results/benchmarks/transfer/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli transfer {input.normalized:q} {input.render:q} {input.source_frames:q}"
-        " {output.video:q} --generator {input.generator:q} {params.models} --side-by-side {output.side_by_side:q}"
-        " --record {output.record:q} --device {params.device} --crf {params.crf} --precision {params.precision} {params.audio} > {log} 2>&1"
+        "python -m pipeline.cli transfer --generator {input.generator:q} {params.models}"
+        " --side-by-side {output.side_by_side:q} --record {output.record:q} --device {params.device}"
+        " --crf {params.crf} --precision {params.precision} {params.audio}"
+        " -- {input.normalized:q} {input.render:q} {input.source_frames:q} {output.video:q} > {log} 2>&1"
 
 
 rule evaluate:
@@ -137,8 +138,8 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{subject}.tsv"
     shell:
-        "python -m pipeline.cli evaluate {params.out_dir:q} {params.clips} --generator {input.generator:q}"
-        " {params.models} {params.ablations} {params.options} > {log} 2>&1"
+        "python -m pipeline.cli evaluate {params.clips} --generator {input.generator:q}"
+        " {params.models} {params.ablations} {params.options} -- {params.out_dir:q} > {log} 2>&1"
 
 
 rule plot_losses:
@@ -161,7 +162,7 @@ rule plot_losses:
     benchmark:
         "results/benchmarks/plot_losses/{subject}.tsv"
     shell:
-        "python -m pipeline.cli plot losses {output:q} {params.runs} > {log} 2>&1"
+        "python -m pipeline.cli plot losses {params.runs} -- {output:q} > {log} 2>&1"
 
 
 rule plot_stability:
@@ -185,4 +186,4 @@ rule plot_stability:
     benchmark:
         "results/benchmarks/plot_stability/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli plot stability {input.record:q} {output:q} {params.real} > {log} 2>&1"
+        "python -m pipeline.cli plot stability {params.real} -- {input.record:q} {output:q} > {log} 2>&1"

@@ -6,7 +6,8 @@ def detect_options(wildcards):
     """OpenPose JSON from the sheet wins over the configured backend."""
     json_dir = VIDEOS.loc[wildcards.video, "openpose_json"]
     if json_dir:
-        return f"--backend openpose-json --json-dir {shlex.quote(json_dir)}"
+        # one word with its option: a folder whose name starts with "-" is not read as an option
+        return f"--backend openpose-json {shlex.quote('--json-dir=' + json_dir)}"
     return f"--backend {config['detect']['backend']}"
 
 
