@@ -54,6 +54,7 @@ _FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "check
                    "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
+_REAL = ("lr", "beta1", "lambda_feat", "lambda_vgg", "lambda_l1", "checkpoint_minutes", "holdout")
 
 
 LR_SCALING = ("none", "linear")
@@ -116,6 +117,8 @@ class TrainConfig:
         bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
         bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
+        bad += [f"{k}={getattr(self, k)}" for k in _REAL if not math.isfinite(getattr(self, k))]
+        bad += [f"beta1={self.beta1}"] if not 0 <= self.beta1 < 1 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
         bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
@@ -132,7 +135,8 @@ class TrainConfig:
             bad += [f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} "
                     "without local_enhancer"]
         if bad:
-            raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
+            raise ValueError(f"invalid training settings: {', '.join(bad)} (finite numbers, sizes and counts >= 1, "
+                             "0 <= beta1 < 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
                              "init_global and niter_fix_global need the local enhancer)")
