@@ -67,7 +67,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--generator", type=Path, required=True,
                            help="generator.pt of `edn train`; frozen, and sets the resolution")
             p.add_argument("--face-ngf", type=FILTERS, default=32, help="face generator's first filters" + DEFAULT)
-            p.add_argument("--face-n-downsample", type=DOWNSAMPLINGS, default=3, help="face generator downsamplings" + DEFAULT)
+            p.add_argument("--face-n-downsample", type=DOWNSAMPLINGS, default=3,
+                           help="face generator downsamplings" + DEFAULT)
             p.add_argument("--face-n-blocks", type=BLOCKS, default=5, help="face generator residual blocks" + DEFAULT)
             p.add_argument("--face-size", type=Number(int, 8, 8192, unit="pixels"), default=None,
                            help="face box side in model pixels (default: height / 4, 128 at 512)")
@@ -75,7 +76,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--width", type=MODEL_SIDE, default=512, help="model width in pixels" + DEFAULT)
             p.add_argument("--height", type=MODEL_SIDE, default=256, help="model height in pixels" + DEFAULT)
             p.add_argument("--ngf", type=FILTERS, default=64, help="generator's first filters" + DEFAULT)
-            p.add_argument("--n-downsample", type=DOWNSAMPLINGS, default=4, help="global generator downsamplings" + DEFAULT)
+            p.add_argument("--n-downsample", type=DOWNSAMPLINGS, default=4,
+                           help="global generator downsamplings" + DEFAULT)
             p.add_argument("--n-blocks", type=BLOCKS, default=9, help="global generator residual blocks" + DEFAULT)
             p.add_argument("--local-enhancer", action="store_true",
                            help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
@@ -123,7 +125,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints" + DEFAULT)
         p.add_argument("--checkpoint-minutes", type=Number(float, 0), default=0.0,
                        help="also checkpoint when this many minutes passed since the last one, 0: off" + DEFAULT)
-        p.add_argument("--sample-every", type=non_negative_int, default=500, help="steps between sample grids, 0: none" + DEFAULT)
+        p.add_argument("--sample-every", type=non_negative_int, default=500,
+                       help="steps between sample grids, 0: none" + DEFAULT)
         p.add_argument("--max-steps", type=non_negative_int, default=None, help="stop after this many steps in all")
         p.add_argument("--holdout", type=HOLDOUT, default=0.2, help="last fraction of every clip kept out" + DEFAULT)
         p.add_argument("--workers", type=WORKERS, default=2, help="data loading processes" + DEFAULT)

@@ -37,6 +37,7 @@ from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
     tensor_to_image
+from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss
 from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
@@ -299,6 +300,19 @@ class TemporalPair(nn.Module):
         return fake_t, fake_t1
 
 
+def pose_model_configs(cfg: TrainConfig, n_plates: int = 1) -> tuple[dict[str, Any], int]:
+    """The pose generator's architecture record and the discriminator's input channels of ``cfg``."""
+    divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
+    if cfg.width % divisor or cfg.height % divisor:
+        raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
+                         f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
+    config = default_generator_config(
+        kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
+        n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
+        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates)
+    return config, TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
+
+
 class PoseTask(GANTask):
     """The temporally smoothed pose-to-frame GAN, or with ``temporal=False`` the frame-by-frame one."""
 
@@ -308,15 +322,7 @@ class PoseTask(GANTask):
         """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate)."""
         if (cfg.background == "plate") != (plates is not None):
             raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
-        divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
-        if cfg.width % divisor or cfg.height % divisor:
-            raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
-                             f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
-        config = default_generator_config(
-            kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
-            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
-            temporal=cfg.temporal, background=cfg.background, n_plates=1 if plates is None else len(plates))
-        d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
+        config, d_nc = pose_model_configs(cfg, 1 if plates is None else len(plates))
         generator = build_generator(config)
         if plates is not None:
             with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
@@ -648,8 +654,12 @@ def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | No
 def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: C,
               make_task: Callable[[C, Runtime], GANTask], *, model_path: str | Path | None = None,
               dataset_options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
-              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None,
+              memory: Callable[[C, bool], StepMemory] | None = None) -> dict[str, Any]:
     """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record.
+
+    ``memory``: the step's memory estimate of a config (and whether it computes in half precision);
+    a step that cannot fit the device is refused before any data is loaded.
 
     ``clip_qc``: one `edn qc` file per clip (same order); pairs touching a frame it does not
     call ok are left out, and run.json lists those frames per clip.
@@ -661,6 +671,11 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
             requested = cfg.vgg_loss
             cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
             agree_on_vgg(cfg.vgg_loss, no_vgg, rt)
+            if memory is not None:
+                fitted = check_step_fits(lambda: memory(cfg, rt.precision in ("bf16", "fp16")), rt.device,
+                                         f"{out_dir}: {stage} at {cfg.width}x{cfg.height}, batch size {cfg.batch_size}")
+                if rt.is_main:
+                    log.info("%s: a training step needs %s", stage, fitted.describe())
             if no_vgg and rt.is_main:
                 log.warning("=" * 72)
                 log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "
@@ -709,8 +724,9 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
         make_task = functools.partial(PoseTask, plates=plates)
     elif clip_plate:
         raise ValueError("--clip-plate is for --background plate")
+    memory = functools.partial(pose_step_memory, n_plates=len(clips) if cfg.background == "plate" else 1)
     return run_stage("train", out_dir, clips, cfg, make_task, model_path=model_path, inputs=inputs or None,
-                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]})
+                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]}, memory=memory)
 
 
 def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:
