@@ -14,6 +14,11 @@ from typing import Any, Callable
 StagePaths = tuple[str, tuple[Any, ...], tuple[Any, ...]]
 
 
+def _shown(bound: float) -> str:
+    """A bound as written: whole numbers in full (4294967295, not 4.29497e+09)."""
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
 class Number:
     """An argparse type for a finite number in a range: NaN, infinity and values outside it are refused
     with the range in the message (``edn`` exits 2, argparse's usage line and no traceback).
@@ -34,12 +39,12 @@ class Number:
         what = "an odd whole number" if self.odd else "an even whole number" if self.even else \
             "a whole number" if self.kind is int else "a finite number"
         if self.minimum is not None and self.maximum is not None:
-            bounds = f"from {self.minimum:g} to {self.maximum:g}"
+            bounds = f"from {_shown(self.minimum)} to {_shown(self.maximum)}"
         else:
-            parts = [f">= {self.minimum:g}" if self.minimum is not None else None,
-                     f"> {self.above:g}" if self.above is not None else None,
-                     f"<= {self.maximum:g}" if self.maximum is not None else None,
-                     f"< {self.below:g}" if self.below is not None else None]
+            parts = [f">= {_shown(self.minimum)}" if self.minimum is not None else None,
+                     f"> {_shown(self.above)}" if self.above is not None else None,
+                     f"<= {_shown(self.maximum)}" if self.maximum is not None else None,
+                     f"< {_shown(self.below)}" if self.below is not None else None]
             bounds = " and ".join(p for p in parts if p)
         described = f"{what} {bounds}{f' {self.unit}' if self.unit else ''}".replace("  ", " ").strip()
         if self.kind is int and self.minimum == 1 and self.maximum is None and not (self.odd or self.even):
