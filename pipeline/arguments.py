@@ -35,7 +35,7 @@ class Number:
         self.__name__ = kind.__name__  # argparse names the type by it
 
     def describe(self) -> str:
-        """The range in words, e.g. ``a whole number from 0 to 51`` or ``a number > 0 and <= 1000``."""
+        """The range in words, e.g. ``a whole number from 0 to 51`` or ``a finite number > 0 and <= 1``."""
         what = "an odd whole number" if self.odd else "an even whole number" if self.even else \
             "a whole number" if self.kind is int else "a finite number"
         if self.minimum is not None and self.maximum is not None:
@@ -78,7 +78,7 @@ class Number:
 # three 8-bit channels are 805 MB in memory, within what a frame worker can hold.
 MAX_PICTURE_SIDE = 32768
 # The largest working height of ``edn extract``: 8K UHD video has 4320 rows, so 8192 never drops
-# detail a camera recorded, and a 16:9 frame of it is 201 MB of pixels.
+# detail a camera recorded, and a 16:9 frame of it is 358 MB of pixels.
 MAX_FRAME_HEIGHT = 8192
 CRF = Number(int, 0, 51)  # x264's quality scale for 8-bit video: 0 lossless, 51 worst
 positive_int = Number(int, 1)

@@ -158,6 +158,20 @@ def agree_on_vgg(vgg_loss: bool, no_vgg: str | None, rt: Runtime) -> None:
                            "vgg_loss: false (--no-vgg-loss)")
 
 
+def agree_on_memory(estimate: Callable[[], StepMemory], rt: Runtime, what: str) -> None:
+    """Refuse the run on every rank when the training step cannot fit any rank's device (one rank
+    stopping alone would leave the others waiting for it); the estimate is logged otherwise."""
+    try:
+        fitted, refusal = check_step_fits(estimate, rt.device, what), None
+    except ValueError as exc:
+        fitted, refusal = None, str(exc)
+    refusals = [r for r in all_gather(refusal, rt) if r]
+    if refusals:
+        raise ValueError(refusals[0])
+    if rt.is_main:
+        log.info("%s: a training step needs %s", what, fitted.describe())
+
+
 C = TypeVar("C", bound=TrainConfig)
 
 
@@ -672,10 +686,8 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
             cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
             agree_on_vgg(cfg.vgg_loss, no_vgg, rt)
             if memory is not None:
-                fitted = check_step_fits(lambda: memory(cfg, rt.precision in ("bf16", "fp16")), rt.device,
-                                         f"{out_dir}: {stage} at {cfg.width}x{cfg.height}, batch size {cfg.batch_size}")
-                if rt.is_main:
-                    log.info("%s: a training step needs %s", stage, fitted.describe())
+                agree_on_memory(lambda: memory(cfg, rt.precision in ("bf16", "fp16")), rt,
+                                f"{out_dir}: {stage} at {cfg.width}x{cfg.height}, batch size {cfg.batch_size}")
             if no_vgg and rt.is_main:
                 log.warning("=" * 72)
                 log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "
