@@ -279,7 +279,7 @@ def test_training_step_estimate_follows_the_architecture():
     assert pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False), half=True).activations == demo.activations // 2
 
 
-def test_the_demo_size_fits_and_a_huge_one_is_refused_with_the_estimate(monkeypatch):
+def test_the_demo_size_fits_and_a_huge_one_is_refused_with_the_estimate(monkeypatch, caplog):
     import torch
 
     from pipeline.gan import memory
@@ -290,6 +290,9 @@ def test_the_demo_size_fits_and_a_huge_one_is_refused_with_the_estimate(monkeypa
     demo = memory.check_step_fits(lambda: memory.pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False)), cpu,
                                   "demo")
     assert demo.total < 4 * 2 ** 30
+    with caplog.at_level(logging.WARNING, logger="pipeline.gan.memory"):  # fits, but within a measured peak of
+        memory.check_step_fits(lambda: memory.StepMemory(3 * 2 ** 30, 0), cpu, "close")  # the memory there is
+    assert "close: a training step needs about 3.0 GiB" in caplog.text and "may not be enough" in caplog.text
     huge = TrainConfig(**{**DEMO_MODEL, "width": 8192, "height": 8192}, vgg_loss=False)
     with pytest.raises(ValueError, match=r"big: a training step needs about \d+\.\d GiB .* more than the 4\.0 GiB "
                                          r"\(test machine\) on cpu"):

@@ -19,8 +19,8 @@ from torch import nn
 
 # Bytes per parameter of a trained network: weight, gradient and Adam's two moments, all fp32.
 TRAINED_PARAMETER_BYTES = 4 * 4
-# A step's measured peak over its estimate: 1.35-1.45 without VGG, 1.6-1.7 with it (CPU, fp32, 144x256
-# to 576x1024; docs line of the refusal). Above estimate x this, a warning says the step may not fit.
+# A step's measured peak over its estimate: 1.34-1.37 without VGG, 1.53-1.68 with it (CPU, fp32, 144x256
+# to 576x1024, scripts/bench_memory.py). Above estimate x this, a warning says the step may not fit.
 MEASURED_PEAK_FACTOR = 2.0
 GIB = 2 ** 30
 log = logging.getLogger(__name__)
