@@ -172,6 +172,20 @@ def test_cli_and_schema_take_the_same_ranges():
                 {k: train.get(k) for k in ("minimum", "maximum", "exclusiveMinimum")}, key
 
 
+def test_the_launcher_takes_the_schema_ranges(capsys):
+    """python -m pipeline.gan.launch gets train: gpus and cpu_processes from the workflow."""
+    from pipeline.gan.launch import main as launch
+
+    for argv, words in ((["--gpus", "-1"], "--gpus: must be a whole number from 0 to 16"),
+                        (["--cpu-procs", "0"], "--cpu-procs: must be a whole number from 1 to 256")):
+        with pytest.raises(SystemExit) as info:
+            launch([*argv, "--dry-run", "--", "edn", "train", "run"])
+        assert info.value.code == 2 and words in capsys.readouterr().err
+    schema = _schema()
+    assert (_schema_key(schema, "train.gpus")["maximum"], _schema_key(schema, "train.cpu_processes")["maximum"]) == \
+        (16, 256)
+
+
 def _validate(config: dict) -> list[str]:
     import jsonschema
 
