@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.arguments import StagePaths, handler
+from pipeline.arguments import Number, StagePaths, handler
 from pipeline.gan.commands import DEFAULT, add_device_options, clip_paths
+
+# Held-out clips generated at once (each holds (rows + 1) MediaPipe trackers of ~0.2 GB) and frames
+# in the sample grid (one row of pictures each): both grow memory.
+CLIP_BATCH = Number(int, 1, 64)
+GRID_SAMPLES = Number(int, 1, 64)
 
 # The inputs (argument names) of each figure; --run folders and --real frames are added to them.
 FIGURE_INPUTS = {"tracks": ("raw", "smooth"), "qc": ("raw_qc", "smooth_qc"),
@@ -32,12 +37,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation", action="append", metavar="NAME=GENERATOR_PT",
                    help="one more row NAME, generated like temporal by this generator.pt (trained on the same "
                    "clips with other options); repeat per ablation")
-    p.add_argument("--clip-batch", type=int, default=4,
+    p.add_argument("--clip-batch", type=CLIP_BATCH, default=4,
                    help="held-out clips generated together as one batch per step" + DEFAULT)
     p.add_argument("--lpips-weights", default=None,
                    help="torchvision AlexNet weights (alexnet-owt-7be5be79.pth; default: the torch hub cache)")
     add_device_options(p)
-    p.add_argument("--samples", type=int, default=4, help="held-out frames in the sample grid" + DEFAULT)
+    p.add_argument("--samples", type=GRID_SAMPLES, default=4, help="held-out frames in the sample grid" + DEFAULT)
     p.set_defaults(func=handler("pipeline.evaluation.evaluate", "cli"))
 
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")

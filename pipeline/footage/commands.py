@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.arguments import StagePaths, box, handler, positive_int
+from pipeline.arguments import MAX_FRAME_HEIGHT, Number, StagePaths, box, handler, positive_int
+
+# Frame rates extract can give the stages: from 1 fps (below it consecutive frames are separate
+# poses, not one movement: the median smoothing, the QC's speeds and the generator's previous frame
+# all assume they are close in time) to 1000 (above the 960 fps of high-speed cameras).
+FRAME_RATE = Number(float, 1, 1000, unit="frames per second")
+# Heights ffmpeg's scaler and every encoder take (even: yuv420p halves it), up to MAX_FRAME_HEIGHT.
+FRAME_HEIGHT = Number(int, 16, MAX_FRAME_HEIGHT, even=True, unit="pixels")
 
 
 def seconds(text: str) -> float:
@@ -28,8 +35,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="video -> frames (ffmpeg) plus meta.json")
     p.add_argument("video", type=Path)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--fps", type=float, default=None, help="output frame rate (default: source's)")
-    p.add_argument("--height", type=int, default=512, help="working height in pixels")
+    p.add_argument("--fps", type=FRAME_RATE, default=None, help="output frame rate (default: source's)")
+    p.add_argument("--height", type=FRAME_HEIGHT, default=512, help="working height in pixels")
     p.add_argument("--rotation", type=int, default=None, choices=(0, 90, 180, 270),
                    help="clockwise rotation to apply instead of the file's metadata")
     p.add_argument("--crop", type=box, default=None, help="x,y,w,h in source pixels after rotation")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.footage.audio import first_pts_time, probe_audio
+from pipeline.footage.commands import FRAME_HEIGHT, FRAME_RATE
 from pipeline.footage.media import (VideoInfo, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file,
                                     ffmpeg_sequence, probe_video, read_header)
 from pipeline.footage.timespan import check_span
@@ -63,10 +64,9 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     video, out_dir = Path(video), Path(out_dir)
     header = read_header(video)  # one ffmpeg -i for the video's and the soundtrack's properties
     info = probe_video(video, count_frames=False, header=header)
-    if height <= 0 or height % 2:
-        raise ValueError(f"extract: height must be a positive even number, got {height}")
-    if fps is not None and fps <= 0:
-        raise ValueError(f"extract: fps must be positive, got {fps}")
+    FRAME_HEIGHT.check(height, "extract: height")
+    if fps is not None:
+        FRAME_RATE.check(fps, "extract: fps")
     if max_frames is not None and max_frames <= 0:
         raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
     out_fps = float(fps or info.fps)

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from pipeline.arguments import CRF
 from pipeline.footage.media import FFMPEG_LOG, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file
 from pipeline.provenance import MP4_COMMENT, atomic_path
 
@@ -22,6 +23,7 @@ class VideoEncoder:
     """
 
     def __init__(self, out: str | Path, fps: float, *, crf: int = 18, stage: str | None = None) -> None:
+        CRF.check(crf, f"{out}: x264 crf")
         self.out, self.fps, self.crf, self.count, self.stage = Path(out), fps, crf, 0, stage
         self._proc: subprocess.Popen | None = None
         self._size: tuple[int, int] | None = None

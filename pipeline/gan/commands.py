@@ -5,9 +5,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.arguments import StagePaths, handler
+from pipeline.arguments import CRF, Number, StagePaths, handler, non_negative_int, positive_int
 
 DEFAULT = " (default: %(default)s)"
+
+# The range of each numeric option of train, train-face and transfer; the JSON schema's keys of the
+# same name take the same (tests/test_ranges.py compares them). Maxima bound what memory grows with:
+# a model side up to 4x the paper's largest (2048), filters up to 16x the paper's 64, and the model
+# that fits is then decided by the training step's memory estimate (pipeline/gan/memory.py).
+MODEL_SIDE = Number(int, 16, 8192, unit="pixels")
+FILTERS = Number(int, 1, 1024)
+DOWNSAMPLINGS = Number(int, 1, 8)  # 2**8 = 256: a 8192-pixel side keeps 32 pixels at the bottleneck
+BLOCKS = Number(int, 1, 64)
+LAYERS = Number(int, 1, 8)  # discriminator layers or scales: each halves the picture
+WEIGHT = Number(float, 0)  # a loss weight: 0 turns the loss off
+LEARNING_RATE = Number(float, maximum=1, above=0)  # Adam moves each weight by about lr per step
+BETA = Number(float, 0, below=1)  # Adam's moving average forgets nothing at 1 and diverges above
+SEED = Number(int, 0, 2 ** 32 - 1)  # numpy's seed range (seed_everything seeds numpy too)
+HOLDOUT = Number(float, 0, below=1)  # a share of each clip; 1 would leave nothing to train on
+WORKERS = Number(int, 0, 64)  # data processes, each with its own copy of the clips' frames
+SAMPLES_PER_STEP = Number(int, 1, 1024)
 
 
 def add_device_options(parser: argparse.ArgumentParser, training: bool = False) -> None:
@@ -52,24 +69,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         if face:
             p.add_argument("--generator", type=Path, required=True,
                            help="generator.pt of `edn train`; frozen, and sets the resolution")
-            p.add_argument("--face-ngf", type=int, default=32, help="face generator's first filters" + DEFAULT)
-            p.add_argument("--face-n-downsample", type=int, default=3, help="face generator downsamplings" + DEFAULT)
-            p.add_argument("--face-n-blocks", type=int, default=5, help="face generator residual blocks" + DEFAULT)
-            p.add_argument("--face-size", type=int, default=None,
+            p.add_argument("--face-ngf", type=FILTERS, default=32, help="face generator's first filters" + DEFAULT)
+            p.add_argument("--face-n-downsample", type=DOWNSAMPLINGS, default=3,
+                           help="face generator downsamplings" + DEFAULT)
+            p.add_argument("--face-n-blocks", type=BLOCKS, default=5, help="face generator residual blocks" + DEFAULT)
+            p.add_argument("--face-size", type=Number(int, 8, 8192, unit="pixels"), default=None,
                            help="face box side in model pixels (default: height / 4, 128 at 512)")
         else:
-            p.add_argument("--width", type=int, default=512, help="model width in pixels" + DEFAULT)
-            p.add_argument("--height", type=int, default=256, help="model height in pixels" + DEFAULT)
-            p.add_argument("--ngf", type=int, default=64, help="generator's first filters" + DEFAULT)
-            p.add_argument("--n-downsample", type=int, default=4, help="global generator downsamplings" + DEFAULT)
-            p.add_argument("--n-blocks", type=int, default=9, help="global generator residual blocks" + DEFAULT)
+            p.add_argument("--width", type=MODEL_SIDE, default=512, help="model width in pixels" + DEFAULT)
+            p.add_argument("--height", type=MODEL_SIDE, default=256, help="model height in pixels" + DEFAULT)
+            p.add_argument("--ngf", type=FILTERS, default=64, help="generator's first filters" + DEFAULT)
+            p.add_argument("--n-downsample", type=DOWNSAMPLINGS, default=4,
+                           help="global generator downsamplings" + DEFAULT)
+            p.add_argument("--n-blocks", type=BLOCKS, default=9, help="global generator residual blocks" + DEFAULT)
             p.add_argument("--local-enhancer", action="store_true",
                            help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
-            p.add_argument("--n-blocks-local", type=int, default=3, help="local enhancer residual blocks" + DEFAULT)
+            p.add_argument("--n-blocks-local", type=BLOCKS, default=3, help="local enhancer residual blocks" + DEFAULT)
             p.add_argument("--init-global", default=None, metavar="GENERATOR_PT",
                            help="start the local enhancer's global part from this global generator.pt "
                            "(trained with ngf = 2 x --ngf at half the resolution; the reference schedule)")
-            p.add_argument("--niter-fix-global", type=int, default=0,
+            p.add_argument("--niter-fix-global", type=non_negative_int, default=0,
                            help="first epochs in which only the local enhancer's own layers learn" + DEFAULT)
             p.add_argument("--no-temporal", dest="temporal", action="store_false",
                            help="the paper's frame-by-frame ablation: no previous-frame input, single-frame "
@@ -79,23 +98,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            "and paints a foreground and a soft mask over it (needs --clip-plate)" + DEFAULT)
             p.add_argument("--clip-plate", action="append", type=Path, default=None, metavar="PLATE_PNG",
                            help="`edn plate` image of a clip, one per --clip in the same order (--background plate)")
-            p.add_argument("--lambda-l1", type=float, default=0.0,
+            p.add_argument("--lambda-l1", type=WEIGHT, default=0.0,
                            help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
-        p.add_argument("--epochs", type=int, default=5 if face else 20, help="passes over the training pairs"
+        p.add_argument("--epochs", type=positive_int, default=5 if face else 20, help="passes over the training pairs"
                        + DEFAULT)
-        p.add_argument("--niter-decay", type=int, default=2 if face else 10,
+        p.add_argument("--niter-decay", type=non_negative_int, default=2 if face else 10,
                        help="last epochs, over which the learning rate falls linearly to 0" + DEFAULT)
-        p.add_argument("--batch-size", type=int, default=1, help="samples per step and process" + DEFAULT)
-        p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate" + DEFAULT)
+        p.add_argument("--batch-size", type=SAMPLES_PER_STEP, default=1, help="samples per step and process" + DEFAULT)
+        p.add_argument("--lr", type=LEARNING_RATE, default=2e-4, help="Adam learning rate" + DEFAULT)
         p.add_argument("--lr-scaling", choices=("none", "linear"), default="none",
                        help="none: --lr as given whatever the GPU count; linear: --lr x batch-size x processes"
                        + DEFAULT)
-        p.add_argument("--beta1", type=float, default=0.5, help="Adam beta1" + DEFAULT)
-        p.add_argument("--ndf", type=int, default=64, help="discriminator's first filters" + DEFAULT)
-        p.add_argument("--n-layers-d", type=int, default=3, help="discriminator layers (3: 70x70 patches)" + DEFAULT)
-        p.add_argument("--num-d", type=int, default=1 if face else 3, help="discriminator scales" + DEFAULT)
-        p.add_argument("--lambda-feat", type=float, default=10.0, help="feature-matching loss weight" + DEFAULT)
-        p.add_argument("--lambda-vgg", type=float, default=10.0, help="VGG perceptual loss weight" + DEFAULT)
+        p.add_argument("--beta1", type=BETA, default=0.5, help="Adam beta1" + DEFAULT)
+        p.add_argument("--ndf", type=FILTERS, default=64, help="discriminator's first filters" + DEFAULT)
+        p.add_argument("--n-layers-d", type=LAYERS, default=3, help="discriminator layers (3: 70x70 patches)" + DEFAULT)
+        p.add_argument("--num-d", type=LAYERS, default=1 if face else 3, help="discriminator scales" + DEFAULT)
+        p.add_argument("--lambda-feat", type=WEIGHT, default=10.0, help="feature-matching loss weight" + DEFAULT)
+        p.add_argument("--lambda-vgg", type=WEIGHT, default=10.0, help="VGG perceptual loss weight" + DEFAULT)
         p.add_argument("--vgg-loss", choices=("on", "off", "auto"), default="on",
                        help="VGG19 perceptual loss; on: stop when its weights are missing; auto: use it when "
                        "they are found" + DEFAULT)
@@ -103,17 +122,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="same as --vgg-loss off")
         p.add_argument("--vgg-weights", default=None,
                        help="VGG19 ImageNet weights (vgg19-dcbbb0d1.pth; default: the torch hub cache)")
-        p.add_argument("--seed", type=int, default=0, help="seed of weights and data order" + DEFAULT)
+        p.add_argument("--seed", type=SEED, default=0, help="seed of weights and data order" + DEFAULT)
         add_device_options(p, training=True)
         p.add_argument("--channels-last", action="store_true",
                        help="channels_last memory format (off: InstanceNorm returns NCHW, so it costs transposes)")
-        p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints" + DEFAULT)
-        p.add_argument("--checkpoint-minutes", type=float, default=0.0,
+        p.add_argument("--checkpoint-every", type=positive_int, default=500, help="steps between checkpoints" + DEFAULT)
+        p.add_argument("--checkpoint-minutes", type=Number(float, 0), default=0.0,
                        help="also checkpoint when this many minutes passed since the last one, 0: off" + DEFAULT)
-        p.add_argument("--sample-every", type=int, default=500, help="steps between sample grids, 0: none" + DEFAULT)
-        p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in all")
-        p.add_argument("--holdout", type=float, default=0.2, help="last fraction of every clip kept out" + DEFAULT)
-        p.add_argument("--workers", type=int, default=2, help="data loading processes" + DEFAULT)
+        p.add_argument("--sample-every", type=non_negative_int, default=500,
+                       help="steps between sample grids, 0: none" + DEFAULT)
+        p.add_argument("--max-steps", type=non_negative_int, default=None, help="stop after this many steps in all")
+        p.add_argument("--holdout", type=HOLDOUT, default=0.2, help="last fraction of every clip kept out" + DEFAULT)
+        p.add_argument("--workers", type=WORKERS, default=2, help="data loading processes" + DEFAULT)
         p.add_argument("--deterministic", action="store_true", help="deterministic kernels (slower)")
         p.add_argument("--tensorboard", choices=("on", "off", "auto"), default="auto",
                        help="TensorBoard events (losses, lr, step time, samples) in OUT_DIR/tensorboard; auto: "
@@ -136,7 +156,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--side-by-side", type=Path, default=None, help="also write source | stick figure | result here")
     p.add_argument("--record", type=Path, default=None, help="JSON record (default: OUT with suffix .json)")
     add_device_options(p)
-    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better" + DEFAULT)
+    p.add_argument("--crf", type=CRF, default=18, help="x264 quality, lower is better" + DEFAULT)
     p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
                    help="carry the source's soundtrack (the frames' span) into the videos" + DEFAULT)
     p.set_defaults(func=handler("pipeline.gan.transfer", "cli"))

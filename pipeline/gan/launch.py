@@ -28,6 +28,8 @@ import subprocess
 import sys
 from typing import Callable, Mapping, Sequence
 
+from pipeline.arguments import Number
+
 # Set in the per-node copies started by srun, so they do not fan out again.
 PER_NODE_MARK = "EDN_LAUNCH_PER_NODE"
 BASE_PORT = 29500
@@ -188,9 +190,9 @@ def process_env(env: Mapping[str, str], nproc: int) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.gan.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gpus", type=int, default=0,
+    parser.add_argument("--gpus", type=Number(int, 0, 16), default=0,
                         help="GPUs per node outside SLURM (inside, SLURM's allocation decides)")
-    parser.add_argument("--cpu-procs", type=int, default=1,
+    parser.add_argument("--cpu-procs", type=Number(int, 1, 256), default=1,
                         help="processes per node when there is no GPU (gloo on CPU)")
     parser.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
     parser.add_argument("train_cmd", nargs=argparse.REMAINDER, help="-- edn train OUT_DIR ...")

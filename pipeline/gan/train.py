@@ -38,6 +38,7 @@ from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
     tensor_to_image
+from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss
 from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
@@ -55,6 +56,7 @@ _FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "check
                    "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
+_REAL = ("lr", "beta1", "lambda_feat", "lambda_vgg", "lambda_l1", "checkpoint_minutes", "holdout")
 
 
 LR_SCALING = ("none", "linear")
@@ -118,6 +120,8 @@ class TrainConfig:
         bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
         bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
         bad += [f"lr={self.lr}"] if not self.lr > 0 else []
+        bad += [f"{k}={getattr(self, k)}" for k in _REAL if not math.isfinite(getattr(self, k))]
+        bad += [f"beta1={self.beta1}"] if not 0 <= self.beta1 < 1 else []
         bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
         bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
@@ -134,7 +138,8 @@ class TrainConfig:
             bad += [f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} "
                     "without local_enhancer"]
         if bad:
-            raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
+            raise ValueError(f"invalid training settings: {', '.join(bad)} (finite numbers, sizes and counts >= 1, "
+                             "0 <= beta1 < 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
                              "init_global and niter_fix_global need the local enhancer)")
@@ -153,6 +158,20 @@ def agree_on_vgg(vgg_loss: bool, no_vgg: str | None, rt: Runtime) -> None:
         raise RuntimeError(f"the VGG loss would be on for ranks {found} only ({missing}): every process must "
                            "see the same VGG19 weight file (train: vgg_weights on a shared file system), or set "
                            "vgg_loss: false (--no-vgg-loss)")
+
+
+def agree_on_memory(estimate: Callable[[], StepMemory], rt: Runtime, what: str) -> None:
+    """Refuse the run on every rank when the training step cannot fit any rank's device (one rank
+    stopping alone would leave the others waiting for it); the estimate is logged otherwise."""
+    try:
+        fitted, refusal = check_step_fits(estimate, rt.device, what), None
+    except ValueError as exc:
+        fitted, refusal = None, str(exc)
+    refusals = [r for r in all_gather(refusal, rt) if r]
+    if refusals:
+        raise ValueError(refusals[0])
+    if rt.is_main:
+        log.info("%s: a training step needs %s", what, fitted.describe())
 
 
 C = TypeVar("C", bound=TrainConfig)
@@ -297,6 +316,19 @@ class TemporalPair(nn.Module):
         return fake_t, fake_t1
 
 
+def pose_model_configs(cfg: TrainConfig, n_plates: int = 1) -> tuple[dict[str, Any], int]:
+    """The pose generator's architecture record and the discriminator's input channels of ``cfg``."""
+    divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
+    if cfg.width % divisor or cfg.height % divisor:
+        raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
+                         f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
+    config = default_generator_config(
+        kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
+        n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
+        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates)
+    return config, TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
+
+
 class PoseTask(GANTask):
     """The temporally smoothed pose-to-frame GAN, or with ``temporal=False`` the frame-by-frame one."""
 
@@ -306,15 +338,7 @@ class PoseTask(GANTask):
         """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate)."""
         if (cfg.background == "plate") != (plates is not None):
             raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
-        divisor = 2 ** (cfg.n_downsample + (1 if cfg.local_enhancer else 0))
-        if cfg.width % divisor or cfg.height % divisor:
-            raise ValueError(f"--width {cfg.width} and --height {cfg.height} must be multiples of {divisor} "
-                             f"({cfg.n_downsample} downsamplings{' + local enhancer' if cfg.local_enhancer else ''})")
-        config = default_generator_config(
-            kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
-            n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
-            temporal=cfg.temporal, background=cfg.background, n_plates=1 if plates is None else len(plates))
-        d_nc = TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
+        config, d_nc = pose_model_configs(cfg, 1 if plates is None else len(plates))
         generator = build_generator(config)
         if plates is not None:
             with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
@@ -698,8 +722,12 @@ def qc_exclusions(clips: Sequence[ClipFiles], clip_qc: Sequence[str | Path] | No
 def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: C,
               make_task: Callable[[C, Runtime], GANTask], *, model_path: str | Path | None = None,
               dataset_options: dict[str, Any] | None = None, inputs: dict[str, Any] | None = None,
-              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
+              record: dict[str, Any] | None = None, clip_qc: Sequence[str | Path] | None = None,
+              memory: Callable[[C, bool], StepMemory] | None = None) -> dict[str, Any]:
     """Everything around :func:`run_training`: processes, seeds, the VGG decision, data, run record.
+
+    ``memory``: the step's memory estimate of a config (and whether it computes in half precision);
+    a step that cannot fit the device is refused before any data is loaded.
 
     ``clip_qc``: one `edn qc` file per clip (same order); pairs touching a frame it does not
     call ok are left out, and run.json lists those frames per clip.
@@ -711,6 +739,9 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
             requested = cfg.vgg_loss
             cfg, no_vgg = resolve_vgg(cfg)  # first: a missing weight file stops the run before any work
             agree_on_vgg(cfg.vgg_loss, no_vgg, rt)
+            if memory is not None:
+                agree_on_memory(lambda: memory(cfg, rt.precision in ("bf16", "fp16")), rt,
+                                f"{out_dir}: {stage} at {cfg.width}x{cfg.height}, batch size {cfg.batch_size}")
             if no_vgg and rt.is_main:
                 log.warning("=" * 72)
                 log.warning("VGG perceptual loss OFF (%s). Results will be worse than the paper's; "
@@ -760,8 +791,9 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
         make_task = functools.partial(PoseTask, plates=plates)
     elif clip_plate:
         raise ValueError("--clip-plate is for --background plate")
+    memory = functools.partial(pose_step_memory, n_plates=len(clips) if cfg.background == "plate" else 1)
     return run_stage("train", out_dir, clips, cfg, make_task, model_path=model_path, inputs=inputs or None,
-                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]})
+                     clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]}, memory=memory)
 
 
 def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:

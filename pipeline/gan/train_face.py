@@ -26,6 +26,7 @@ from torch import nn
 from pipeline.gan.checkpoint import tensors_sha256
 from pipeline.gan.models.discriminator import MultiscaleDiscriminator
 from pipeline.gan.models.face import build_face_generator, crop_boxes, default_face_config, face_box_size
+from pipeline.gan.memory import face_step_memory
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator, sample_plates
 from pipeline.gan.runtime import Runtime
 from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, config_from_args, run_stage
@@ -108,7 +109,8 @@ def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[
     return run_stage("train-face", out_dir, clips, cfg, lambda c, rt: FaceTask(c, rt, generator, box),
                      model_path=model_path, dataset_options={"face_box_size": box, "require_face": True},
                      inputs={"generator_weights_sha256": tensors_sha256(generator.state_dict())},
-                     record={"generator": str(generator_path), "face_box_size": box}, clip_qc=clip_qc)
+                     record={"generator": str(generator_path), "face_box_size": box}, clip_qc=clip_qc,
+                     memory=lambda c, half: face_step_memory(c, gen_config, box, half))
 
 
 def cli(args: argparse.Namespace) -> int:

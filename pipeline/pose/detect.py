@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from pipeline.arguments import non_negative_int
 from pipeline.footage.extract import list_frames, read_frames_meta
 from pipeline.pose.keypoints import (BODY, FACE, LEFT_HAND, N_BODY, N_FACE, N_HAND, RIGHT_HAND, J, KeypointTrack,
                                      chain_provenance, empty_track, mark_missing, read_keypoints, write_keypoints)
@@ -237,6 +238,7 @@ def detect_mediapipe(frames_dir: str | Path, *, crop: Box | None = None, start: 
     """
     from tqdm import tqdm
 
+    non_negative_int.check(warmup, "detect: warmup")  # a negative one would drop frames of the chunk
     frames_dir = Path(frames_dir)
     paths = list_frames(frames_dir)
     meta = read_frames_meta(frames_dir)

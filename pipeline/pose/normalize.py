@@ -53,6 +53,11 @@ sampling; the ankles are the ankles, not the left ear).
   never be separated. ``bone_ratios`` (method paper) or ``bone_ratios_before`` /
   ``bone_ratios_after`` (method retarget) report each bone's length relative to the
   target's (:func:`pipeline.pose.retarget.bone_length_ratios`).
+* **Geometry check.** A normalized frame in which more than half of the present keypoints lie
+  outside the target's frame (``OUTSIDE_SHARE``: then most of the stick figure is not drawn) is
+  named in a warning with the side it left by and the likely cause (``--center-x`` off with
+  frames of other widths, a source moving wider than the target frame, stats that disagree);
+  ``outside_frame`` in the metadata records the frames, the side, the cause and the warning.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ from pipeline.provenance import provenance
 log = logging.getLogger(__name__)
 
 P_MIN, P_MAX = -1.0, 2.0
+# A frame "falls outside" the target's frame when more than this share of its present keypoints lie
+# outside it: most of its stick figure is then not drawn.
+OUTSIDE_SHARE = 0.5
 K_FLOOR = 0.1
 METHODS = ("paper", "retarget")
 
@@ -254,6 +262,43 @@ def repaired_frames(track: KeypointTrack) -> set[int]:
     return {int(f) for kind in ("interpolated", "held") for f in record.get(kind, [])}
 
 
+def outside_frame(track: KeypointTrack, width: int, height: int, center_x: bool, source_width: int | None
+                  ) -> dict[str, Any]:
+    """The frames of ``track`` that fall outside a ``width`` x ``height`` frame (more than
+    OUTSIDE_SHARE of their present keypoints beyond an edge), the side most of them left by, the
+    likely cause and a warning's text (None when no frame falls outside)."""
+    from pipeline.pose.quality import frame_ranges
+
+    ok = present(track.data)
+    x, y = track.data[..., 0], track.data[..., 1]
+    with np.errstate(invalid="ignore"):
+        sides = {"left": ok & (x < 0), "right": ok & (x >= width), "above": ok & (y < 0), "below": ok & (y >= height)}
+    off = np.logical_or.reduce(list(sides.values()))
+    counted = ok.sum(axis=1)
+    falls = (counted > 0) & (off.sum(axis=1) > OUTSIDE_SHARE * counted)
+    frames = track.frames[falls].tolist()
+    report: dict[str, Any] = {"frames": frames, "share_limit": OUTSIDE_SHARE, "side": None, "cause": None,
+                              "warning": None}
+    if not frames:
+        return report
+    side = max(sides, key=lambda k: int(sides[k][falls].sum()))
+    if side in ("left", "right") and not center_x:
+        cause = (f"--center-x is off (normalize: center_x), so x stays in the source's pixels"
+                 f"{f' of a {source_width}-pixel-wide frame' if source_width else ''}: --center-x moves the "
+                 "source's mean position onto the target's")
+    elif side in ("left", "right"):
+        cause = f"the source moves further sideways than the target's {width}-pixel-wide frame holds"
+    else:
+        cause = ("the mapped ankle positions and heights put the body beyond the frame: check that the source "
+                 "and target stats (edn stats) come from these videos")
+    report.update(side=side, cause=cause, warning=(
+        f"{len(frames)} of {len(track.frames)} normalized frames fall mostly outside the target's {width}x{height} "
+        f"frame (more than {OUTSIDE_SHARE:.0%} of their keypoints, most "
+        f"{ {'left': 'to the left', 'right': 'to the right'}.get(side, side + ' it')}): frames {frame_ranges(frames)}; "
+        f"likely cause: {cause}"))
+    return report
+
+
 def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
                     center_x: bool = False, method: str = "paper", qc: dict[str, np.ndarray] | None = None,
                     max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
@@ -313,6 +358,10 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
     out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])
+    out.meta["outside_frame"] = outside_frame(out, out.meta["width"], out.meta["height"], center_x,
+                                              source_stats.get("frame_width"))
+    if out.meta["outside_frame"]["warning"]:
+        log.warning("%s", out.meta["outside_frame"]["warning"])
     out.meta["fps"] = source.meta.get("fps")
     return out
 

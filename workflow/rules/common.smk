@@ -1,6 +1,7 @@
 # What several families of rules need: config and sheet validation, the video sheet (VIDEOS, TARGETS,
 # SOURCES, SUBJECTS), ABLATIONS, transfer pairs, stage code inputs, the shell prefix, torch threads.
 # A helper of one family is in helpers/<family>.smk, included at the top of that family's rule file.
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -13,6 +14,18 @@ validate(config, schema="../schemas/config.schema.yaml")
 # The sheet's values stay Python str: pandas' inferred string dtype (pyarrow) encodes them as UTF-8, and a
 # file name need not be UTF-8 (its other bytes are held as surrogate escapes).
 pd.set_option("future.infer_string", False)
+
+
+def check_finite(value, where=""):
+    """What the schema cannot say: every number of the config is finite (its minimum and maximum let
+    NaN through, and .inf through where a key has no maximum)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"config {where} = {value} must be a finite number")
+    for key, item in value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ():
+        check_finite(item, f"{where}.{key}" if where else str(key))
+
+
+check_finite(config)
 
 # Rules run `python -m pipeline.cli STAGE ...`. With a conda env deployed, its python runs our
 # package from the workflow's folder; otherwise the interpreter running Snakemake (the venv's)
@@ -124,11 +137,24 @@ def check_spans(sheet, path):
             raise ValueError(f"{path}: video {name}: {exc}") from None
 
 
+def check_frame_rates(sheet, path):
+    """Each sheet fps within what `edn extract --fps` takes (the schema's pattern allows 0 and any size)."""
+    from pipeline.footage.commands import FRAME_RATE
+
+    for name, row in sheet.iterrows():
+        if row["fps"]:
+            try:
+                FRAME_RATE.check(float(row["fps"]), "fps", row["fps"])
+            except ValueError as exc:
+                raise ValueError(f"{path}: video {name}: {exc}") from None
+
+
 check_config_sizes(config)
 ABLATIONS = config["evaluate"]["ablations"] or {}  # NAME -> train: overrides; null: none (config/paper.yaml)
 VIDEOS = load_videos(config["videos"])
 check_crops(VIDEOS, config["videos"])
 check_spans(VIDEOS, config["videos"])
+check_frame_rates(VIDEOS, config["videos"])
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
 SOURCES = VIDEOS[VIDEOS["role"] == "source"]
 SUBJECTS = sorted(TARGETS["subject"].unique())

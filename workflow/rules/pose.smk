@@ -166,6 +166,8 @@ rule normalize:
         "python -m pipeline.cli normalize --method {params.method} {params.center} --qc {input.source_qc:q}"
         " --max-repair-gap {params.max_repair_gap} --max-repaired-share {params.max_repaired_share}"
         " -- {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q} > {log} 2>&1"
+        # its warnings (poses outside the frame, QC repairs) also reach the run's own output
+        "; grep -h WARNING {log:q} >&2 || true"
 
 
 rule render_target:
