@@ -77,6 +77,7 @@ class Number:
 # writes up to 2**20 per side, JPEG up to 65535; 32768 keeps a 4:1 panorama of 8192 rows, whose
 # three 8-bit channels are 805 MB in memory, within what a frame worker can hold.
 MAX_PICTURE_SIDE = 32768
+MAX_PICTURE_PIXELS = MAX_PICTURE_SIDE * 8192  # that panorama; OpenCV's own limit is 2**30
 # The largest working height of ``edn extract``: 8K UHD video has 4320 rows, so 8192 never drops
 # detail a camera recorded, and a 16:9 frame of it is 358 MB of pixels.
 MAX_FRAME_HEIGHT = 8192
@@ -87,7 +88,8 @@ fraction = Number(float, 0, 1)
 
 
 def size(text: str) -> tuple[int, int]:
-    """``WIDTHxHEIGHT`` -> (width, height), each a whole number from 1 to MAX_PICTURE_SIDE."""
+    """``WIDTHxHEIGHT`` -> (width, height), each a whole number from 1 to MAX_PICTURE_SIDE, together
+    at most MAX_PICTURE_PIXELS."""
     side = Number(int, 1, MAX_PICTURE_SIDE)
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -98,6 +100,9 @@ def size(text: str) -> tuple[int, int]:
         side.check(h, f"size {text!r}: the height")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if w * h > MAX_PICTURE_PIXELS:
+        raise argparse.ArgumentTypeError(f"size {text!r} has {w * h} pixels, more than {MAX_PICTURE_PIXELS} "
+                                         f"({MAX_PICTURE_SIDE}x{MAX_PICTURE_PIXELS // MAX_PICTURE_SIDE})")
     return w, h
 
 

@@ -58,6 +58,8 @@ NUMERIC_SLIPS = [
     ("normalize_gap_negative", ["normalize", "s.parquet", "s.json", "t.json", "n.parquet", "--max-repair-gap", "-1"],
      "--max-repair-gap: must be a whole number >= 0"),
     ("render_size_huge", ["render", "k.parquet", "r", "--size", "100000x100000"], "from 1 to 32768"),
+    ("render_size_too_many_pixels", ["render", "k.parquet", "r", "--size", "30000x30000"],
+     "has 900000000 pixels, more than 268435456 (32768x8192)"),
     ("train_width_65536", ["train", "run", *GAN, "--width", "65536"],
      "--width: must be a whole number from 16 to 8192"),
     ("train_height_zero", ["train", "run", *GAN, "--height", "0"], "--height: must be a whole number from 16 to 8192"),

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -91,8 +91,8 @@ def _vgg_features() -> nn.Module:
     return make_layers(cfgs["E"])[:VGG_SLICES[-1][1]].requires_grad_(False)
 
 
-def gan_step_memory(generator_activations: int, trained: list[nn.Module], discriminator: nn.Module,
-                    d_input: tuple[int, ...], images: tuple[int, ...] | None, frozen: list[nn.Module] = (),
+def gan_step_memory(generator_activations: int, trained: Sequence[nn.Module], discriminator: nn.Module,
+                    d_input: tuple[int, ...], images: tuple[int, ...] | None, frozen: Sequence[nn.Module] = (),
                     half: bool = False) -> StepMemory:
     """The peak of :meth:`GANTask.optimise`: the generator's graph, the discriminator's graph on the
     fakes and its features of the reals (feature matching), and VGG's graph on ``images`` (None: no VGG),
