@@ -261,7 +261,8 @@ def recorded_stage(path: str | Path) -> str | None:
         if suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            raw = (pq.read_schema(path).metadata or {}).get(b"edn")
+            with path.open("rb") as f:  # a file object: pyarrow reads a name as a URI
+                raw = (pq.read_schema(f).metadata or {}).get(b"edn")
             record = json.loads(raw) if raw else None
         elif suffix == ".json":
             record = json.loads(path.read_text())

@@ -94,6 +94,26 @@ def test_videos_and_soundtracks_are_written_under_any_name(tmp_path):
     assert probe_video(video).frame_count == 6
 
 
+@pytest.mark.parametrize("name", ODD_NAMES, ids=["colon", "percent", "leading_dash", "space_hash", "latin1_byte"])
+def test_pose_stages_take_any_file_name(ws, name):
+    """Parquet goes to pyarrow as an open file (it reads a name as a URI: "take:1.parquet"), and each stage
+    knows its own output again under the odd name."""
+    from pipeline.provenance import recorded_stage
+
+    shutil.copy(ws / "kp.parquet", ws / f"{name}.parquet")
+    steps = [["smooth", "--", f"{name}.parquet", f"{name} s.parquet"],
+             ["qc", "--", f"{name}.parquet", f"{name} q.parquet"],
+             ["stats", "--", f"{name} s.parquet", f"{name} st.json"],
+             ["render", "--", f"{name} s.parquet", f"{name} r"],
+             ["plot", "tracks", "--", f"{name}.parquet", f"{name} s.parquet", f"{name} t.png"],
+             ["smooth", "--", f"{name}.parquet", f"{name} s.parquet"]]  # a rerun replaces its own file
+    for argv in steps:
+        assert main(argv) == 0, argv
+    assert [recorded_stage(ws / f"{name} {n}") for n in ("s.parquet", "q.parquet", "st.json", "t.png")] == \
+        ["smooth", "qc", "stats", "plot"]
+    assert len(list((ws / f"{name} r").glob("*.png"))) == len(list((ws / "render").glob("*.png")))
+
+
 @pytest.mark.slow
 def test_the_stages_after_extract_take_a_name_that_is_not_utf8(ws):
     """Frames, stick figures, runs, plates and videos in folders whose names are not UTF-8 (OpenCV's own file

@@ -326,8 +326,9 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     out_dir = Path(out_dir)
     labels = {r.name: r.label for r in specs}
     with atomic_dir(out_dir, "evaluate", _OWNED, inputs=inputs, marker="evaluation.json") as tmp_dir:
-        table.to_parquet(tmp_dir / "metrics.parquet", index=False)
-        per_frame.to_parquet(tmp_dir / "frames.parquet", index=False)
+        for frame, name in ((table, "metrics.parquet"), (per_frame, "frames.parquet")):
+            with open(tmp_dir / name, "wb") as f:  # a file object: pyarrow reads a name as a URI
+                frame.to_parquet(f, index=False)
         tables = result_tables(table, list(labels), lpips is not None, size, labels)
         intro = _intro(record, list(labels))
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))

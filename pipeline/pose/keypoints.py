@@ -177,8 +177,9 @@ def write_keypoints(path: str | Path, track: KeypointTrack) -> None:
         "confidence": pa.array(data[..., 2].reshape(-1)),
     })
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(track.meta, sort_keys=True).encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    # Parquet goes through Python file objects: pyarrow reads a name as a URI ("take:1.parquet") and as UTF-8
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd")
 
 
 def read_parquet_table(path: Path, missing: str, error: type[ValueError]) -> Any:
@@ -188,7 +189,8 @@ def read_parquet_table(path: Path, missing: str, error: type[ValueError]) -> Any
     if not path.is_file():
         raise error(f"{path}: {missing}")
     try:
-        return pq.read_table(path)
+        with open(path, "rb") as f:  # a file object: pyarrow reads a name as a URI
+            return pq.read_table(f)
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise error(f"{path}: not a readable Parquet file ({exc})") from exc
 

@@ -429,8 +429,8 @@ def write_qc(path: str | Path, scores: dict[str, np.ndarray], meta: dict[str, An
     table = pa.table({k: pa.array(scores[k].tolist() if scores[k].dtype == object else scores[k])
                       for k in COLUMNS})
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: pyarrow reads a name as a URI
+        pq.write_table(table, f, compression="zstd")
 
 
 class QCFileError(ValueError):
