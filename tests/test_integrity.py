@@ -207,6 +207,19 @@ def test_a_damaged_generator_is_refused_by_transfer_and_evaluate(pieces, capsys,
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "ev").exists()
 
 
+def test_a_damaged_face_generator_is_refused(tmp_path):
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.models.face import build_face_generator, default_face_config, load_face_generator
+
+    config = default_face_config(ngf=4, n_downsample=2, n_blocks=2, box_size=32, width=64, height=128)
+    path = tmp_path / "face.pt"
+    save_model(path, build_face_generator(config), config, step=0)
+    assert load_face_generator(path)[1]["box_size"] == 32
+    flip_tensor_byte(path)
+    with pytest.raises(ValueError, match=f"{path}: damaged face generator file"):
+        load_face_generator(path)
+
+
 def test_a_damaged_checkpoint_never_starts_a_resumed_run(pieces, capsys, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(pieces["run"], run)

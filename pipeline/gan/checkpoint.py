@@ -233,7 +233,8 @@ def load_model(path: str | Path, build: Callable[[dict[str, Any]], torch.nn.Modu
     """Rebuild a model written by :func:`save_model`: (model in eval mode on ``device``, its config).
 
     ``what`` names the file kind (a key of :data:`MADE_BY`) and ``made_by`` the command that
-    writes it, for the errors. Before any weight is allocated the file's kind is checked, its
+    writes it, for the errors. The file's contents are checked against its ``sha256``
+    (:func:`verify_contents`); before any weight is allocated the file's kind is checked, its
     config against ``schema`` (:func:`check_config`), and the architecture, built on the meta
     device, against :data:`MAX_MODEL_PARAMETERS` and the stored weights' names and shapes.
     ``extras``, when given, receives the file's other entries (step, provenance, ...), so callers
