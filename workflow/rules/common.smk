@@ -45,10 +45,10 @@ def read_sheet(path):
 
     text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1)
-             if line.strip() and not line.lstrip().startswith("#")]
+             if line.strip() and not line.startswith("#")]
     if not lines:
         raise ValueError(f"{path}: video sheet is empty (a header line of column names comes first)")
-    rows = list(csv.reader([line for _, line in lines], delimiter="\t"))
+    rows = [next(csv.reader([line], delimiter="\t")) for _, line in lines]  # one row per line, quotes or not
     header = [c.strip() for c in rows[0]]
     while header and not header[-1]:
         header.pop()
