@@ -67,6 +67,31 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def interleaved_seconds(calls: dict[str, Any], repeats: int, device: Any) -> dict[str, float]:
+    """Median seconds of each of ``calls``, timed in turns (one call of each per round), so that other work on a
+    shared machine falls on all of them alike and their ratio holds."""
+    import statistics
+
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            _sync(device)
+            start = time.perf_counter()
+            call()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def first_step_seconds(call: Any, device: Any) -> float:
+    """Seconds of one call (for a compiled network's first call: the compile included)."""
+    _sync(device)
+    start = time.perf_counter()
+    call()
+    _sync(device)
+    return time.perf_counter() - start
+
+
 def train_task(net: dict[str, Any], width: int, height: int, precision: str, device: Any) -> Any:
     """The pose GAN of one row (VGG off), on ``device`` in ``precision``."""
     from pipeline.gan.runtime import Runtime
@@ -77,28 +102,42 @@ def train_task(net: dict[str, Any], width: int, height: int, precision: str, dev
 
 
 def train_row(name: str, net: dict[str, Any], width: int, height: int, precision: str, device: Any,
-              steps: int, peak: float | None) -> dict[str, Any]:
+              steps: int, peak: float | None, compiled: bool = False) -> list[dict[str, Any]]:
+    """The eager row of one model, size and precision and, with ``compiled``, the torch.compile row beside it
+    (the same weights and batch; steps timed in turns)."""
     import torch
 
-    task = train_task(net, width, height, precision, device)
+    from pipeline.gan.compiled import compile_in_place
+
+    tasks = {"eager": train_task(net, width, height, precision, device)}
+    if compiled:
+        tasks["compiled"] = train_task(net, width, height, precision, device)
+        tasks["compiled"].G.load_state_dict(tasks["eager"].G.state_dict())
+        tasks["compiled"].D.load_state_dict(tasks["eager"].D.state_dict())
+        compile_in_place(tasks["compiled"].compiled_modules())
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.randint(0, 256, (1, 3, height, width), dtype=torch.uint8, generator=g)
              for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
-    task.step(batch)  # warm-up: cuDNN autotuning, allocations
-    flops = count_flops(lambda: task.step(batch))
+    # warm-up: cuDNN autotuning, allocations, the compile
+    first = {mode: first_step_seconds(lambda: task.step(batch), device) for mode, task in tasks.items()}
+    for task in tasks.values():
+        task.step(batch)
+    flops = count_flops(lambda: tasks["eager"].step(batch))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        task.step(batch)
-    _sync(device)
-    s_per_step = (time.perf_counter() - start) / steps
-    achieved = flops / s_per_step
-    return {"model": name, "width": width, "height": height, "precision": precision, "device": str(device),
-            "batch_size": 1, "s_per_step": s_per_step, "flops_per_step": flops, "achieved_tflops": achieved / 1e12,
-            "fraction_of_bf16_peak": achieved / peak if peak else None,
-            "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+    seconds = interleaved_seconds({mode: (lambda t=task: t.step(batch)) for mode, task in tasks.items()}, steps,
+                                  device)
+    rows = []
+    for mode, s_per_step in seconds.items():
+        achieved = flops / s_per_step
+        rows.append({"model": name, "width": width, "height": height, "precision": precision, "mode": mode,
+                     "device": str(device), "batch_size": 1, "s_per_step": s_per_step,
+                     "speedup": seconds["eager"] / s_per_step,
+                     "first_step_s": first[mode], "flops_per_step": flops, "achieved_tflops": achieved / 1e12,
+                     "fraction_of_bf16_peak": achieved / peak if peak else None,
+                     "peak_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda"
+                     else None})
+    return rows
 
 
 def transfer_rows(net: dict[str, Any], width: int, height: int, device: Any, frames: int,
@@ -157,7 +196,8 @@ def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
 TRANSFER_COLUMNS = [("what", "transfer", "s"), ("width", "W", "d"), ("height", "H", "d"),
                     ("precision", "precision", "s"), ("frames_per_s", "frames/s", ".1f")]
 TRAIN_COLUMNS = [("model", "model", "s"), ("width", "W", "d"), ("height", "H", "d"), ("precision", "precision", "s"),
-                 ("s_per_step", "s/step", ".3f"), ("peak_memory_gib", "peak GiB", ".2f"),
+                 ("mode", "mode", "s"), ("s_per_step", "s/step", ".3f"), ("speedup", "speed-up", ".2f"),
+                 ("first_step_s", "first step s", ".1f"), ("peak_memory_gib", "peak GiB", ".2f"),
                  ("achieved_tflops", "TFLOP/s", ".2f"), ("fraction_of_bf16_peak", "of bf16 peak", ".1%")]
 
 
@@ -170,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/bench/gpu_check.json"))
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the GPU's dense bf16 peak, when its name is not in the built-in table")
+    p.add_argument("--compiled-rows", choices=("auto", "on", "off"), default="auto",
+                   help="torch.compile rows beside the eager bf16 rows; auto: on CUDA (default: %(default)s)")
     args = p.parse_args(argv)
 
     import torch
@@ -186,8 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     for spec in models(args.tiny):
         for width, height in spec["sizes"]:
             for precision in ("fp32", "bf16"):
-                rows.append(train_row(spec["name"], spec["cfg"], width, height, precision, device, args.steps, peak))
-                print(format_table(rows[-1:], TRAIN_COLUMNS).splitlines()[-1], flush=True)
+                compiled = precision == "bf16" and (args.compiled_rows == "on" or (args.compiled_rows == "auto"
+                                                                                   and device.type == "cuda"))
+                new = train_row(spec["name"], spec["cfg"], width, height, precision, device, args.steps, peak, compiled)
+                rows += new
+                print("\n".join(format_table(new, TRAIN_COLUMNS).splitlines()[1:]), flush=True)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_data import samples_per_second
 
