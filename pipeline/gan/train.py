@@ -92,8 +92,8 @@ class TrainConfig:
     # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
     # off unless a benchmark on the machine shows it faster
     channels_last: bool = False
-    # torch.compile the networks (pipeline.gan.compiled): auto when the run is long enough to pay the
-    # compile back, on, off; the losses agree with eager to float rounding
+    # torch.compile the networks (pipeline.gan.compiled): auto (CUDA, when the run is long enough to pay
+    # the compile back), on, off; the losses agree with eager to float rounding
     compile: str = "auto"
     checkpoint_every: int = 500
     # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
@@ -206,8 +206,9 @@ class GANTask(abc.ABC):
         self.vgg = VGGLoss(cfg.vgg_weights, cfg.lambda_vgg).to(rt.device) if cfg.vgg_loss else None
         self.models = {"G": self.G, "D": self.D}
         # fused: one kernel over all parameters instead of a loop of small ones per tensor (make bench-train's
-        # Adam rows); the same update up to float rounding
-        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=True)
+        # Adam rows); the same update up to float rounding. (torch has no fused Adam for other devices: meta.)
+        fused = rt.device.type in ("cpu", "cuda")
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
                            for k, m in self.models.items()}
         # fp16 gradients underflow without loss scaling; the scales are checkpointed (exact resume)
         self.scalers = {k: torch.amp.GradScaler(rt.device.type) for k in self.optimizers} \
