@@ -24,14 +24,14 @@ COMPILE_MODES = ("auto", "on", "off")
 # The backend handed to torch.compile; tests replace it to make a first call fail.
 BACKEND: str | Callable[..., Any] = "inductor"
 
-# ``auto`` compiles on CUDA a training run of at least this many steps (left to run in this process) and a
+# ``auto`` compiles a training run of at least this many steps (left to run in this process) and, on CUDA, a
 # transfer or evaluation of at least this many frames: below them the one-off compile costs more than it saves.
 AUTO_MIN_TRAIN_STEPS = 300
 AUTO_MIN_FRAMES = 600
-# On the CPU ``auto`` stays eager: on the 2-core AVX512-BF16 machine of docs/benchmarks.md the compile took
-# minutes and the compiled generator was not faster in fp32, so the demo's runs (hundreds of steps, clips of
-# about a hundred frames) would pay it and never get it back. ``on`` compiles there.
-AUTO_ON_CPU = False
+# Generation on the CPU stays eager under ``auto``: on the 2-core AVX512-BF16 machine of docs/benchmarks.md
+# the compiled generator call was not faster in fp32 (make bench-transfer), while the compiled training step
+# was (make bench-train). ``on`` compiles generation there too.
+AUTO_GENERATION_ON_CPU = False
 
 T = TypeVar("T")
 
@@ -58,12 +58,12 @@ def compile_problem(device: torch.device) -> str | None:
 
 
 def decide_compile(mode: str, device: torch.device, work: int | None, min_work: int, what: str,
-                   world: int = 1) -> tuple[bool, str]:
+                   world: int = 1, generation: bool = False) -> tuple[bool, str]:
     """Whether to compile, and why (recorded in run.json and the transfer and evaluation records).
 
-    ``work``: steps or frames this process will run (None: unknown); ``auto`` compiles on CUDA (on the CPU
-    only with ``AUTO_ON_CPU``) when it is at least ``min_work`` and the run is a single process (compiling
-    under DDP is taken with ``on`` only).
+    ``work``: steps or frames this process will run (None: unknown); ``auto`` compiles when it is at least
+    ``min_work`` and the run is a single process (compiling under DDP is taken with ``on`` only), and
+    ``generation`` (transfer, evaluation) on the CPU only with ``AUTO_GENERATION_ON_CPU``.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
@@ -74,8 +74,8 @@ def decide_compile(mode: str, device: torch.device, work: int | None, min_work: 
         return False, f"{mode}: eager, {problem}"
     if mode == "on":
         return True, "on: requested"
-    if device.type == "cpu" and not AUTO_ON_CPU:
-        return False, "auto: eager on the CPU (compiling did not pay back there, docs/benchmarks.md; on compiles)"
+    if generation and device.type == "cpu" and not AUTO_GENERATION_ON_CPU:
+        return False, "auto: eager generation on the CPU (measured no faster compiled, docs/benchmarks.md)"
     if world > 1:
         return False, f"auto: eager with {world} processes (compile: on compiles them)"
     if work is None or work < min_work:
