@@ -92,9 +92,9 @@ def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops:
         with FlopCounterMode(display=False) as counter:  # a separate, untimed step: counting slows it
             tasks[modes[0]].step(batch)
         flops = float(counter.get_total_flops())
-    reference = {k: float(v) for k, v in first_losses[modes[0]].items()}
+    reference = {k: float(v.detach()) for k, v in first_losses[modes[0]].items()}
     return {mode: {"seconds": seconds[mode], "first_step": first[mode], "flops": flops, "memory_gib": memory,
-                   "loss_difference": max(abs(float(v) - reference[k]) / max(abs(reference[k]), 1e-12)
+                   "loss_difference": max(abs(float(v.detach()) - reference[k]) / max(abs(reference[k]), 1e-12)
                                           for k, v in first_losses[mode].items())}
             for mode in modes}
 

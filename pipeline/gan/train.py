@@ -140,8 +140,8 @@ class TrainConfig:
         if bad:
             raise ValueError(f"invalid training settings: {', '.join(bad)} (sizes and counts >= 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
-                             "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, compile auto/on/off, "
-                             "init_global and niter_fix_global need the local enhancer)")
+                             "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
+                             "compile auto/on/off, init_global and niter_fix_global need the local enhancer)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
