@@ -11,7 +11,7 @@ did not overlap with generation. The clip is pipeline.gan.synthetic's.
 Then the generator itself: the configured model (config/config.yaml, ``train:``; untrained weights,
 which cost what trained ones do) at its size, eager and compiled (``train: compile``) side by side
 in each pinned precision, generating frames in turns (one block of each per round, the median of
-each), and the whole ``edn transfer`` of a synthetic clip at that size with the compiled generator.
+each), and the whole ``edn transfer`` of a synthetic clip at that size, eager and compiled.
 """
 
 from __future__ import annotations
