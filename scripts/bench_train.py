@@ -23,6 +23,7 @@ The VGG loss is on when its weights are found (as ``vgg_loss: auto``); the table
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import resource
@@ -104,7 +105,7 @@ def adam_rows(cfg: TrainConfig, rt: Runtime, repeats: int) -> dict[str, float]:
     gradients set once), per implementation: a loop over the tensors, foreach (batched ops) and fused (one
     kernel, what training uses), timed in turns."""
     torch.manual_seed(0)
-    task = PoseTask(cfg, rt)
+    task = PoseTask(dataclasses.replace(cfg, vgg_loss=False), rt)  # G's and D's parameters: VGG takes no update
     params = [p for m in task.models.values() for p in m.parameters()]
     kinds = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
     optimizers = {}
