@@ -36,10 +36,10 @@ def run_json(run: Path) -> dict:
 def test_auto_compiles_long_single_process_runs_only(monkeypatch):
     assert decide_compile("off", CPU, 10**6, AUTO_MIN_TRAIN_STEPS, "steps") == (False, "off: requested")
     assert decide_compile("on", CPU, 1, AUTO_MIN_TRAIN_STEPS, "steps") == (True, "on: requested")
-    on, why = decide_compile("auto", CPU, 10**6, AUTO_MIN_FRAMES, "frames", generation=True)
-    assert not on and why.startswith("auto: eager generation on the CPU")
-    monkeypatch.setattr(compiled, "AUTO_GENERATION_ON_CPU", True)  # as on CUDA: by the run's length
-    assert decide_compile("auto", CPU, AUTO_MIN_FRAMES, AUTO_MIN_FRAMES, "frames", generation=True)[0]
+    on, why = decide_compile("auto", CPU, 10**6, AUTO_MIN_FRAMES, "frames")
+    assert not on and why.startswith("auto: eager on the CPU")
+    monkeypatch.setattr(compiled, "AUTO_ON_CPU", True)  # as on CUDA: by the run's length
+    assert decide_compile("auto", CPU, AUTO_MIN_FRAMES, AUTO_MIN_FRAMES, "frames")[0]
     assert decide_compile("auto", CPU, AUTO_MIN_TRAIN_STEPS, AUTO_MIN_TRAIN_STEPS, "steps")[0]
     on, why = decide_compile("auto", CPU, AUTO_MIN_TRAIN_STEPS - 1, AUTO_MIN_TRAIN_STEPS, "steps")
     assert not on and "would not pay back" in why

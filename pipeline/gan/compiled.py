@@ -24,14 +24,15 @@ COMPILE_MODES = ("auto", "on", "off")
 # The backend handed to torch.compile; tests replace it to make a first call fail.
 BACKEND: str | Callable[..., Any] = "inductor"
 
-# ``auto`` compiles a training run of at least this many steps (left to run in this process) and, on CUDA, a
+# ``auto`` compiles on CUDA a training run of at least this many steps (left to run in this process) and a
 # transfer or evaluation of at least this many frames: below them the one-off compile costs more than it saves.
 AUTO_MIN_TRAIN_STEPS = 300
 AUTO_MIN_FRAMES = 600
-# Generation on the CPU stays eager under ``auto``: on the 2-core AVX512-BF16 machine of docs/benchmarks.md
-# the compiled generator call was not faster in fp32 (make bench-transfer), while the compiled training step
-# was (make bench-train). ``on`` compiles generation there too.
-AUTO_GENERATION_ON_CPU = False
+# On the CPU ``auto`` stays eager: on the shared 2-core AVX512-BF16 machine of docs/benchmarks.md the compiled
+# training step and generator call were 0.9x to 2.1x eager from one run to the next (make bench-train,
+# make bench-transfer), not reliably faster, and the compile took 16 s (warm cache) to 9 minutes. ``on``
+# compiles there.
+AUTO_ON_CPU = False
 
 T = TypeVar("T")
 
@@ -58,12 +59,12 @@ def compile_problem(device: torch.device) -> str | None:
 
 
 def decide_compile(mode: str, device: torch.device, work: int | None, min_work: int, what: str,
-                   world: int = 1, generation: bool = False) -> tuple[bool, str]:
+                   world: int = 1) -> tuple[bool, str]:
     """Whether to compile, and why (recorded in run.json and the transfer and evaluation records).
 
     ``work``: steps or frames this process will run (None: unknown); ``auto`` compiles when it is at least
-    ``min_work`` and the run is a single process (compiling under DDP is taken with ``on`` only), and
-    ``generation`` (transfer, evaluation) on the CPU only with ``AUTO_GENERATION_ON_CPU``.
+    ``min_work`` and the run is a single process (compiling under DDP is taken with ``on`` only), on the
+    CPU only with ``AUTO_ON_CPU``.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
@@ -74,8 +75,8 @@ def decide_compile(mode: str, device: torch.device, work: int | None, min_work: 
         return False, f"{mode}: eager, {problem}"
     if mode == "on":
         return True, "on: requested"
-    if generation and device.type == "cpu" and not AUTO_GENERATION_ON_CPU:
-        return False, "auto: eager generation on the CPU (measured no faster compiled, docs/benchmarks.md)"
+    if device.type == "cpu" and not AUTO_ON_CPU:
+        return False, "auto: eager on the CPU (compiled not reliably faster there, docs/benchmarks.md; on compiles)"
     if world > 1:
         return False, f"auto: eager with {world} processes (compile: on compiles them)"
     if work is None or work < min_work:

@@ -55,8 +55,7 @@ class Models:
 
     def use_compile(self, mode: str, frames: int | None) -> None:
         """Compile the generator and face GAN for ``frames`` frames to come, as ``mode`` (auto, on, off) decides."""
-        self.compiled, self.compile_reason = decide_compile(mode, self.device, frames, AUTO_MIN_FRAMES, "frames",
-                                                            generation=True)
+        self.compiled, self.compile_reason = decide_compile(mode, self.device, frames, AUTO_MIN_FRAMES, "frames")
         if self.compiled:
             self._uncalled = [m for m in (self.generator, self.face) if m is not None]
             compile_in_place(self._uncalled)

@@ -92,8 +92,8 @@ class TrainConfig:
     # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
     # off unless a benchmark on the machine shows it faster
     channels_last: bool = False
-    # torch.compile the networks (pipeline.gan.compiled): auto (when the run is long enough to pay the
-    # compile back), on, off; the losses agree with eager to float rounding
+    # torch.compile the networks (pipeline.gan.compiled): auto (on CUDA, when the run is long enough to pay
+    # the compile back), on, off; the losses agree with eager to float rounding
     compile: str = "auto"
     checkpoint_every: int = 500
     # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
