@@ -29,7 +29,7 @@ BACKEND: str | Callable[..., Any] = "inductor"
 AUTO_MIN_TRAIN_STEPS = 300
 AUTO_MIN_FRAMES = 600
 # On the CPU ``auto`` stays eager: on the shared 2-core AVX512-BF16 machine of docs/benchmarks.md the compiled
-# training step and generator call were 0.9x to 2.1x eager from one run to the next (make bench-train,
+# training step and generator call were 0.4x to 2.1x eager from one run to the next (make bench-train,
 # make bench-transfer), not reliably faster, and the compile took 16 s (warm cache) to 9 minutes. ``on``
 # compiles there.
 AUTO_ON_CPU = False
