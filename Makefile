@@ -75,6 +75,7 @@ bench: setup
 qc-suite: setup
 	$(PY) -m pipeline.pose.pose_suite --details
 
+# Training step of the demo and paper-width models, eager and compiled side by side (timed in turns), Adam variants.
 bench-train: setup
 	$(PY) scripts/bench_train.py
 
@@ -82,7 +83,8 @@ bench-train: setup
 bench-data: setup
 	$(PY) scripts/bench_data.py
 
-# edn transfer at 1024x512 with a stand-in generator of fixed latency: host work per frame not overlapped.
+# edn transfer at 1024x512 with a stand-in generator of fixed latency: host work per frame not overlapped;
+# then the configured generator's call and edn transfer at its size, eager and compiled side by side.
 bench-transfer: setup
 	$(PY) scripts/bench_transfer.py
 

@@ -63,12 +63,16 @@ def samples_per_second(width: int, height: int, n_images: int = 24, seconds: flo
 
 
 def gpu_step_rates(bench_train_json: Path) -> dict[str, float]:
-    """Samples/s one GPU step consumes, by model size, from make gpu-check's JSON (GPU rows only)."""
+    """Samples/s one GPU step consumes, by model size, from make gpu-check's JSON (GPU rows only; of a size's
+    rows, eager and compiled, fp32 and bf16, the fastest: the rate the feed must keep up with)."""
     if not bench_train_json.is_file():
         return {}
-    rows = json.loads(bench_train_json.read_text()).get("rows", [])
-    return {f"{r['width']}x{r['height']}": r.get("batch_size", 1) / r["s_per_step"] for r in rows
-            if str(r.get("device", "")).startswith("cuda") and r.get("s_per_step")}
+    rates: dict[str, float] = {}
+    for r in json.loads(bench_train_json.read_text()).get("rows", []):
+        if str(r.get("device", "")).startswith("cuda") and r.get("s_per_step"):
+            size = f"{r['width']}x{r['height']}"
+            rates[size] = max(rates.get(size, 0.0), r.get("batch_size", 1) / r["s_per_step"])
+    return rates
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,11 @@
 """`make bench-train`: speed of one training step of the pose GAN (both generator passes, the
-generator update and the discriminator update), on synthetic batches. Prints a Markdown table.
+generator update and the discriminator update), on synthetic batches, eager and compiled
+(``torch.compile``, as ``train: compile`` does) side by side. Prints a Markdown table.
+
+Each row's eager and compiled steps start from the same weights and take the same batch; their steps
+are timed in turns (one of each per round, the median of each), so that other work on a shared
+machine falls on both alike and the speed-up holds. The compiled row's first step (the compile
+included) is shown, and how far its losses are from the eager step's.
 
 - CPU: the configured demo model at the configured resolution (config/config.yaml, ``train:``) and
   the paper-width model at 512x256, each in fp32 and in bf16 autocast (the paper-width bf16 row only
@@ -17,6 +23,7 @@ The VGG loss is on when its weights are found (as ``vgg_loss: auto``); the table
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import resource
@@ -31,7 +38,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from gpu_check import bf16_peak  # noqa: E402  (this folder: the one table of GPU peaks)
+from gpu_check import bf16_peak, first_step_seconds, interleaved_seconds  # noqa: E402  (this folder)
+from pipeline.gan.compiled import compile_in_place  # noqa: E402
 from pipeline.gan.runtime import Runtime, choose_precision, cpu_bf16_feature  # noqa: E402
 from pipeline.gan.train import PoseTask, TrainConfig, resolve_vgg  # noqa: E402
 
@@ -52,32 +60,63 @@ def synthetic_batch(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: torch.rand(shape, generator=g) * 2 - 1 for k in ("pose_t", "pose_t1", "real_t", "real_t1")}
 
 
-def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool = True) -> dict[str, float]:
-    """Seconds per step, FLOPs per step (``count_flops``; else NaN) and peak memory of PoseTask.step on
-    ``rt``'s device."""
+MODES = ("eager", "compiled")
+
+
+def measure(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool = True,
+            modes: tuple[str, ...] = MODES) -> dict[str, dict[str, float]]:
+    """Per mode (eager, compiled): seconds per step (median of steps timed in turns), the first step's seconds
+    (compiled: the compile included), the first step's largest relative loss difference from eager's, FLOPs
+    per step (``count_flops``; else NaN) and peak memory of PoseTask.step on ``rt``'s device."""
     cuda = rt.device.type == "cuda"
-    torch.manual_seed(0)
-    task = PoseTask(cfg, rt)
+    tasks = {}
+    for mode in modes:
+        torch.manual_seed(0)  # the same weights in every mode
+        tasks[mode] = PoseTask(cfg, rt)
+        if mode == "compiled":
+            compile_in_place(tasks[mode].compiled_modules())
     batch = synthetic_batch(cfg)
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    for _ in range(warmup):  # cuDNN autotuning and allocator warm-up are not timed
-        task.step(batch)
+    first, first_losses = {}, {}
+    for mode, task in tasks.items():
+        first[mode] = first_step_seconds(lambda: first_losses.__setitem__(mode, task.step(batch)[0]), rt.device)
+    for _ in range(warmup):  # cuDNN autotuning, allocator warm-up, recompiles are not timed
+        for task in tasks.values():
+            task.step(batch)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        task.step(batch)
-    sync()
-    seconds = (time.perf_counter() - start) / steps
+    seconds = interleaved_seconds({mode: (lambda t=task: t.step(batch)) for mode, task in tasks.items()}, steps,
+                                  rt.device)
     memory = torch.cuda.max_memory_allocated() / 2**30 if cuda \
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     flops = float("nan")
     if count_flops:
         with FlopCounterMode(display=False) as counter:  # a separate, untimed step: counting slows it
-            task.step(batch)
+            tasks[modes[0]].step(batch)
         flops = float(counter.get_total_flops())
-    return {"seconds": seconds, "flops": flops, "memory_gib": memory}
+    reference = {k: float(v.detach()) for k, v in first_losses[modes[0]].items()}
+    return {mode: {"seconds": seconds[mode], "first_step": first[mode], "flops": flops, "memory_gib": memory,
+                   "loss_difference": max(abs(float(v.detach()) - reference[k]) / max(abs(reference[k]), 1e-12)
+                                          for k, v in first_losses[mode].items())}
+            for mode in modes}
+
+
+def adam_rows(cfg: TrainConfig, rt: Runtime, repeats: int) -> dict[str, float]:
+    """Milliseconds of one Adam update of the configured model's generator and discriminator parameters (its
+    gradients set once), per implementation: a loop over the tensors, foreach (batched ops) and fused (one
+    kernel, what training uses), timed in turns."""
+    torch.manual_seed(0)
+    task = PoseTask(dataclasses.replace(cfg, vgg_loss=False), rt)  # G's and D's parameters: VGG takes no update
+    params = [p for m in task.models.values() for p in m.parameters()]
+    kinds = {"for-loop": dict(foreach=False), "foreach": dict(foreach=True), "fused": dict(fused=True)}
+    optimizers = {}
+    for kind, options in kinds.items():
+        copies = [p.detach().clone().requires_grad_() for p in params]
+        for p in copies:
+            p.grad = torch.randn_like(p)
+        optimizers[kind] = torch.optim.Adam(copies, lr=cfg.lr, betas=(cfg.beta1, 0.999), **options)
+        optimizers[kind].step()  # the state is made at the first step: not timed
+    seconds = interleaved_seconds({kind: o.step for kind, o in optimizers.items()}, repeats, rt.device)
+    return {kind: 1000 * s for kind, s in seconds.items()}
 
 
 def run_list(train: dict, batch_size: int, cuda: bool, cpu_paper: bool = True, cpu_paper_bf16: bool = True
@@ -103,19 +142,22 @@ def run_list(train: dict, batch_size: int, cuda: bool, cpu_paper: bool = True, c
     return runs
 
 
-def measure_apart(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool) -> dict[str, float]:
+def measure_apart(cfg: TrainConfig, rt: Runtime, steps: int, warmup: int, count_flops: bool,
+                  modes: tuple[str, ...]) -> dict[str, dict[str, float]]:
     """:func:`measure` in a fresh process, so that a CPU row's peak RSS is its own, not the largest so far."""
     import multiprocessing
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(measure, (cfg, rt, steps, warmup, count_flops))
+        return pool.apply(measure, (cfg, rt, steps, warmup, count_flops, modes))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per row")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per row (and mode, in turns)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps after the first")
+    parser.add_argument("--eager-only", action="store_true", help="no compiled rows")
+    parser.add_argument("--adam-repeats", type=int, default=20, help="timed Adam updates per implementation")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's dense bf16 peak, when its name is not in the built-in table")
@@ -129,8 +171,8 @@ def main() -> int:
     cuda = torch.cuda.is_available() and not args.no_cuda
     if cuda:
         torch.backends.cudnn.benchmark = True
-    # Emulated bf16 (a CPU without it) took 16x an fp32 step of the demo model on this project's AVX2
-    # machine: the paper-width model's would take many minutes a step, and the demo model's row shows it.
+    # Emulated bf16 (a CPU without it) is many times slower than fp32: the paper-width model's would take
+    # many minutes a step, and the demo model's row shows it.
     native = cpu_bf16_feature() is not None
     runs = run_list(train, args.batch_size, cuda, cpu_paper=not args.no_cpu_paper, cpu_paper_bf16=native)
 
@@ -140,30 +182,42 @@ def main() -> int:
     feature = cpu_bf16_feature()
     bf16 = f"native ({feature})" if feature else "not native (emulated; no paper-width bf16 row)"
     print(f"CPU bf16: {bf16}; precision auto on the CPU: {' - '.join(choose_precision('auto', torch.device('cpu')))}")
-    print(f"{args.steps} timed steps per row ({args.cpu_paper_steps} for the paper-width model on the CPU) after "
-          f"{args.warmup} untimed; batch {args.batch_size}; "
-          "frames/s counts both generated frames (t and t+1) of each sample.\n")
-    print("| device | model | W x H | precision | VGG | s/step | it/s | frames/s | GFLOP/step | TFLOP/s "
-          "| % bf16 peak | peak memory |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    modes = MODES[:1] if args.eager_only else MODES
+    print(f"{args.steps} timed steps per row and mode ({args.cpu_paper_steps} for the paper-width model on the CPU), "
+          f"eager and compiled in turns, after the first and {args.warmup} untimed; batch {args.batch_size}; "
+          "frames/s counts both generated frames (t and t+1) of each sample; first step: the compiled one's "
+          "includes its compile; loss diff: the first step's largest relative loss difference from eager.\n")
+    print("| device | model | W x H | precision | VGG | mode | s/step | speed-up | it/s | frames/s | first step s "
+          "| loss diff | GFLOP/step | TFLOP/s | % bf16 peak | peak memory |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     flops: dict[tuple, float] = {}  # the same model's step has the same FLOPs in fp32 and bf16: counted once
     for rt, model, cfg in runs:
         cfg, _ = resolve_vgg(cfg)
         key = (model, cfg.width, cfg.height, cfg.vgg_loss)
         steps = args.cpu_paper_steps if (rt.device.type, model) == ("cpu", "paper") else args.steps
         if rt.device.type == "cuda":
-            m = measure(cfg, rt, steps, args.warmup)
+            pair = measure(cfg, rt, steps, args.warmup, modes=modes)
         else:
-            m = measure_apart(cfg, rt, steps, args.warmup, count_flops=key not in flops)
-        m["flops"] = flops.setdefault(key, m["flops"])
-        achieved = m["flops"] / m["seconds"] / 1e12
-        peak = gpu_peak(torch.cuda.get_device_name(rt.device), args.peak_tflops) if rt.device.type == "cuda" \
-            else None
-        memory = f"{m['memory_gib']:.2f} GiB" + (" (allocated)" if rt.device.type == "cuda" else " (max RSS)")
-        print(f"| {rt.device.type} | {model} ngf {cfg.ngf}, {cfg.n_blocks} blocks | {cfg.width} x {cfg.height} "
-              f"| {rt.precision} | {'on' if cfg.vgg_loss else 'off'} | {m['seconds']:.3f} "
-              f"| {1 / m['seconds']:.2f} | {2 * cfg.batch_size / m['seconds']:.2f} | {m['flops'] / 1e9:.1f} "
-              f"| {achieved:.3f} | {f'{100 * achieved / peak:.1f}' if peak else 'n/a'} | {memory} |")
+            pair = measure_apart(cfg, rt, steps, args.warmup, key not in flops, modes)
+        for mode, m in pair.items():
+            m["flops"] = flops.setdefault(key, m["flops"])
+            achieved = m["flops"] / m["seconds"] / 1e12
+            peak = gpu_peak(torch.cuda.get_device_name(rt.device), args.peak_tflops) if rt.device.type == "cuda" \
+                else None
+            memory = f"{m['memory_gib']:.2f} GiB" + (" (allocated)" if rt.device.type == "cuda" else " (max RSS)")
+            print(f"| {rt.device.type} | {model} ngf {cfg.ngf}, {cfg.n_blocks} blocks | {cfg.width} x {cfg.height} "
+                  f"| {rt.precision} | {'on' if cfg.vgg_loss else 'off'} | {mode} | {m['seconds']:.3f} "
+                  f"| {pair['eager']['seconds'] / m['seconds']:.2f}x | {1 / m['seconds']:.2f} "
+                  f"| {2 * cfg.batch_size / m['seconds']:.2f} | {m['first_step']:.1f} | {m['loss_difference']:.1e} "
+                  f"| {m['flops'] / 1e9:.1f} | {achieved:.3f} | {f'{100 * achieved / peak:.1f}' if peak else 'n/a'} "
+                  f"| {memory} (both modes) |", flush=True)
+    cfg, rt = runs[0][2], runs[0][0]
+    ms = adam_rows(cfg, rt, args.adam_repeats)
+    print(f"\nAdam update of the {runs[0][1]} model's G and D parameters on {rt.device.type} "
+          f"({args.adam_repeats} in turns, median):\n")
+    print("| implementation | ms/update | speed-up |\n|---|---|---|")
+    for kind, value in ms.items():
+        print(f"| {kind} | {value:.1f} | {ms['for-loop'] / value:.2f}x |")
     return 0
 
 

@@ -7,6 +7,11 @@ stick figures read and fitted, conversion to and from the model's tensors, the r
 side-by-side video encoded (H.264, in ffmpeg processes), consecutive differences. With a stand-in
 of latency L the best rate is 1/L; the rest of each frame's time is host work the transfer loop
 did not overlap with generation. The clip is pipeline.gan.synthetic's.
+
+Then the generator itself: the configured model (config/config.yaml, ``train:``; untrained weights,
+which cost what trained ones do) at its size, eager and compiled (``train: compile``) side by side
+in each pinned precision, generating frames in turns (one block of each per round, the median of
+each), and the whole ``edn transfer`` of a synthetic clip at that size, eager and compiled.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository's pipeline package
+sys.path.insert(0, str(ROOT / "scripts"))  # gpu_check's timing helpers
 
 
 def stand_in_models(width: int, height: int, latency: float) -> Any:
@@ -57,8 +63,66 @@ def frames_per_second(clip: tuple[Path, Path, Path], models: Any, side_by_side: 
         pipeline.gan.generate.load_models = real_load
 
 
+def generator_rows(train: dict[str, Any], precisions: list[str], frames: int, repeats: int, work: Path,
+                   clip_frames: int) -> list[dict[str, Any]]:
+    """Frames/s of the configured generator's per-frame call (``generate_frames``: stick figure in, frame on the
+    host out), eager and compiled in turns, per precision; then ``edn transfer`` end to end, compiled."""
+    import numpy as np
+    import torch
+
+    from gpu_check import first_step_seconds, interleaved_seconds
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.generate import generate_frames, load_models
+    from pipeline.gan.models.generator import build_generator, default_generator_config
+    from pipeline.gan.synthetic import make_synthetic_clip
+    from pipeline.gan.transfer import transfer
+
+    width, height = train["width"], train["height"]
+    config = default_generator_config(kind="local" if train["local_enhancer"] else "global", ngf=train["ngf"],
+                                      n_downsample=train["n_downsample"], n_blocks=train["n_blocks"],
+                                      n_blocks_local=train["n_blocks_local"])
+    torch.manual_seed(0)
+    generator_pt = work / "generator.pt"
+    save_model(generator_pt, build_generator(config), config | {"width": width, "height": height})
+    rng = np.random.default_rng(0)
+    poses = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(4)]
+
+    def run(models: Any, n: int) -> None:
+        for _ in generate_frames(models, (poses[i % 4] for i in range(n))):
+            pass  # each frame is on the host when it is yielded
+
+    rows = []
+    for precision in precisions:
+        variants = {mode: load_models(generator_pt, None, "cpu", precision) for mode in ("eager", "compiled")}
+        variants["compiled"].use_compile("on", frames)
+        first = {mode: first_step_seconds(lambda m=m: run(m, 1), torch.device("cpu")) for mode, m in variants.items()}
+        seconds = interleaved_seconds({mode: (lambda m=m: run(m, frames)) for mode, m in variants.items()}, repeats,
+                                      torch.device("cpu"))
+        for mode, m in variants.items():
+            rows.append({"what": "generator call", "mode": mode, "precision": m.precision, "width": width,
+                         "height": height, "frames_per_s": frames / seconds[mode],
+                         "speedup": seconds["eager"] / seconds[mode], "first_call_s": first[mode]})
+            print(f"{'generator call':>24} {mode:>9} {m.precision:>9} {width}x{height} "
+                  f"{rows[-1]['frames_per_s']:9.1f} {rows[-1]['speedup']:8.2f}x {first[mode]:13.1f}", flush=True)
+    clip = make_synthetic_clip(work / "clip", n_frames=clip_frames, width=width, height=height)
+    frames_dir, render, keypoints = clip
+    for precision in precisions:
+        rates = {}
+        for mode in ("eager", "compiled"):  # the compiled generator's graphs are made above: no compile in here
+            record = transfer(keypoints, render, frames_dir, generator_pt, work / "out.mp4", device="cpu",
+                              precision=precision, compile="on" if mode == "compiled" else "off", audio=False)
+            rates[mode] = record["frames_per_second"]
+            rows.append({"what": "edn transfer", "mode": mode, "precision": record["precision"], "width": width,
+                         "height": height, "frames_per_s": rates[mode], "speedup": rates[mode] / rates["eager"],
+                         "first_call_s": None, "frames": record["frames"]})
+            print(f"{'edn transfer':>24} {mode:>9} {record['precision']:>9} {width}x{height} {rates[mode]:9.1f} "
+                  f"{rates[mode] / rates['eager']:8.2f}x  ({record['frames']} frames)", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
+    import yaml
 
     from pipeline.gan.synthetic import make_synthetic_clip
     from pipeline.provenance import provenance, write_json
@@ -69,14 +133,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 10.0],
                    help="the stand-in generator's time per frame")
     p.add_argument("--out", type=Path, default=Path("results/bench/transfer.json"))
+    p.add_argument("--config", type=Path, default=ROOT / "config" / "config.yaml")
+    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], help="pinned precisions of the generator rows")
+    p.add_argument("--generator-frames", type=int, default=20, help="frames per timed block of the generator rows")
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks per mode (in turns)")
+    p.add_argument("--transfer-frames", type=int, default=300, help="frames of the end-to-end transfer rows")
+    p.add_argument("--no-stand-in", action="store_true", help="only the generator rows")
     args = p.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    torch.set_num_threads(1)  # the stand-in does no work; leave the cores to the rest
+    threads = torch.get_num_threads()
     rows = []
-    print(f"{'latency ms':>10} {'side-by-side':>12} {'frames/s':>9} {'best':>7} {'host ms/frame not overlapped':>29}")
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_synthetic_clip(Path(tmp) / "clip", n_frames=args.frames, width=width, height=height)
-        for latency in args.latency_ms:
+        clip = make_synthetic_clip(Path(tmp) / "clip", n_frames=args.frames, width=width, height=height) \
+            if not args.no_stand_in else None
+        torch.set_num_threads(1)  # the stand-in does no work; leave the cores to the rest
+        if not args.no_stand_in:
+            print(f"{'latency ms':>10} {'side-by-side':>12} {'frames/s':>9} {'best':>7} "
+                  f"{'host ms/frame not overlapped':>29}")
+        for latency in args.latency_ms if not args.no_stand_in else []:
             for sbs in (False, True):
                 fps = frames_per_second(clip, stand_in_models(width, height, latency / 1000), sbs, Path(tmp))
                 rows.append({"latency_ms": latency, "side_by_side": sbs, "frames_per_s": fps,
@@ -84,8 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                              "host_ms_not_overlapped": 1000 / fps - latency})
                 print(f"{latency:10.1f} {str(sbs):>12} {fps:9.1f} {1000 / latency if latency else float('inf'):7.1f} "
                       f"{1000 / fps - latency:29.2f}", flush=True)
+        torch.set_num_threads(threads)
+        train = yaml.safe_load(args.config.read_text())["train"]
+        print(f"\n{'':>24} {'mode':>9} {'precision':>9} {'W x H':>7} {'frames/s':>9} {'speed-up':>9} "
+              f"{'first call s':>13}  ({threads} threads)")
+        generator = generator_rows(train, args.precision, args.generator_frames, args.repeats, Path(tmp),
+                                   args.transfer_frames)
     write_json(args.out, {"provenance": provenance("bench-transfer", {k: str(v) for k, v in vars(args).items()}),
-                          "width": width, "height": height, "rows": rows})
+                          "width": width, "height": height, "rows": rows, "generator_rows": generator})
     print(f"written {args.out}")
     return 0
 

@@ -200,21 +200,25 @@ def test_gpu_check_rows_with_cuda(cuda_reported, monkeypatch, tmp_path):
 
     built = []
 
-    def build_only(name, net, width, height, precision, device, steps, peak):
+    def build_only(name, net, width, height, precision, device, steps, peak, compiled=False):
         task = gpu_check.train_task(net, width, height, precision, device)  # the real row's construction
         built.append((name, width, precision, device.type, peak, type(task.G).__name__))
-        return {"model": name, "width": width, "height": height, "precision": precision}
+        compiled_rows.append((precision, compiled))
+        return [{"model": name, "width": width, "height": height, "precision": precision}]
+
+    compiled_rows = []
 
     transfers = []
     monkeypatch.setattr(gpu_check, "train_row", build_only)
-    monkeypatch.setattr(gpu_check, "transfer_rows", lambda net, w, h, device, *a: transfers.append((w, h, device))
-                        or [])
+    monkeypatch.setattr(gpu_check, "transfer_rows", lambda net, w, h, device, *a, compiled=False:
+                        transfers.append((w, h, device, compiled)) or [])
     monkeypatch.setattr(bench_data, "samples_per_second", lambda *a: 1.0)
     assert gpu_check.main(["--device", "cuda", "--steps", "1", "--out", str(tmp_path / "g.json")]) == 0
     assert built == [(name, w, p, "cuda", 835e12, kind) for name, kind, sizes in (
         ("global ngf64", "GlobalGenerator", (512, 1024)), ("local ngf32", "LocalEnhancer", (1024,)))
         for w in sizes for p in ("fp32", "bf16")]
-    assert transfers == [(1024, 512, torch.device("cuda"))]
+    assert transfers == [(1024, 512, torch.device("cuda"), True)]
+    assert set(compiled_rows) == {("fp32", False), ("bf16", True)}  # eager and compiled rows beside bf16 ones
     built.clear()
     assert gpu_check.main(["--device", "cuda", "--peak-tflops", "500", "--out", str(tmp_path / "g.json")]) == 0
     assert {peak for *_, peak, _ in built} == {500e12}  # a GPU the table does not know

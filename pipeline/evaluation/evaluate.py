@@ -245,8 +245,8 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
              *, face: str | Path | None = None, frame_by_frame: str | Path | None = None,
              ablations: dict[str, str | Path] | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
-             device: str = "auto", samples: int = 4, precision: str = "auto", clip_batch: int = 4
-             ) -> dict[str, Any]:
+             device: str = "auto", samples: int = 4, precision: str = "auto", clip_batch: int = 4,
+             compile: str = "auto") -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
     samples.png and evaluation.json into ``out_dir``. Returns the record.
 
@@ -304,6 +304,8 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     data = load_held_out(clips, held, Path(generator), size, main_record)
     for path, model_record in list(checked.items())[1:]:
         check_same_clips(path, [h.clip for h in data], model_record)
+    for m in models.values():
+        m.use_compile(compile, sum(len(h.frames) for h in data))
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
     scores = _stream_scores(data, specs, models, lpips, samples, clip_batch)
     per_frame = pd.DataFrame(scores.frame_rows)
@@ -316,6 +318,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
                                               "body_margin": BODY_MARGIN, "seed": 0, "clip_batch": clip_batch}),
         "models": {k: m.records for k, m in models.items()}, "held_out_from": str(generator),
         "precision_reason": models["temporal"].precision_reason,
+        "compile": models["temporal"].compiled, "compile_reason": models["temporal"].compile_reason,
         "rows": {r.name: r.label for r in specs},
         "held_out": [{"frames_dir": str(h.clip.frames_dir), "frames": h.frames} for h in data],
         "n_frames": sum(len(h.frames) for h in data), "size": list(size), "lpips": lpips is not None,
@@ -656,5 +659,5 @@ def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
              frame_by_frame=args.frame_by_frame, ablations=parse_ablations(args.ablation), rows=args.rows,
              lpips_weights=args.lpips_weights, device=args.device, samples=args.samples, precision=args.precision,
-             clip_batch=args.clip_batch)
+             clip_batch=args.clip_batch, compile=args.compile)
     return 0

@@ -38,6 +38,11 @@ def add_device_options(parser: argparse.ArgumentParser, training: bool = False) 
                       "matmuls/convolutions")
     parser.add_argument("--precision", choices=("auto", "bf16", "fp16", "tf32", "fp32"), default="auto",
                         help=precision + DEFAULT)
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                        help="torch.compile the networks; auto: on CUDA when the run is long enough to pay the "
+                        "compile back (single process), eager on the CPU; falls back to eager with a log line "
+                        "where it cannot"
+                        + DEFAULT)
 
 
 def clip_paths(args: argparse.Namespace) -> list[Path]:

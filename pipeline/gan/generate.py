@@ -9,19 +9,23 @@ resolution exactly as in training (:func:`pipeline.gan.data.fit_to_size`, :func:
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 from pipeline.gan.checkpoint import tensors_sha256
+from pipeline.gan.compiled import AUTO_MIN_FRAMES, compile_in_place, decide_compile, first_call
 from pipeline.gan.data import fit_keypoints, fit_to_size, read_rgb
 from pipeline.gan.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
 from pipeline.gan.models.generator import image_to_tensor, is_temporal, load_generator, sample_plates, \
     tensor_to_image
 from pipeline.gan.runtime import AUTOCAST_DTYPES, choose_precision, pick_device, set_float32_math
+
+
+R = TypeVar("R")
 
 
 def _model_record(path: Path, model: torch.nn.Module, config: dict[str, Any], stored: dict[str, Any]
@@ -46,6 +50,24 @@ class Models:
     records: dict[str, Any] | None = None
     precision: str = "fp32"  # resolved: bf16, fp16 or fp32
     precision_reason: str = "requested"  # why (choose_precision)
+    compiled: bool = False  # torch.compile (use_compile)
+    compile_reason: str = "off: not asked"
+    # compiled networks not yet called: their first call compiles (or falls back to eager)
+    _uncalled: list[torch.nn.Module] = field(default_factory=list, repr=False)
+
+    def use_compile(self, mode: str, frames: int | None) -> None:
+        """Compile the generator and face GAN for ``frames`` frames to come, as ``mode`` (auto, on, off) decides."""
+        self.compiled, self.compile_reason = decide_compile(mode, self.device, frames, AUTO_MIN_FRAMES, "frames")
+        if self.compiled:
+            self._uncalled = [m for m in (self.generator, self.face) if m is not None]
+            compile_in_place(self._uncalled)
+
+    def call(self, module: torch.nn.Module, run: Callable[[], R], name: str) -> R:
+        """``run()``, which calls ``module``; the first call of a compiled module compiles it (or falls back)."""
+        if any(m is module for m in self._uncalled):
+            self._uncalled = [m for m in self._uncalled if m is not module]
+            return first_call([module], run, name)
+        return run()
 
     @property
     def size(self) -> tuple[int, int]:
@@ -151,7 +173,8 @@ class SequenceBatch:
             x = torch.cat([pose, torch.cat([self.previous.get(k, torch.zeros_like(pose[:1])) for k in keys])], dim=1)
         plate = sample_plates(m.generator, [self.plates[k] for k in keys])  # None: not a plate generator
         with m.autocast():
-            out = m.generator(x) if plate is None else m.generator(x, plate)
+            out = m.call(m.generator, lambda: m.generator(x) if plate is None else m.generator(x, plate),
+                         "the generator")
         out = out.float()
         results = {}
         for j, k in enumerate(keys):
@@ -161,7 +184,9 @@ class SequenceBatch:
             refined = plain
             if use_face and m.face is not None and box is not None:
                 with m.autocast():
-                    refined = tensor_to_image(enhance_face(m.face, pose[j:j + 1], out[j:j + 1], box))
+                    face = m.call(m.face, lambda: enhance_face(m.face, pose[j:j + 1], out[j:j + 1], box),
+                                  "the face GAN")
+                refined = tensor_to_image(face)
             results[k] = (plain, refined)
         return results
 

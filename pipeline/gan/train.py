@@ -34,6 +34,8 @@ from torch import nn
 
 from pipeline.gan.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
     set_rng_state, tensors_sha256
+from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, COMPILE_MODES, compile_in_place, decide_compile, \
+    first_call
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
@@ -53,7 +55,7 @@ ClipFiles = tuple[str | Path, str | Path, str | Path]  # frames dir, stick-figur
 # housekeeping); every other setting shapes the networks, losses or data order and must match.
 # (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
 _FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "checkpoint_minutes", "sample_every",
-                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard"}
+                   "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard", "compile"}
 _POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
              "num_d", "checkpoint_every")
 _REAL = ("lr", "beta1", "lambda_feat", "lambda_vgg", "lambda_l1", "checkpoint_minutes", "holdout")
@@ -94,6 +96,9 @@ class TrainConfig:
     # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
     # off unless a benchmark on the machine shows it faster
     channels_last: bool = False
+    # torch.compile the networks (pipeline.gan.compiled): auto (on CUDA, when the run is long enough to pay
+    # the compile back), on, off; the losses agree with eager to float rounding
+    compile: str = "auto"
     checkpoint_every: int = 500
     # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
     # stopped at its time limit loses at most that much whatever a step costs on the GPU it got.
@@ -126,6 +131,7 @@ class TrainConfig:
         bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
         bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
         bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
+        bad += [f"compile={self.compile!r}"] if self.compile not in COMPILE_MODES else []
         bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
         bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
         bad += [f"checkpoint_minutes={self.checkpoint_minutes}"] if not self.checkpoint_minutes >= 0 else []
@@ -142,7 +148,7 @@ class TrainConfig:
                              "0 <= beta1 < 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
-                             "init_global and niter_fix_global need the local enhancer)")
+                             "compile auto/on/off, init_global and niter_fix_global need the local enhancer)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,11 +226,18 @@ class GANTask(abc.ABC):
         self.D_ddp = rt.wrap(self.D)
         self.vgg = VGGLoss(cfg.vgg_weights, cfg.lambda_vgg).to(rt.device) if cfg.vgg_loss else None
         self.models = {"G": self.G, "D": self.D}
-        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+        # fused: one kernel over all parameters instead of a loop of small ones per tensor (make bench-train's
+        # Adam rows); the same update up to float rounding. (torch has no fused Adam for other devices: meta.)
+        fused = rt.device.type in ("cpu", "cuda")
+        self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
                            for k, m in self.models.items()}
         # fp16 gradients underflow without loss scaling; the scales are checkpointed (exact resume)
         self.scalers = {k: torch.amp.GradScaler(rt.device.type) for k in self.optimizers} \
             if rt.precision == "fp16" else {}
+
+    def compiled_modules(self) -> list[nn.Module]:
+        """The networks ``compile`` compiles: everything a step runs forward (and backward through)."""
+        return [self.G, self.D] + ([self.vgg] if self.vgg is not None else [])
 
     def inputs(self, batch: dict[str, torch.Tensor], *keys: str) -> list[torch.Tensor]:
         return [batch_to_device(batch[k], self.rt) for k in keys]
@@ -441,6 +454,25 @@ class _EpochOrder:
         return len(self.indices)
 
 
+def _restorer(task: GANTask) -> Callable[[], None]:
+    """A function that puts the task's networks, optimisers, loss scales and random generators back as they
+    are now (undoing a first compiled step that failed part way)."""
+    import copy
+
+    saved = copy.deepcopy({"models": {k: m.state_dict() for k, m in task.models.items()},
+                           "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
+                           "scalers": {k: s.state_dict() for k, s in task.scalers.items()}})
+    rng = rng_state()
+
+    def restore() -> None:
+        for kind, objects in (("models", task.models), ("optimizers", task.optimizers), ("scalers", task.scalers)):
+            for k, obj in objects.items():
+                obj.load_state_dict(copy.deepcopy(saved[kind][k]))
+        set_rng_state(rng)
+
+    return restore
+
+
 def _worker_init(worker_id: int) -> None:
     import cv2
 
@@ -582,11 +614,18 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         set_rng_state(state["rng"][rt.rank])
         if rt.is_main:
             log.info("%s: resuming at step %d of %d", ckpt_path, step, stop)
+    compiled, compile_reason = decide_compile(cfg.compile, rt.device, stop - step, AUTO_MIN_TRAIN_STEPS, "steps",
+                                              rt.world)
+    if rt.is_main:
+        log.info("compile %s", compile_reason)
+    if compiled:
+        compile_in_place(task.compiled_modules())
     record.update({"stage": stage, "provenance": provenance(stage, cfg.as_dict()), "seed": cfg.seed,
                    "world_size": rt.world, "global_batch": cfg.batch_size * rt.world, "lr_used": lr,
                    "vgg_loss": cfg.vgg_loss, "steps_per_epoch": steps_per_epoch,
                    "total_steps": stop, "device": str(rt.device), "precision": rt.precision,
-                   "precision_reason": rt.precision_reason, "status": "running",
+                   "precision_reason": rt.precision_reason, "compile": compiled,
+                   "compile_reason": compile_reason, "status": "running",
                    "resumed_from_step": step or None, "samples": len(dataset), "model": str(model_path)})
     if rt.is_main:
         write_json(out_dir / "run.json", record)
@@ -621,7 +660,13 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
         tick = time.perf_counter()
         for batch in loader:
             step += 1
-            losses, visuals = task.step(batch, rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0)
+            want_visuals = rt.is_main and cfg.sample_every > 0 and step % cfg.sample_every == 0
+            if compiled:  # this process's first step compiles; on failure it is undone and run eager
+                compiled = False
+                losses, visuals = first_call(task.compiled_modules(), functools.partial(task.step, batch, want_visuals),
+                                             "the training step", undo=_restorer(task))
+            else:
+                losses, visuals = task.step(batch, want_visuals)
             names = sorted(losses)
             # Rank 0's clock decides a timed checkpoint; the flag rides on the loss all-reduce, so every
             # rank saves at the same step (saving is collective) without a collective of its own.

@@ -71,6 +71,9 @@ class FaceTask(GANTask):
         self.main = TemporalPair(rt.prepare(generator).eval().requires_grad_(False), cfg.temporal)
         self.face = rt.wrap(self.G)
 
+    def compiled_modules(self) -> list[nn.Module]:
+        return super().compiled_modules() + [self.main.generator]  # the frozen generator runs every step too
+
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t1")

@@ -67,7 +67,7 @@ def label_follows(panel: np.ndarray, share: float) -> np.ndarray:
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
              record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
-             precision: str = "auto", audio: bool = True) -> dict[str, Any]:
+             precision: str = "auto", audio: bool = True, compile: str = "auto") -> dict[str, Any]:
     """Make the transfer video ``out`` (and the side-by-side video and JSON record); returns the record.
 
     ``audio``: both videos carry the source's soundtrack over the frames' span (``pipeline.footage.audio``).
@@ -103,6 +103,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     models = load_models(generator, face, device, precision)
     # The figures drawn from these keypoints, the keypoints of these frames (whose soundtrack the videos get).
     check_chain(normalized, track, frames_dir=source_frames, render_dir=render_dir)
+    models.use_compile(compile, len(poses))
+    log.info("compile %s", models.compile_reason)
     boxes = face_boxes(track.data, frame_size, models)
     log.info("%s: %d frames at %.6g fps, model %dx%d on %s%s", normalized, len(poses), fps, *models.size,
              models.device, " with the face GAN" if models.face is not None else "")
@@ -149,7 +151,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                                               "precision": models.precision, "crf": crf, "seed": 0}),
         "models": models.records, "frames": len(poses), "first_frame": int(track.frames[0]), "fps": fps,
         "size": list(models.size), "device": str(models.device), "precision": models.precision,
-        "precision_reason": models.precision_reason, "generation_seconds": round(seconds, 3),
+        "precision_reason": models.precision_reason, "compile": models.compiled,
+        "compile_reason": models.compile_reason, "generation_seconds": round(seconds, 3),
         "frames_per_second": round(len(poses) / seconds, 3) if seconds > 0 else None,
         "face_boxes": sum(b is not None for b in boxes) if models.face is not None else 0,
         "video": info.as_dict(), "audio": soundtrack,
@@ -186,7 +189,8 @@ def cli(args: argparse.Namespace) -> int:
     record = transfer(args.normalized, args.render_dir, args.source_frames, args.generator, args.out,
                       face=args.face, side_by_side_out=args.side_by_side,
                       record_out=args.record or args.out.with_suffix(".json"),
-                      device=args.device, crf=args.crf, precision=args.precision, audio=args.audio)
+                      device=args.device, crf=args.crf, precision=args.precision, audio=args.audio,
+                      compile=args.compile)
     log.info("%s: %d frames at %.6g fps (%.1f generated frames/s on %s)", args.out, record["frames"],
              record["fps"], record["frames_per_second"] or 0.0, record["device"])
     return 0

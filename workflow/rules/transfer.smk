@@ -82,6 +82,7 @@ rule transfer:
         device=config["transfer"]["device"],
         crf=config["transfer"]["crf"],
         precision=config["train"]["precision"],
+        compile=compile_option(),
         audio="--audio" if config["transfer"]["audio"] else "--no-audio",
     threads: TORCH_THREADS
     resources:
@@ -95,7 +96,8 @@ rule transfer:
     shell:
         "python -m pipeline.cli transfer --generator {input.generator:q} {params.models}"
         " --side-by-side {output.side_by_side:q} --record {output.record:q} --device {params.device}"
-        " --crf {params.crf} --precision {params.precision} {params.audio}"
+        " --crf {params.crf} --precision {params.precision}"
+        " --compile {params.compile} {params.audio}"
         " -- {input.normalized:q} {input.render:q} {input.source_frames:q} {output.video:q} > {log} 2>&1"
 
 

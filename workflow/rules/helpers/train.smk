@@ -65,12 +65,18 @@ def train_flags(stage, overrides=None):
                         for k, v in config["train"]["face"].items()})
     flags = []
     for key, value in options.items():
-        if key in ("vgg_loss", "tensorboard"):
+        if key in ("vgg_loss", "tensorboard", "compile"):
             value = {True: "on", False: "off"}.get(value, value)
         if value is False or value in ("", None):
             continue
         flags += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     return " ".join(shlex.quote(f) for f in flags)
+
+
+def compile_option():
+    """train: compile as `edn transfer` and `edn evaluate` take it (YAML reads on/off as true/false)."""
+    value = config["train"]["compile"]
+    return {True: "on", False: "off"}.get(value, value)
 
 
 def global_phase():

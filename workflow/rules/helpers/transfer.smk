@@ -52,7 +52,8 @@ def evaluate_flags():
     options = config["evaluate"]
     flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--clip-batch",
              str(options["clip_batch"]), "--device", options["device"],
-             "--precision", config["train"]["precision"]]  # generation in the precision it was trained in
+             "--precision", config["train"]["precision"],  # generation in the precision it was trained in
+             "--compile", compile_option()]
     if options["lpips_weights"]:
         flags += ["--lpips-weights", options["lpips_weights"]]
     return " ".join(shlex.quote(f) for f in flags)
