@@ -76,8 +76,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            "and paints a foreground and a soft mask over it (needs --clip-plate)" + DEFAULT)
             p.add_argument("--clip-plate", action="append", type=Path, default=None, metavar="PLATE_PNG",
                            help="`edn plate` image of a clip, one per --clip in the same order (--background plate)")
-            p.add_argument("--lambda-l1", type=float, default=0.0,
-                           help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
+            p.add_argument("--lambda-fg", type=float, default=0.0,
+                           help="background plate: L1 weight of the foreground against the real frame inside the "
+                           "person's box (from the stick figure)" + DEFAULT)
+            p.add_argument("--lambda-mask-binary", type=float, default=0.0,
+                           help="background plate: weight of the prior 4 m (1 - m) that pushes the mask to 0 or 1"
+                           + DEFAULT)
+            p.add_argument("--mask-init", type=float, default=None,
+                           help="background plate: the mask's starting value, 0-1 (default: PyTorch's init, ~0.5)")
+        p.add_argument("--lambda-l1", type=float, default=0.0,
+                       help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
+        p.add_argument("--l1-scales", type=int, default=1,
+                       help="the L1 averaged over this many scales (1, 1/2, 1/4...)" + DEFAULT)
+        p.add_argument("--weight-init", choices=("default", "normal"), default="default",
+                       help="normal: pix2pixHD's N(0, 0.02) weights; default: PyTorch's" + DEFAULT)
+        p.add_argument("--lr-schedule", choices=("epoch", "step"), default="epoch",
+                       help="epoch: the rate drops after each of the last --niter-decay epochs (pix2pixHD); step: "
+                       "it falls linearly every step, to 0 after the last" + DEFAULT)
+        p.add_argument("--ema-decay", type=float, default=0.0,
+                       help="> 0: the saved model is an exponential moving average of the weights with this decay"
+                       + DEFAULT)
         p.add_argument("--epochs", type=int, default=40, help="passes over the training pairs" + DEFAULT)
         p.add_argument("--niter-decay", type=int, default=20,
                        help="last epochs, over which the learning rate falls linearly to 0" + DEFAULT)
