@@ -284,11 +284,13 @@ def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
     real[:4, BODY.start] = (10.0, 10.0, 1.0)  # a body in real frames 0-3
     fake[[0, 2, 4], BODY.start + 1] = (12.0, 12.0, 1.0)  # found in generated 0, 2 and 4 (4 has no real body)
     frames = [{"ablation": "temporal", "ssim_body": 0.5, "lpips_body": math.nan, "ssim_face": 0.5,
-               "lpips_face": math.nan}] * 5
+               "lpips_face": math.nan, "chroma_body": 4.0, "chroma_body_real": 2.0}] * 5
     scores = StreamScores(frames, real, {"temporal": fake}, {"temporal": 1.0, "real": 2.0}, [])
     metrics = pd.DataFrame(_metric_rows(scores, [Row("temporal", ROWS["temporal"], "temporal")], lpips=False))
     found = metrics[metrics["table"] == "bodies_found"].set_index("metric")["value"]
     assert found["generated"] == pytest.approx(50.0) and found["real"] == pytest.approx(80.0)
+    chroma = metrics[metrics["table"] == "chroma_noise"].set_index("metric")["value"]
+    assert (chroma["generated"], chroma["real"], chroma["ratio"]) == pytest.approx((4.0, 2.0, 2.0))
 
 
 def test_ablation_arguments_are_checked(tmp_path):
