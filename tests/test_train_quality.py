@@ -177,3 +177,16 @@ def test_workflow_gives_the_face_gan_its_own_l1_and_the_pose_gan_its_mask_terms(
     assert "--lambda-l1 10.0" in pose and "--lambda-fg 2.0" in pose and "--ema-decay 0.9" in pose
     assert "--lambda-l1 5.0" in face_job and "--lambda-l1 10.0" not in face_job
     assert "--lambda-fg" not in face_job and "--ema-decay 0.9" in face_job
+
+
+@pytest.mark.slow
+def test_a_resumed_run_with_ema_and_the_step_schedule_repeats_the_uninterrupted_one(tmp_path, synthetic_clip):
+    cfg = dict(TINY, epochs=2, niter_decay=1, checkpoint_every=3, lr_schedule="step", ema_decay=0.9)
+    train(tmp_path / "whole", [synthetic_clip], TrainConfig(**cfg))
+    train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg, max_steps=3))
+    record = train(tmp_path / "parts", [synthetic_clip], TrainConfig(**cfg))
+    assert record["resumed_from_step"] == 3
+    assert losses_csv(tmp_path / "parts") == losses_csv(tmp_path / "whole")
+    a = load_tensor_file(tmp_path / "whole" / "generator.pt", "generator")["state_dict"]
+    b = load_tensor_file(tmp_path / "parts" / "generator.pt", "generator")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the average, resumed with its update count
