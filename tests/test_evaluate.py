@@ -66,7 +66,10 @@ def test_evaluation_reads_only_held_out_frames(tmp_path, trained, monkeypatch):
     assert sorted(set(frames["frame"])) == [8, 9] and set(frames["ablation"]) == set(ALL_ROWS)
     metrics = pd.read_parquet(out / "metrics.parquet")
     assert {"body", "face", "pose_distance", "missed_detections", "bodies_found",
-            "temporal_instability"} == set(metrics["table"])
+            "temporal_instability", "chroma_noise"} == set(metrics["table"])
+    chroma = metrics[metrics["table"] == "chroma_noise"]
+    assert set(chroma["metric"]) == {"generated", "real", "ratio"} and (chroma["value"] > 0).all()
+    assert {"chroma_body", "chroma_body_real"} <= set(frames.columns)
     ssim_body = metrics[(metrics["table"] == "body") & (metrics["metric"] == "ssim")]
     assert len(ssim_body) == 3 and ssim_body["value"].between(-1, 1).all()
     assert metrics[metrics["metric"] == "lpips"]["value"].isna().all()
@@ -147,6 +150,7 @@ def test_tables_show_the_values_and_say_what_is_missing():
     assert "| Temporal smoothing | n/a | unavailable |" in text  # no face box: n/a, not 0
     assert "| Temporal smoothing (in model pixels) | n/a | n/a | 7.50 | n/a |" in text
     assert "| Temporal smoothing | n/a | n/a | n/a | 2.00 |" in text
+    assert "colour noise" in text and "| Temporal smoothing | n/a | n/a | n/a |" in text  # no chroma rows: n/a
     with_lpips = tables_markdown(result_tables(pd.concat([metrics, pd.DataFrame([
         {"table": "body", "ablation": "temporal", "metric": "lpips", "value": 0.1}])]), ["temporal"], lpips=True), [])
     assert "| Temporal smoothing | 0.8123 | 0.1000 |" in with_lpips
@@ -283,11 +287,13 @@ def test_bodies_found_counts_generated_frames_among_those_with_a_real_body():
     real[:4, BODY.start] = (10.0, 10.0, 1.0)  # a body in real frames 0-3
     fake[[0, 2, 4], BODY.start + 1] = (12.0, 12.0, 1.0)  # found in generated 0, 2 and 4 (4 has no real body)
     frames = [{"ablation": "temporal", "ssim_body": 0.5, "lpips_body": math.nan, "ssim_face": 0.5,
-               "lpips_face": math.nan}] * 5
+               "lpips_face": math.nan, "chroma_body": 4.0, "chroma_body_real": 2.0}] * 5
     scores = StreamScores(frames, real, {"temporal": fake}, {"temporal": 1.0, "real": 2.0}, [])
     metrics = pd.DataFrame(_metric_rows(scores, [Row("temporal", ROWS["temporal"], "temporal")], lpips=False))
     found = metrics[metrics["table"] == "bodies_found"].set_index("metric")["value"]
     assert found["generated"] == pytest.approx(50.0) and found["real"] == pytest.approx(80.0)
+    chroma = metrics[metrics["table"] == "chroma_noise"].set_index("metric")["value"]
+    assert (chroma["generated"], chroma["real"], chroma["ratio"]) == pytest.approx((4.0, 2.0, 2.0))
 
 
 def test_ablation_arguments_are_checked(tmp_path):
@@ -330,3 +336,11 @@ def test_a_frames_lpips_values_come_to_the_host_together(monkeypatch):
     for entry in entries.values():
         assert entry["lpips_face"] == 16.0 and entry["lpips_body"] == 57.0 and type(entry["lpips_body"]) is float
     assert collector.frame_rows["temporal"][0] is entries["temporal"]
+
+
+def test_chroma_ratio_is_one_for_the_same_frames_and_ignores_frames_without_a_crop():
+    from pipeline.evaluation.evaluate import chroma_ratio
+
+    assert chroma_ratio([2.0, 4.0], [2.0, 4.0]) == pytest.approx(1.0)
+    assert chroma_ratio([6.0, math.nan], [3.0, 100.0]) == pytest.approx(2.0)
+    assert math.isnan(chroma_ratio([math.nan], [1.0]))

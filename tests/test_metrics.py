@@ -115,3 +115,23 @@ def test_lpips_leaves_cudnn_autotuning_off_for_its_crops_and_stays_on_the_device
     assert seen == [(False, (1, 3, 20, 12), (1, 3, 20, 12))] and torch.backends.cudnn.benchmark
     expected = np.abs(a.astype(np.float64) - b).mean() / 127.5
     assert LPIPS.floats([value, math.nan, value]) == pytest.approx([expected, math.nan, expected], nan_ok=True)
+
+
+def test_chroma_noise_rises_with_added_colour_grain_and_not_with_grey_grain():
+    from pipeline.evaluation.metrics import chroma_highband_energy
+
+    rng = np.random.default_rng(0)
+    # A smooth colour gradient with a sharp-edged patch: what a clean frame of a person looks like.
+    y, x = np.mgrid[0:96, 0:64]
+    clean = np.stack([60 + x, 100 + y // 2, 180 - x], axis=-1).astype(np.float64)
+    clean[30:60, 20:40] = (40, 160, 90)
+    grain = rng.normal(0, 12, clean.shape[:2])
+    coloured = clean + np.stack([grain, -grain, grain], axis=-1)  # opposite in G: chroma changes
+    grey = clean + grain[..., None]  # the same in every channel: luma only
+    as_u8 = [np.clip(np.round(v), 0, 255).astype(np.uint8) for v in (clean, coloured, grey)]
+    clean_e, coloured_e, grey_e = (chroma_highband_energy(v) for v in as_u8)
+    assert coloured_e > 20 * clean_e
+    assert grey_e < 2 * clean_e + 1.0  # rounding leaves a trace of chroma; grey grain is not colour noise
+    assert chroma_highband_energy(as_u8[0]) == chroma_highband_energy(as_u8[0].copy())
+    flat = np.full((32, 32, 3), (30, 120, 200), np.uint8)
+    assert chroma_highband_energy(flat) == 0.0

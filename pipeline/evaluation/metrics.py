@@ -48,6 +48,27 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(num / den))
 
 
+def _chroma(image: np.ndarray) -> np.ndarray:
+    """Cr and Cb (ITU-R BT.601, 0-255 scale, no offset) of a BGR image: (2, H, W) float64."""
+    image = np.asarray(image, dtype=np.float64)
+    y = _luminance(image)
+    return np.stack([0.713 * (image[..., 2] - y), 0.564 * (image[..., 0] - y)])
+
+
+def chroma_highband_energy(image: np.ndarray) -> float:
+    """Colour noise of a BGR image (crop): the mean squared 3x3 Laplacian of its Cr and Cb planes.
+
+    The Laplacian passes the highest spatial frequencies (its gain is 0 at DC and 8 at 0.5 cycles per
+    pixel, over 1 above ~0.17), where real footage has almost no colour: cameras and JPEG keep chroma at
+    half resolution or less, so per-pixel colour grain of a generator stands out against it while edges of
+    the person's clothes add little. Luma is left out: texture and shading live there.
+    """
+    from scipy.ndimage import laplace
+
+    chroma = _chroma(image)
+    return float(np.mean([np.mean(laplace(c, mode="reflect") ** 2) for c in chroma]))
+
+
 def crop(image: np.ndarray, box: tuple[int, int, int, int] | None) -> np.ndarray | None:
     """``image[y0:y1, x0:x1]`` for a box (x0, y0, x1, y1) clipped to the image; None if empty."""
     if box is None:

@@ -19,6 +19,9 @@ DOWNSAMPLINGS = Number(int, 1, 8)  # 2**8 = 256: a 8192-pixel side keeps 32 pixe
 BLOCKS = Number(int, 1, 64)
 LAYERS = Number(int, 1, 8)  # discriminator layers or scales: each halves the picture
 WEIGHT = Number(float, 0)  # a loss weight: 0 turns the loss off
+MASK_INIT = Number(float, above=0, below=1)  # the mask is a sigmoid's value, never exactly 0 or 1
+L1_SCALES = Number(int, 1, 8)  # each scale halves the picture, as the discriminator's scales do
+EMA_DECAY = Number(float, 0, below=1)  # 1 would never move the average
 LEARNING_RATE = Number(float, maximum=1, above=0)  # Adam moves each weight by about lr per step
 BETA = Number(float, 0, below=1)  # Adam's moving average forgets nothing at 1 and diverges above
 SEED = Number(int, 0, 2 ** 32 - 1)  # numpy's seed range (seed_everything seeds numpy too)
@@ -103,8 +106,26 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            "and paints a foreground and a soft mask over it (needs --clip-plate)" + DEFAULT)
             p.add_argument("--clip-plate", action="append", type=Path, default=None, metavar="PLATE_PNG",
                            help="`edn plate` image of a clip, one per --clip in the same order (--background plate)")
-            p.add_argument("--lambda-l1", type=WEIGHT, default=0.0,
-                           help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
+            p.add_argument("--lambda-fg", type=WEIGHT, default=0.0,
+                           help="background plate: L1 weight of the foreground against the real frame inside the "
+                           "person's box (from the stick figure)" + DEFAULT)
+            p.add_argument("--lambda-mask-binary", type=WEIGHT, default=0.0,
+                           help="background plate: weight of the prior 4 m (1 - m) that pushes the mask to 0 or 1"
+                           + DEFAULT)
+            p.add_argument("--mask-init", type=MASK_INIT, default=None,
+                           help="background plate: the mask's starting value, 0-1 (default: PyTorch's init, ~0.5)")
+        p.add_argument("--lambda-l1", type=WEIGHT, default=0.0,
+                       help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
+        p.add_argument("--l1-scales", type=L1_SCALES, default=1,
+                       help="the L1 averaged over this many scales (1, 1/2, 1/4...)" + DEFAULT)
+        p.add_argument("--weight-init", choices=("default", "normal"), default="default",
+                       help="normal: pix2pixHD's N(0, 0.02) weights; default: PyTorch's" + DEFAULT)
+        p.add_argument("--lr-schedule", choices=("epoch", "step"), default="epoch",
+                       help="epoch: the rate drops after each of the last --niter-decay epochs (pix2pixHD); step: "
+                       "it falls linearly every step, to 0 after the last" + DEFAULT)
+        p.add_argument("--ema-decay", type=EMA_DECAY, default=0.0,
+                       help="> 0: the saved model is an exponential moving average of the weights with this decay"
+                       + DEFAULT)
         p.add_argument("--epochs", type=positive_int, default=5 if face else 20, help="passes over the training pairs"
                        + DEFAULT)
         p.add_argument("--niter-decay", type=non_negative_int, default=2 if face else 10,

@@ -46,6 +46,25 @@ def person_mask(keypoints: np.ndarray, width: int, height: int, margin: float = 
     return mask
 
 
+def stick_figure_region(pose: Any, margin: float = BOX_MARGIN) -> Any:
+    """Float (N, 1, H, W) masks of the person's box in a batch of stick figures (N, 3, H, W) in [-1, 1]:
+    the box around the drawn (not black) pixels, dilated by ``margin`` of its larger side as
+    :func:`person_mask` does with keypoints; all zero for a blank figure."""
+    import torch
+
+    drawn = (pose > -0.9).any(dim=1)  # (N, H, W)
+    n, height, width = drawn.shape
+    region = torch.zeros(n, 1, height, width, device=pose.device)
+    for i in range(n):
+        rows, cols = drawn[i].any(dim=1).nonzero(), drawn[i].any(dim=0).nonzero()
+        if not len(rows):
+            continue
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+        pad = int(round(margin * max(y1 - y0, x1 - x0, 1)))
+        region[i, :, max(0, y0 - pad):y1 + pad + 1, max(0, x0 - pad):x1 + pad + 1] = 1.0
+    return region
+
+
 @dataclass
 class Plate:
     """A clip's background plate (RGB uint8) and what its estimate says about the clip."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import copy
 import csv
 import dataclasses
 import functools
@@ -38,11 +39,11 @@ from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, COMPILE_MODES, compile_i
     first_call
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
-from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator, default_generator_config, sample_plates, \
-    tensor_to_image
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, PlateComposite, build_generator, \
+    default_generator_config, init_weights, sample_plates, tensor_to_image
 from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
-    lsgan_loss
+    lsgan_loss, mask_binary_prior, masked_l1_loss, multiscale_l1_loss
 from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
     start_runtime
 from pipeline.gan.tensorboard_log import open_board
@@ -62,6 +63,8 @@ _REAL = ("lr", "beta1", "lambda_feat", "lambda_vgg", "lambda_l1", "checkpoint_mi
 
 
 LR_SCALING = ("none", "linear")
+WEIGHT_INITS = ("default", "normal")
+LR_SCHEDULES = ("epoch", "step")
 
 
 @dataclass
@@ -112,6 +115,17 @@ class TrainConfig:
     temporal: bool = True
     background: str = "none"  # "plate": the generator composites a foreground over the clip's plate
     lambda_l1: float = 0.0  # pixel L1 reconstruction weight; 0 = the paper's losses
+    # The L1 averaged over this many scales (1, 1/2, 1/4...): more weight on low frequencies, which the
+    # adversarial terms leave unanchored without VGG19
+    l1_scales: int = 1
+    # Background plate: L1 of the foreground against the real frame inside the person's box (from the
+    # stick figure), so the foreground is the person wherever the mask may show it
+    lambda_fg: float = 0.0
+    lambda_mask_binary: float = 0.0  # background plate: prior pushing the mask to 0 or 1 (4 m (1 - m))
+    mask_init: float | None = None  # background plate: the mask's starting value (None: PyTorch's init, ~0.5)
+    weight_init: str = "default"  # normal: pix2pixHD's N(0, 0.02) convolution weights; default: PyTorch's
+    lr_schedule: str = "epoch"  # epoch: pix2pixHD's steps after each epoch; step: linear to 0 at the last step
+    ema_decay: float = 0.0  # > 0: the saved generator is an exponential moving average of its weights
     # The reference schedule's second phase: the local enhancer's global part starts from this
     # global generator.pt (ngf = 2 x ngf) and takes no updates for the first niter_fix_global epochs.
     init_global: str | None = None
@@ -138,6 +152,12 @@ class TrainConfig:
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
         bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
         bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
+        bad += [f"l1_scales={self.l1_scales}"] if not 1 <= self.l1_scales <= 8 else []
+        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary") if getattr(self, k) < 0]
+        bad += [f"mask_init={self.mask_init}"] if self.mask_init is not None and not 0 < self.mask_init < 1 else []
+        bad += [f"weight_init={self.weight_init!r}"] if self.weight_init not in WEIGHT_INITS else []
+        bad += [f"lr_schedule={self.lr_schedule!r}"] if self.lr_schedule not in LR_SCHEDULES else []
+        bad += [f"ema_decay={self.ema_decay}"] if not 0 <= self.ema_decay < 1 else []
         bad += [f"lr_scaling={self.lr_scaling!r}"] if self.lr_scaling not in LR_SCALING else []
         bad += [f"niter_fix_global={self.niter_fix_global}"] if not 0 <= self.niter_fix_global <= self.epochs else []
         if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
@@ -148,7 +168,9 @@ class TrainConfig:
                              "0 <= beta1 < 1, "
                              "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
-                             "compile auto/on/off, init_global and niter_fix_global need the local enhancer)")
+                             "compile auto/on/off, init_global and niter_fix_global need the local enhancer, "
+                             "loss weights >= 0, l1_scales 1-8, 0 < mask_init < 1, weight_init default/normal, "
+                             "lr_schedule epoch/step, 0 <= ema_decay < 1)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -231,6 +253,10 @@ class GANTask(abc.ABC):
         fused = rt.device.type in ("cpu", "cuda")
         self.optimizers = {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
                            for k, m in self.models.items()}
+        # Not optimised; checkpointed with the networks (exact resume); the saved model when on.
+        self.ema = WeightEMA(self.G, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if self.ema is not None:
+            self.models["G_ema"] = self.ema
         # fp16 gradients underflow without loss scaling; the scales are checkpointed (exact resume)
         self.scalers = {k: torch.amp.GradScaler(rt.device.type) for k in self.optimizers} \
             if rt.precision == "fp16" else {}
@@ -266,11 +292,12 @@ class GANTask(abc.ABC):
             optimizer.step()
 
     def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
-                 vgg_weight: float = 1.0) -> dict[str, torch.Tensor]:
+                 vgg_weight: float = 1.0, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """One generator update, then one discriminator update.
 
         ``fake_in``/``real_in`` are the discriminator inputs (condition and images, ``fake_in``
-        with gradients to G); ``fake``/``real`` the images for the VGG loss.
+        with gradients to G); ``fake``/``real`` the images for the VGG and L1 losses; ``extra``
+        weighted generator losses of the task's own (added to the generator's loss and logged).
         """
         rt, cfg = self.rt, self.cfg
         # Generator: D's weights take no gradient here (and no DDP hooks fire).
@@ -285,8 +312,11 @@ class GANTask(abc.ABC):
             with rt.autocast():
                 losses["G_VGG"] = vgg_weight * self.vgg(fake, real)
         if cfg.lambda_l1 > 0:
-            losses["G_L1"] = cfg.lambda_l1 * F.l1_loss(fake.float(), real.float())
+            losses["G_L1"] = cfg.lambda_l1 * multiscale_l1_loss(fake, real, cfg.l1_scales)
+        losses.update(extra or {})
         self._update("G", sum(losses.values()))
+        if self.ema is not None:
+            self.ema.update(self.G)
 
         # Discriminator: fake and real in one forward (one DDP forward per backward; instance
         # norm keeps the samples independent).
@@ -305,7 +335,31 @@ class GANTask(abc.ABC):
         """One optimisation step: the losses by name, and images for a sample grid when asked."""
 
     def write_outputs(self, path: Path, meta: dict[str, Any]) -> None:
-        save_model(path, self.G, self.model_config, **meta)
+        model = self.ema.average if self.ema is not None else self.G
+        save_model(path, model, self.model_config, **meta, weights="ema" if self.ema is not None else "last")
+
+
+class WeightEMA(nn.Module):
+    """An exponential moving average of a network's weights (buffers copied as they are).
+
+    The decay ramps up from 0 as min(decay, (1 + n) / (10 + n)) after n updates, so a short run's
+    average is not dominated by its first, untrained weights.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        self.decay = decay
+        self.average = copy.deepcopy(model).requires_grad_(False)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        decay = min(self.decay, (1.0 + float(self.updates)) / (10.0 + float(self.updates)))
+        averaged = list(self.average.parameters())
+        torch._foreach_lerp_(averaged, [p.detach() for p in model.parameters()], 1.0 - decay)
+        for mine, theirs in zip(self.average.buffers(), model.buffers()):
+            mine.copy_(theirs)
+        self.updates += 1
 
 
 class TemporalPair(nn.Module):
@@ -353,13 +407,16 @@ class PoseTask(GANTask):
             raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
         config, d_nc = pose_model_configs(cfg, 1 if plates is None else len(plates))
         generator = build_generator(config)
+        discriminator = MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d)
+        initialise(cfg, generator, discriminator)
         if plates is not None:
             with torch.no_grad():  # on the host, where the generator is built; the one uint8 -> [-1, 1] conversion
                 generator.plate.copy_(to_model_range(plates))
+            if cfg.mask_init is not None:
+                generator.set_mask_bias(cfg.mask_init)
         if cfg.init_global is not None:
             init_local_from_global(generator, config, cfg.init_global)
-        super().__init__(cfg, rt, generator, MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d),
-                         config)
+        super().__init__(cfg, rt, generator, discriminator, config)
         self.pair = rt.wrap(TemporalPair(self.G, cfg.temporal))
 
     def frozen_parameters(self, epoch: int) -> list[nn.Parameter]:
@@ -372,8 +429,15 @@ class PoseTask(GANTask):
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
         plate = sample_plates(self.G, batch.get("clip"))  # a plate generator: each sample's own clip's plate
+        mask_terms = isinstance(self.G, PlateComposite) and (self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0)
+        if mask_terms:
+            self.G.parts = []  # each generator pass leaves its foreground and mask here
         with self.rt.autocast():
             fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
+        extra = self.mask_losses(self.G.parts, [pose_t, pose_t1][-len(self.G.parts):],
+                                 [real_t, real_t1][-len(self.G.parts):]) if mask_terms else {}
+        if mask_terms:
+            self.G.parts = None
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
             real_seq = torch.cat([pose_t1, real_t1], dim=1)
             fake_seq = torch.cat([pose_t1, fake_t1.to(pose_t1.dtype)], dim=1)
@@ -383,9 +447,30 @@ class PoseTask(GANTask):
             fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
             # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
             fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
-        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight)
+        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight, extra)
         losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
+
+    def mask_losses(self, parts: list[tuple[torch.Tensor, torch.Tensor]], poses: list[torch.Tensor],
+                    reals: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The plate generator's own terms, summed over its passes: the foreground against the real frame in
+        the person's box (from the stick figure), and the mask's binarisation prior."""
+        from pipeline.gan.plate import stick_figure_region
+
+        cfg, out = self.cfg, {}
+        if cfg.lambda_fg > 0:
+            out["G_FG"] = cfg.lambda_fg * sum(masked_l1_loss(fg, real, stick_figure_region(pose))
+                                              for (fg, _), pose, real in zip(parts, poses, reals))
+        if cfg.lambda_mask_binary > 0:
+            out["G_MASK"] = cfg.lambda_mask_binary * sum(mask_binary_prior(mask) for _, mask in parts)
+        return out
+
+
+def initialise(cfg: TrainConfig, generator: nn.Module, discriminator: nn.Module) -> None:
+    """``weight_init: normal``: pix2pixHD's N(0, 0.02) for both networks (before any weights are loaded)."""
+    if cfg.weight_init == "normal":
+        init_weights(generator)
+        init_weights(discriminator)
 
 
 def batch_to_device(images: torch.Tensor, rt: Runtime) -> torch.Tensor:
@@ -417,6 +502,19 @@ def scaled_lr(cfg: TrainConfig, world: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------ engine
+
+def _step_decay_factor(total_steps: int, decay_steps: int) -> Callable[[int], float]:
+    """Per step (the scheduler steps after every update): constant, then linear over the last
+    ``decay_steps`` so that the last update runs at lr / decay_steps and the rate after it is 0."""
+    n_const = total_steps - decay_steps
+
+    def factor(step: int) -> float:
+        if decay_steps <= 0:
+            return 1.0
+        return max(0.0, min(1.0, (total_steps - step) / decay_steps)) if step >= n_const else 1.0
+
+    return factor
+
 
 def _decay_factor(epochs: int, niter_decay: int) -> Callable[[int], float]:
     """pix2pixHD's schedule: constant, then minus lr/niter_decay after each of the last epochs."""
@@ -574,13 +672,14 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     out_dir = Path(out_dir)
     model_path = Path(model_path) if model_path is not None else out_dir / task.model_file
     ckpt_path = out_dir / "checkpoint.pt"
-    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, _decay_factor(cfg.epochs, cfg.niter_decay))
-                  for k, o in task.optimizers.items()}
     # DistributedSampler with one replica is a seeded shuffle too: one data order for 1 and N processes,
     # a pure function of (seed, epoch), so a position in it is just the step.
     sampler = DistributedSampler(dataset, num_replicas=rt.world, rank=rt.rank, shuffle=True, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(sampler) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
+    factor = _step_decay_factor(total, cfg.niter_decay * steps_per_epoch) if cfg.lr_schedule == "step" \
+        else _decay_factor(cfg.epochs, cfg.niter_decay)
+    schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in task.optimizers.items()}
     stop = min(total, cfg.max_steps) if cfg.max_steps is not None else total
 
     order = _EpochOrder()
@@ -679,7 +778,7 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
                 values /= rt.world
             values, timed = values[:-1], bool(values[-1] > 0)
             lr = task.optimizers["G"].param_groups[0]["lr"]
-            if step % steps_per_epoch == 0:
+            if cfg.lr_schedule == "step" or step % steps_per_epoch == 0:
                 for s in schedulers.values():
                     s.step()
             if rt.is_main:

@@ -5,7 +5,8 @@ G(x_{t+1}, G(x_t, 0)) as in its own training; a square box of fixed size around 
 frame t+1 (face keypoints, else the nose) is cut from the stick figure, the generated frame and
 the real frame. The residual generator G_f sees (x_F, G(x)_F) and returns G(x)_F + r; a 70x70
 PatchGAN D_f (one scale, n_layers 3) judges (x_F, G(x)_F + r) against (x_F, y_F). Losses as for
-the main GAN, on the crop: LSGAN + feature matching + VGG19.
+the main GAN, on the crop: LSGAN + feature matching + VGG19, and the pixel L1 when ``lambda_l1`` > 0
+(the anchor that keeps the residual from drifting off the real face while VGG19 is absent).
 
 Devices, DDP, resume and records are :mod:`pipeline.gan.train`'s engine. The run folder gets its
 own checkpoint.pt, run.json, losses.csv and samples/; the model is face.pt.
@@ -29,7 +30,8 @@ from pipeline.gan.models.face import build_face_generator, crop_boxes, default_f
 from pipeline.gan.memory import face_step_memory
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator, sample_plates
 from pipeline.gan.runtime import Runtime
-from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, config_from_args, run_stage
+from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, config_from_args, initialise, \
+    run_stage
 
 FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
 
@@ -65,8 +67,11 @@ class FaceTask(GANTask):
         config = default_face_config(ngf=cfg.face_ngf, n_downsample=cfg.face_n_downsample,
                                      n_blocks=cfg.face_n_blocks, box_size=box_size, width=cfg.width,
                                      height=cfg.height)
-        super().__init__(cfg, rt, build_face_generator(config),
-                         MultiscaleDiscriminator(FACE_D_NC, cfg.ndf, cfg.n_layers_d, cfg.num_d), config)
+        face, discriminator = build_face_generator(config), MultiscaleDiscriminator(FACE_D_NC, cfg.ndf,
+                                                                                     cfg.n_layers_d, cfg.num_d)
+        initialise(cfg, face, discriminator)
+        face.zero_residual()  # whatever the init: an untrained face GAN returns the generated crop
+        super().__init__(cfg, rt, face, discriminator, config)
         # Frozen and outside self.models: neither optimised nor checkpointed (generator.pt is the record).
         self.main = TemporalPair(rt.prepare(generator).eval().requires_grad_(False), cfg.temporal)
         self.face = rt.wrap(self.G)

@@ -77,10 +77,14 @@ class FaceResidualGenerator(nn.Module):
                  n_downsample: int = 3, n_blocks: int = 5, norm: str = "instance"):
         super().__init__()
         self.model = GlobalGenerator(input_nc, output_nc, ngf, n_downsample, n_blocks, norm).model
-        last = self.model[-2]  # the final 7x7 convolution, before tanh
+        self.zero_residual()
+        self.divisor = 2 ** n_downsample
+
+    def zero_residual(self) -> None:
+        """Zero the final 7x7 convolution (before tanh): the residual is 0, the crop passes unchanged."""
+        last = self.model[-2]
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
-        self.divisor = 2 ** n_downsample
 
     def forward(self, pose_crop: torch.Tensor, generated_crop: torch.Tensor) -> torch.Tensor:
         return generated_crop + self.model(torch.cat([pose_crop, generated_crop], dim=1))

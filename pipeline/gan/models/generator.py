@@ -135,6 +135,8 @@ class PlateComposite(nn.Module):
         self.divisor = getattr(inner, "divisor", 1)
         self.plate_index = 0
         self.register_buffer("plate", torch.zeros(n_plates, IMAGE_NC, height, width))
+        # Training sets this to a list: each forward then appends its (foreground, mask) for the mask's losses.
+        self.parts: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def forward(self, x: torch.Tensor, plate: torch.Tensor | None = None) -> torch.Tensor:
         if plate is None:
@@ -142,7 +144,32 @@ class PlateComposite(nn.Module):
         plate = plate.to(x.dtype)
         out = self.inner(torch.cat([x, plate], dim=1))
         foreground, mask = out[:, :IMAGE_NC], out[:, IMAGE_NC:IMAGE_NC + 1].add(1).mul(0.5)
+        if self.parts is not None:
+            self.parts.append((foreground, mask))
         return mask * foreground + (1 - mask) * plate
+
+    def set_mask_bias(self, mask: float) -> None:
+        """Start the mask at ``mask`` (0 < mask < 1) everywhere: the bias of the mask's output channel.
+
+        The mask channel is a head of its own (one output channel of the last convolution: its own
+        weights and bias); below 0.5 the generator starts from the plate and must paint the person in.
+        """
+        if not 0 < mask < 1:
+            raise ValueError(f"initial mask {mask} must lie strictly between 0 and 1")
+        last = [m for m in self.inner.modules() if isinstance(m, nn.Conv2d)][-1]
+        with torch.no_grad():
+            last.bias[IMAGE_NC] = float(torch.atanh(torch.tensor(2 * mask - 1.0)))  # mask = (tanh(z) + 1) / 2
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """pix2pixHD's initialisation: convolution weights drawn from N(0, std), affine norm weights from
+    N(1, std) with zero bias; convolution biases keep PyTorch's default."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.affine:
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
 
 
 def sample_plates(generator: nn.Module, clips: Any) -> torch.Tensor | None:

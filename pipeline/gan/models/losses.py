@@ -1,4 +1,6 @@
-"""pix2pixHD losses: LSGAN, discriminator feature matching and the VGG19 perceptual loss.
+"""pix2pixHD losses: LSGAN, discriminator feature matching and the VGG19 perceptual loss; beyond the
+reference, a multiscale pixel L1 (an anchor while VGG19 weights are absent) and priors of the background
+plate's mask.
 
 VGG19 weights are ImageNet weights loaded from a file; random VGG weights are never used
 (they would make the perceptual loss meaningless). Without internet, copy the file from a
@@ -61,6 +63,36 @@ def feature_matching_loss(pred_fake: list[list[torch.Tensor]], pred_real: list[l
         for fake, real in zip(fake_feats[:-1], real_feats[:-1]):
             loss = loss + d_weight * feat_weight * F.l1_loss(fake.float(), real.detach().float()) * lambda_feat
     return loss
+
+
+def multiscale_l1_loss(fake: torch.Tensor, real: torch.Tensor, scales: int = 1) -> torch.Tensor:
+    """Mean over ``scales`` of the pixel L1 between fake and real at 1, 1/2, 1/4... of their size
+    (2x2 average pooling between scales). Scales past the first weigh the low frequencies again: an
+    anchor of the image's colours and shapes that the adversarial terms, whose gradients are mostly
+    high-frequency, do not give."""
+    fake, real = fake.float(), real.float()
+    loss = F.l1_loss(fake, real)
+    for _ in range(1, scales):
+        if min(fake.shape[-2:]) < 2:
+            break
+        fake, real = F.avg_pool2d(fake, 2), F.avg_pool2d(real, 2)
+        loss = loss + F.l1_loss(fake, real)
+    return loss / scales
+
+
+def mask_binary_prior(mask: torch.Tensor) -> torch.Tensor:
+    """Mean of 4 m (1 - m) over a mask in [0, 1]: 0 where it is 0 or 1, 1 where it is 0.5 (translucent)."""
+    mask = mask.float()
+    return (4 * mask * (1 - mask)).mean()
+
+
+def masked_l1_loss(fake: torch.Tensor, real: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pixel L1 over the pixels ``weight`` (N, 1, H, W) selects, as their mean (0 when it selects none)."""
+    weight = weight.float()
+    total = weight.sum() * fake.shape[1]
+    if total <= 0:
+        return torch.zeros((), device=fake.device)
+    return ((fake.float() - real.float()).abs() * weight).sum() / total
 
 
 def default_vgg_weights_path() -> Path:

@@ -48,7 +48,7 @@ def train_flags(stage, overrides=None):
     with `overrides` of some of its keys (an ablation's).
 
     The face run takes the generator's architecture and resolution from generator.pt, and its
-    epochs and network from train: face:.
+    epochs, network and pixel L1 weight from train: face:.
     """
     options = {k: v for k, v in {**config["train"], **(overrides or {})}.items()
                if k not in ("gpus", "nodes", "cpu_processes", "mem_mb", "face", "global_phase")}
@@ -59,9 +59,9 @@ def train_flags(stage, overrides=None):
     if stage == "face":
         options.pop("niter_fix_global", None)
         generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
-                          "num_d", "background", "lambda_l1")
+                          "num_d", "background", "lambda_l1", "lambda_fg", "lambda_mask_binary", "mask_init")
         options = {k: v for k, v in options.items() if k not in generator_only}
-        options.update({k if k in ("epochs", "niter_decay") else f"face_{k}": v
+        options.update({k if k in ("epochs", "niter_decay", "lambda_l1") else f"face_{k}": v
                         for k, v in config["train"]["face"].items()})
     flags = []
     for key, value in options.items():
