@@ -12,7 +12,9 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Sequence
 
 from pipeline import doctor
@@ -82,6 +84,23 @@ class _PrintableFormatter(logging.Formatter):
 # Commands that pick up from their last checkpoint when run again.
 RESUMABLE = ("train", "train-face")
 INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
+_interrupt = threading.Event()
+
+
+def _on_ctrl_c(signum: int, frame: object) -> None:
+    """Python's own Ctrl-C (KeyboardInterrupt in the main thread), remembering that it came."""
+    _interrupt.set()
+    raise KeyboardInterrupt
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    """Once Ctrl-C has come, helper threads (the data loader's descriptor sharing, read-ahead) die of the
+    connections their peers dropped: their tracebacks are logged at debug level, not printed."""
+    if _interrupt.is_set():
+        logging.getLogger("edn").debug("thread %s ended by the interrupt", args.thread,
+                                       exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+        return
+    threading.__excepthook__(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,6 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(_PrintableFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    # Not where Ctrl-C is ignored on purpose, nor off the main thread (where signals cannot be set).
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) in (signal.default_int_handler, _on_ctrl_c):
+        signal.signal(signal.SIGINT, _on_ctrl_c)
+        threading.excepthook = _thread_died
     try:
         checked = stage_paths(args)
         if checked is None:

@@ -60,6 +60,20 @@ def provenance(stage: str, params: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+# What a record says about the run that made it rather than about what it made: two runs of the same
+# stage on the same inputs and parameters differ only here.
+RUN_DETAILS = ("created", "command", "host", "slurm_job_id")
+
+
+def what_was_made(record: dict[str, Any]) -> dict[str, Any]:
+    """A metadata record with its provenance's run details (time, command line, host, job) left out: equal
+    for two runs that made the same thing."""
+    made = dict(record)
+    if isinstance(made.get("provenance"), dict):
+        made["provenance"] = {k: v for k, v in made["provenance"].items() if k not in RUN_DETAILS}
+    return made
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only on success."""

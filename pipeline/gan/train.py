@@ -18,6 +18,8 @@ import copy
 import csv
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import math
 import shutil
@@ -831,13 +833,17 @@ def clip_inputs(clips: Sequence[Clip]) -> list[dict[str, Any]]:
 
 
 def clip_records(clips: Sequence[ClipFiles]) -> list[list[str | None]]:
-    """Per clip, the SHA-256 of its frames' and stick figures' meta.json (None where absent): the records of
-    the runs that made them, so a checkpoint is continued only on the very images it was trained on (a render
-    setting changes the images, not the keypoints)."""
-    from pipeline.footage.demo_data import sha256
+    """Per clip, the SHA-256 of its frames' and stick figures' meta.json (None where absent), run details
+    (time, command, host) left out: what made them, so a checkpoint is continued only on the very images it
+    was trained on (a render setting changes the images, not the keypoints), and two runs that made the
+    same images record the same."""
+    from pipeline.provenance import what_was_made
 
     def digest(path: Path) -> str | None:
-        return sha256(path) if path.is_file() else None
+        if not path.is_file():
+            return None
+        made = what_was_made(json.loads(path.read_text()))
+        return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()
 
     return [[digest(Path(frames) / "meta.json"), digest(Path(render) / "meta.json")] for frames, render, _ in clips]
 
