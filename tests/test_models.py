@@ -147,6 +147,41 @@ def test_generator_file_round_trip(tmp_path):
         load_generator(tmp_path / "missing.pt")
 
 
+def test_transposed_upsampling_draws_a_checkerboard_and_resize_does_not():
+    from pipeline.gan.models.generator import upsample_layer
+
+    torch.manual_seed(0)
+    flat = torch.ones(1, 8, 8, 8)  # a featureless input: any pattern in the output comes from the layer
+    for kind, checkered in (("transpose", True), ("resize", False)):
+        layer = torch.nn.Sequential(*upsample_layer(8, 4, kind))
+        with torch.no_grad():
+            out = layer(flat)[0, :, 2:-2, 2:-2]  # away from the borders
+        assert out.shape == (4, 12, 12)
+        parity = out.reshape(4, 6, 2, 6, 2)  # the four phases of the 2x grid
+        spread = (parity.mean(dim=(1, 3)).amax(dim=(1, 2)) - parity.mean(dim=(1, 3)).amin(dim=(1, 2))).max()
+        assert (spread > 1e-3) == checkered, kind
+    with pytest.raises(ValueError, match="unknown upsampling 'bilinear'"):
+        upsample_layer(8, 4, "bilinear")
+
+
+def test_resize_generator_has_the_same_size_is_recorded_and_round_trips(tmp_path):
+    from pipeline.gan.models.generator import build_generator, default_generator_config
+
+    config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=32, upsample="resize")
+    model, reference = build_generator(config), build_generator({**config, "upsample": "transpose"})
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in reference.parameters())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+    save_model(tmp_path / "g.pt", model, config, step=1)
+    loaded, cfg = load_generator(tmp_path / "g.pt")
+    assert cfg["upsample"] == "resize"
+    x = torch.randn(1, 6, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    older = {k: v for k, v in config.items() if k != "upsample"}  # files from before the key
+    save_model(tmp_path / "old.pt", reference, older, step=1)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in load_generator(tmp_path / "old.pt")[0].modules())
+
+
 def test_lsgan_and_feature_matching_values():
     ones = [torch.ones(1, 1, 4, 4)]
     assert lsgan_loss([ones, ones], True).item() == 0

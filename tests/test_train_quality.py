@@ -151,6 +151,32 @@ def test_plate_mask_terms_and_multiscale_l1_are_trained_and_logged(tmp_path, syn
 
 
 @pytest.mark.slow
+def test_mask_against_the_plate_difference_is_trained_and_pulls_the_mask_to_the_person(tmp_path, synthetic_clip):
+    import cv2
+    import numpy as np
+
+    from pipeline.gan.data import read_rgb
+    from pipeline.gan.plate import plate_of_clip
+
+    frames, _, keypoints = synthetic_clip
+    plate_of_clip(Path(frames), Path(keypoints), tmp_path / "plate")
+    plate = tmp_path / "plate" / "plate.png"
+    assert cv2.imread(str(plate), cv2.IMREAD_UNCHANGED).shape[2] == 4
+    cfg = dict(TINY, max_steps=12, background="plate", lambda_l1=10.0, lr=0.002)
+    train(tmp_path / "with", [synthetic_clip], TrainConfig(**cfg, lambda_mask=10.0), clip_plate=[plate])
+    train(tmp_path / "without", [synthetic_clip], TrainConfig(**cfg), clip_plate=[plate])
+    rows = losses_csv(tmp_path / "with")
+    assert len(rows) == 12 and "G_MASK_PLATE" not in losses_csv(tmp_path / "without")[0]
+    first, last = float(rows[0]["G_MASK_PLATE"]), float(rows[-1]["G_MASK_PLATE"])
+    assert 0 < last < 0.7 * first  # the mask learns the person's silhouette
+    with pytest.raises(ValueError, match="no alpha channel"):
+        rgb = tmp_path / "rgb.png"
+        cv2.imwrite(str(rgb), cv2.cvtColor(read_rgb(plate), cv2.COLOR_RGB2BGR))
+        train(tmp_path / "rgb", [synthetic_clip], TrainConfig(**cfg, lambda_mask=1.0), clip_plate=[rgb])
+    assert np.isfinite([float(r["G_L1"]) for r in rows]).all()
+
+
+@pytest.mark.slow
 def test_face_gan_trains_with_its_pixel_l1(tmp_path, synthetic_clip):
     from pipeline.gan.train_face import FaceConfig, train_face
 
@@ -171,10 +197,12 @@ def test_workflow_gives_the_face_gan_its_own_l1_and_the_pose_gan_its_mask_terms(
     face = {**yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
             ["train"]["face"], "lambda_l1": 5.0}
     planned = workflow(tmp_path, "-n", "results/models/s/face.pt",
-                       train={"lambda_l1": 10.0, "lambda_fg": 2.0, "ema_decay": 0.9, "face": face})
+                       train={"lambda_l1": 10.0, "lambda_fg": 2.0, "lambda_mask": 3.0, "ema_decay": 0.9,
+                              "face": face})
     blocks = {b.split(":", 1)[0]: b for b in planned.split("\nrule ")[1:]}
     pose, face_job = blocks["train_generator"], blocks["train_face"]
     assert "--lambda-l1 10.0" in pose and "--lambda-fg 2.0" in pose and "--ema-decay 0.9" in pose
+    assert "--lambda-mask 3.0" in pose and "--lambda-mask" not in face_job
     assert "--lambda-l1 5.0" in face_job and "--lambda-l1 10.0" not in face_job
     assert "--lambda-fg" not in face_job and "--ema-decay 0.9" in face_job
 

@@ -93,6 +93,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--local-enhancer", action="store_true",
                            help="pix2pixHD's local enhancer around a global generator of 2 x ngf")
             p.add_argument("--n-blocks-local", type=BLOCKS, default=3, help="local enhancer residual blocks" + DEFAULT)
+            p.add_argument("--upsample", choices=("transpose", "resize"), default="transpose",
+                           help="the generator's upsampling: transpose (pix2pixHD's transposed convolutions) or "
+                           "resize (nearest 2x then a 3x3 convolution: no checkerboard)" + DEFAULT)
             p.add_argument("--init-global", default=None, metavar="GENERATOR_PT",
                            help="start the local enhancer's global part from this global generator.pt "
                            "(trained with ngf = 2 x --ngf at half the resolution; the reference schedule)")
@@ -112,6 +115,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--lambda-mask-binary", type=WEIGHT, default=0.0,
                            help="background plate: weight of the prior 4 m (1 - m) that pushes the mask to 0 or 1"
                            + DEFAULT)
+            p.add_argument("--lambda-mask", type=WEIGHT, default=0.0,
+                           help="background plate: L1 weight of the mask against where the real frame differs "
+                           "from the plate inside the person's box (the plate's inpainted pixels left out)" + DEFAULT)
             p.add_argument("--mask-init", type=MASK_INIT, default=None,
                            help="background plate: the mask's starting value, 0-1 (default: PyTorch's init, ~0.5)")
         p.add_argument("--lambda-l1", type=WEIGHT, default=0.0,

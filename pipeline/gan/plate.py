@@ -3,7 +3,8 @@
 The paper's targets are filmed on a tripod, so the background is static; a plate estimated from
 the clip lets a generator draw only the person. The person's region in each frame is the box
 around its present keypoints, dilated by a margin of the body's height. Pixels covered by the
-person in every frame are filled by inpainting, and their share is recorded.
+person in every frame are filled by inpainting, and their share is recorded; plate.png's alpha
+channel marks them (0: inpainted, a guess; 255: seen), so training can treat them as unknown.
 
 A moving camera breaks the assumption: then frames differ from the plate everywhere, not only
 where the person is. :func:`plate_residual` measures that (median absolute difference outside
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 # pixels over textured background gives tens.
 MOVING_CAMERA_RESIDUAL = 12.0
 BOX_MARGIN = 0.15  # of the body box's height, on every side
+# A pixel of the person's box is the person where its colour differs from the plate by more than this
+# (grey levels, largest channel): twice the most a static clip's background may differ from its plate
+# (sensor noise and compression, MOVING_CAMERA_RESIDUAL), so noise alone is never taken for the person.
+FOREGROUND_DIFFERENCE = 2 * MOVING_CAMERA_RESIDUAL
 
 
 def person_mask(keypoints: np.ndarray, width: int, height: int, margin: float = BOX_MARGIN) -> np.ndarray:
@@ -65,6 +70,14 @@ def stick_figure_region(pose: Any, margin: float = BOX_MARGIN) -> Any:
     return region
 
 
+def foreground_target(real: Any, plate: Any, region: Any, threshold: float = FOREGROUND_DIFFERENCE) -> Any:
+    """Float (N, 1, H, W) mask of where frames show the person: 1 inside ``region`` (N, 1, H, W, the
+    person's box) where a frame's colour differs from its plate by more than ``threshold`` grey levels
+    (largest channel), else 0. ``real``, ``plate``: (N, 3, H, W) in [-1, 1]."""
+    differs = (real.float() - plate.float()).abs().amax(dim=1, keepdim=True) > threshold / 127.5
+    return differs.float() * region
+
+
 @dataclass
 class Plate:
     """A clip's background plate (RGB uint8) and what its estimate says about the clip."""
@@ -74,6 +87,7 @@ class Plate:
     residual: float  # median |frame - plate| outside the person, grey levels
     moving_camera: bool
     stats: dict[str, Any] = field(default_factory=dict)
+    inpainted: np.ndarray | None = None  # bool (H, W): the pixels never seen without the person
 
 
 def plate_residual(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], plate: np.ndarray) -> float:
@@ -118,7 +132,7 @@ def estimate_plate(frames: Sequence[np.ndarray], keypoints: np.ndarray, *,
     mask_share = float(hidden.mean())
     return Plate(image, float(never_seen.mean()), residual, residual > moving_threshold,
                  {"frames": len(frames), "width": width, "height": height, "mean_person_mask_fraction": mask_share,
-                  "moving_camera_threshold": moving_threshold, "margin": margin})
+                  "moving_camera_threshold": moving_threshold, "margin": margin}, inpainted=never_seen)
 
 
 def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
@@ -150,8 +164,9 @@ def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
                     "a background plate will not fit this clip", frames_dir, plate.residual, moving_threshold)
         log.warning("=" * 72)
     out_dir.mkdir(parents=True, exist_ok=True)
+    seen = np.where(plate.inpainted, 0, 255).astype(np.uint8)[..., None]
     with atomic_path(out_dir / "plate.png") as tmp:
-        if not write_image(tmp, cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR)):
+        if not write_image(tmp, np.concatenate([cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR), seen], axis=2)):
             raise RuntimeError(f"{out_dir / 'plate.png'}: cannot write image")
     write_json(out_dir / "plate.json", {
         "provenance": provenance("plate", {"margin": margin, "moving_threshold": moving_threshold}),

@@ -41,7 +41,7 @@ from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, COMPILE_MODES, compile_i
     first_call
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
-from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, PlateComposite, build_generator, \
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, UPSAMPLINGS, PlateComposite, build_generator, \
     default_generator_config, init_weights, sample_plates, tensor_to_image
 from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
@@ -85,6 +85,9 @@ class TrainConfig:
     n_downsample: int = 4
     n_blocks: int = 9
     n_blocks_local: int = 3
+    # The generator's upsampling: transpose (pix2pixHD's stride-2 transposed convolutions) or resize
+    # (nearest 2x, then a 3x3 convolution: no checkerboard; pipeline.gan.models.generator.upsample_layer)
+    upsample: str = "transpose"
     local_enhancer: bool = False
     ndf: int = 64
     n_layers_d: int = 3
@@ -124,6 +127,10 @@ class TrainConfig:
     # stick figure), so the foreground is the person wherever the mask may show it
     lambda_fg: float = 0.0
     lambda_mask_binary: float = 0.0  # background plate: prior pushing the mask to 0 or 1 (4 m (1 - m))
+    # Background plate: L1 of the mask against where the real frame differs from the plate inside the
+    # person's box (pipeline.gan.plate.foreground_target); the plate's inpainted pixels are unknown, not
+    # background, and take no part
+    lambda_mask: float = 0.0
     mask_init: float | None = None  # background plate: the mask's starting value (None: PyTorch's init, ~0.5)
     weight_init: str = "default"  # normal: pix2pixHD's N(0, 0.02) convolution weights; default: PyTorch's
     lr_schedule: str = "epoch"  # epoch: pix2pixHD's steps after each epoch; step: linear to 0 at the last step
@@ -153,9 +160,10 @@ class TrainConfig:
         bad += [f"checkpoint_minutes={self.checkpoint_minutes}"] if not self.checkpoint_minutes >= 0 else []
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
         bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
+        bad += [f"upsample={self.upsample!r}"] if self.upsample not in UPSAMPLINGS else []
         bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
         bad += [f"l1_scales={self.l1_scales}"] if not 1 <= self.l1_scales <= 8 else []
-        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary") if getattr(self, k) < 0]
+        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary", "lambda_mask") if getattr(self, k) < 0]
         bad += [f"mask_init={self.mask_init}"] if self.mask_init is not None and not 0 < self.mask_init < 1 else []
         bad += [f"weight_init={self.weight_init!r}"] if self.weight_init not in WEIGHT_INITS else []
         bad += [f"lr_schedule={self.lr_schedule!r}"] if self.lr_schedule not in LR_SCHEDULES else []
@@ -172,7 +180,7 @@ class TrainConfig:
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
                              "compile auto/on/off, init_global and niter_fix_global need the local enhancer, "
                              "loss weights >= 0, l1_scales 1-8, 0 < mask_init < 1, weight_init default/normal, "
-                             "lr_schedule epoch/step, 0 <= ema_decay < 1)")
+                             "lr_schedule epoch/step, 0 <= ema_decay < 1, upsample transpose/resize)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -394,7 +402,7 @@ def pose_model_configs(cfg: TrainConfig, n_plates: int = 1) -> tuple[dict[str, A
     config = default_generator_config(
         kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
         n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
-        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates)
+        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates, upsample=cfg.upsample)
     return config, TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
 
 
@@ -403,10 +411,15 @@ class PoseTask(GANTask):
 
     model_file = "generator.pt"
 
-    def __init__(self, cfg: TrainConfig, rt: Runtime, plates: torch.Tensor | None = None):
-        """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate)."""
+    def __init__(self, cfg: TrainConfig, rt: Runtime, plates: torch.Tensor | None = None,
+                 plate_unknown: torch.Tensor | None = None):
+        """``plates``: uint8 (n_clips, 3, H, W) background plates at the model size (background plate);
+        ``plate_unknown``: bool (n_clips, 1, H, W), their inpainted pixels (``lambda_mask``)."""
         if (cfg.background == "plate") != (plates is not None):
             raise ValueError("background plate needs one plate per clip (--clip-plate), and only it takes plates")
+        if cfg.lambda_mask > 0 and plate_unknown is None:
+            raise ValueError("lambda_mask needs the plates' inpainted areas (plate_unknown)")
+        self.plate_unknown = None if plate_unknown is None else plate_unknown.to(rt.device)
         config, d_nc = pose_model_configs(cfg, 1 if plates is None else len(plates))
         generator = build_generator(config)
         discriminator = MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d)
@@ -431,13 +444,14 @@ class PoseTask(GANTask):
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
         plate = sample_plates(self.G, batch.get("clip"))  # a plate generator: each sample's own clip's plate
-        mask_terms = isinstance(self.G, PlateComposite) and (self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0)
+        mask_terms = isinstance(self.G, PlateComposite) and (
+            self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0 or self.cfg.lambda_mask > 0)
         if mask_terms:
             self.G.parts = []  # each generator pass leaves its foreground and mask here
         with self.rt.autocast():
             fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
         extra = self.mask_losses(self.G.parts, [pose_t, pose_t1][-len(self.G.parts):],
-                                 [real_t, real_t1][-len(self.G.parts):]) if mask_terms else {}
+                                 [real_t, real_t1][-len(self.G.parts):], plate, batch.get("clip")) if mask_terms else {}
         if mask_terms:
             self.G.parts = None
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
@@ -454,12 +468,18 @@ class PoseTask(GANTask):
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
 
     def mask_losses(self, parts: list[tuple[torch.Tensor, torch.Tensor]], poses: list[torch.Tensor],
-                    reals: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+                    reals: list[torch.Tensor], plate: torch.Tensor, clips: Any) -> dict[str, torch.Tensor]:
         """The plate generator's own terms, summed over its passes: the foreground against the real frame in
-        the person's box (from the stick figure), and the mask's binarisation prior."""
-        from pipeline.gan.plate import stick_figure_region
+        the person's box (from the stick figure), the mask's binarisation prior, and the mask against where
+        the real frame differs from the plate (the plate's inpainted pixels left out)."""
+        from pipeline.gan.plate import foreground_target, stick_figure_region
 
         cfg, out = self.cfg, {}
+        if cfg.lambda_mask > 0:
+            known = 1.0 - self.plate_unknown[torch.as_tensor(clips, device=self.plate_unknown.device)].float()
+            out["G_MASK_PLATE"] = cfg.lambda_mask * sum(
+                masked_l1_loss(mask, foreground_target(real, plate, stick_figure_region(pose)), known)
+                for (_, mask), pose, real in zip(parts, poses, reals))
         if cfg.lambda_fg > 0:
             out["G_FG"] = cfg.lambda_fg * sum(masked_l1_loss(fg, real, stick_figure_region(pose))
                                               for (fg, _), pose, real in zip(parts, poses, reals))
@@ -938,7 +958,11 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
     if cfg.background == "plate":
         plates = load_plates(clip_plate, len(clips), cfg.width, cfg.height)
         inputs["plates_sha256"] = tensors_sha256({"plates": plates})
-        make_task = functools.partial(PoseTask, plates=plates)
+        unknown = None
+        if cfg.lambda_mask > 0:
+            unknown = load_plate_unknown(clip_plate, cfg.width, cfg.height)
+            inputs["plates_unknown_sha256"] = tensors_sha256({"unknown": unknown})
+        make_task = functools.partial(PoseTask, plates=plates, plate_unknown=unknown)
     elif clip_plate:
         raise ValueError("--clip-plate is for --background plate")
     memory = functools.partial(pose_step_memory, n_plates=len(clips) if cfg.background == "plate" else 1)
@@ -964,6 +988,30 @@ def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, he
                             for p in paths])
     finally:
         cv2.setNumThreads(threads)
+
+
+def load_plate_unknown(paths: Sequence[str | Path], width: int, height: int) -> torch.Tensor:
+    """Each plate's inpainted pixels (its alpha below 255) at the model size, fitted like its frames:
+    bool (n_clips, 1, H, W). A plate without alpha (made before plates carried it) is refused by name."""
+    import cv2
+
+    from pipeline.footage.images import read_image
+    from pipeline.gan.data import fit_to_size
+
+    masks = []
+    for p in paths:
+        image = read_image(Path(p), cv2.IMREAD_UNCHANGED)
+        if image is None or image.ndim != 3 or image.shape[2] != 4:
+            raise ValueError(f"{p}: no alpha channel marking the plate's inpainted pixels (lambda_mask needs "
+                             "it): make the plate again with `edn plate`")
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)  # as load_plates: no OpenCV thread pool before the data workers fork
+        try:
+            alpha = fit_to_size(image[..., 3:4].repeat(3, axis=2), width, height)[..., 0]
+        finally:
+            cv2.setNumThreads(threads)
+        masks.append(torch.from_numpy(alpha < 255)[None])
+    return torch.stack(masks)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

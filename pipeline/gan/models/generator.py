@@ -40,6 +40,21 @@ def _padding(padding_type: str, size: int) -> tuple[list[nn.Module], int]:
     raise ValueError(f"unknown padding {padding_type!r}")
 
 
+UPSAMPLINGS = ("transpose", "resize")
+
+
+def upsample_layer(in_nc: int, out_nc: int, upsample: str = "transpose") -> list[nn.Module]:
+    """Double the resolution: pix2pixHD's 3x3 stride-2 transposed convolution, or (``resize``) nearest
+    2x enlargement then a 3x3 convolution. A transposed convolution with a kernel that its stride does
+    not divide covers output pixels unevenly, which draws a checkerboard until training evens it out
+    (Odena et al. 2016); resize-convolution covers every output pixel alike."""
+    if upsample == "transpose":
+        return [nn.ConvTranspose2d(in_nc, out_nc, 3, stride=2, padding=1, output_padding=1)]
+    if upsample == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(in_nc, out_nc, 3)]
+    raise ValueError(f"unknown upsampling {upsample!r} (expected one of {', '.join(UPSAMPLINGS)})")
+
+
 class ResnetBlock(nn.Module):
     """Two 3x3 convolutions with a skip connection (pix2pixHD's ResnetBlock)."""
 
@@ -62,7 +77,7 @@ class GlobalGenerator(nn.Module):
 
     def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 64,
                  n_downsample: int = 4, n_blocks: int = 9, norm: str = "instance",
-                 padding_type: str = "reflect"):
+                 padding_type: str = "reflect", upsample: str = "transpose"):
         super().__init__()
         norm_layer = get_norm_layer(norm)
         activation = nn.ReLU(True)
@@ -75,8 +90,7 @@ class GlobalGenerator(nn.Module):
         model += [ResnetBlock(ngf * mult, norm_layer, padding_type) for _ in range(n_blocks)]
         for i in range(n_downsample):
             mult = 2 ** (n_downsample - i)
-            model += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                      norm_layer(ngf * mult // 2), activation]
+            model += [*upsample_layer(ngf * mult, ngf * mult // 2, upsample), norm_layer(ngf * mult // 2), activation]
         # The last three modules (pad, conv, tanh) are what LocalEnhancer strips.
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
@@ -96,12 +110,12 @@ class LocalEnhancer(nn.Module):
     def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 32,
                  n_downsample_global: int = 4, n_blocks_global: int = 9, n_blocks_local: int = 3,
                  norm: str = "instance", padding_type: str = "reflect",
-                 global_generator: GlobalGenerator | None = None):
+                 global_generator: GlobalGenerator | None = None, upsample: str = "transpose"):
         super().__init__()
         norm_layer = get_norm_layer(norm)
         if global_generator is None:
             global_generator = GlobalGenerator(input_nc, output_nc, ngf * 2, n_downsample_global,
-                                               n_blocks_global, norm, padding_type)
+                                               n_blocks_global, norm, padding_type, upsample)
         # Iterating the Sequential, not .children(): children() skips repeats of one module, and the
         # global generator reuses one ReLU, so children() would drop every activation after the first.
         self.model = nn.Sequential(*list(global_generator.model)[:-3])
@@ -110,7 +124,7 @@ class LocalEnhancer(nn.Module):
             nn.Conv2d(ngf, ngf * 2, 3, stride=2, padding=1), norm_layer(ngf * 2), nn.ReLU(True))
         self.model_upsample = nn.Sequential(
             *[ResnetBlock(ngf * 2, norm_layer, padding_type) for _ in range(n_blocks_local)],
-            nn.ConvTranspose2d(ngf * 2, ngf, 3, stride=2, padding=1, output_padding=1), norm_layer(ngf),
+            *upsample_layer(ngf * 2, ngf, upsample), norm_layer(ngf),
             nn.ReLU(True), nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh())
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
         self.divisor = 2 ** (n_downsample_global + 1)
@@ -193,7 +207,7 @@ def default_generator_config(**overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
                               "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
                               "norm": "instance", "padding_type": "reflect", "temporal": True,
-                              "background": "none", "n_plates": 1}
+                              "background": "none", "n_plates": 1, "upsample": "transpose"}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown generator settings {sorted(unknown)}")
@@ -219,7 +233,7 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
     if background != "none":
         raise ValueError(f"unknown generator background {background!r} (expected 'plate' or 'none')")
     common = dict(input_nc=config["input_nc"], output_nc=config["output_nc"], norm=config["norm"],
-                  padding_type=config["padding_type"])
+                  padding_type=config["padding_type"], upsample=config.get("upsample", "transpose"))
     if config["kind"] == "global":
         return GlobalGenerator(ngf=config["ngf"], n_downsample=config["n_downsample"],
                                n_blocks=config["n_blocks"], **common)
@@ -240,8 +254,10 @@ def load_global_into_local(local: nn.Module, local_config: dict[str, Any], globa
     wanted = {"ngf": 2 * local_config["ngf"], "n_downsample": local_config["n_downsample"],
               "n_blocks": local_config["n_blocks"], "input_nc": local_config["input_nc"],
               "output_nc": local_config["output_nc"], "norm": local_config["norm"],
-              "padding_type": local_config["padding_type"], "temporal": is_temporal(local_config)}
-    found = {**global_config, "temporal": is_temporal(global_config)}
+              "padding_type": local_config["padding_type"], "temporal": is_temporal(local_config),
+              "upsample": local_config.get("upsample", "transpose")}
+    found = {**global_config, "temporal": is_temporal(global_config),
+             "upsample": global_config.get("upsample", "transpose")}
     wrong = [f"{k} {found.get(k)} (needs {v})" for k, v in wanted.items() if found.get(k) != v]
     if wrong:
         raise ValueError(f"{source}: global generator does not fit this local enhancer: {', '.join(wrong)}")
@@ -259,6 +275,7 @@ GENERATOR_SCHEMA: dict[str, tuple[Any, ...]] = {
     "n_blocks_local": (False, int, 0, 64), "norm": (True, {"instance", "batch"}),
     "padding_type": (True, {"reflect", "replicate", "zero"}), "temporal": (False, bool, 0, 1),
     "background": (False, {"none", "plate"}), "n_plates": (False, int, 1, 1024),
+    "upsample": (False, set(UPSAMPLINGS)),
     "width": (False, int, 1, 16384), "height": (False, int, 1, 16384),
 }
 
