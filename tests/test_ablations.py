@@ -155,9 +155,10 @@ def test_changing_an_ablation_reruns_only_it_its_row_and_the_loss_figure(tmp_pat
     touched = snakemake(tmp_path, "--touch", "--forceall")
     assert touched.returncode == 0, touched.stderr[-3000:]
     assert "Nothing to be done" in snakemake(tmp_path, "-n").stdout
-    write_config(tmp_path, ablations={"paper_generator": {"background": "none", "lambda_l1": 1}})
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["evaluate"]["ablations"]["paper_generator"]
+    write_config(tmp_path, ablations={"paper_generator": {**default, "lambda_l1": 1}})
     assert planned_rules(plan(tmp_path)) == {"train_ablation": 1, "evaluate": 1, "plot_losses": 1}
-    write_config(tmp_path, ablations={"paper_generator": {"background": "none", "lambda_l1": 0}, "seed1": {"seed": 1}})
+    write_config(tmp_path, ablations={"paper_generator": default, "seed1": {"seed": 1}})
     blocks = jobs(plan(tmp_path))
     assert set(blocks) == {"train_ablation seed1", "evaluate", "plot_losses"}
     assert "--ablation paper_generator=" in blocks["evaluate"] and "--ablation seed1=" in blocks["evaluate"]

@@ -164,6 +164,21 @@ def test_transposed_upsampling_draws_a_checkerboard_and_resize_does_not():
         upsample_layer(8, 4, "bilinear")
 
 
+def test_resize_convolution_equals_its_definition_values_and_gradients():
+    from pipeline.gan.models.generator import ResizeConv2d
+
+    torch.manual_seed(0)
+    layer = ResizeConv2d(5, 3)
+    x = torch.randn(2, 5, 7, 4, requires_grad=True)  # odd sizes: every border case
+    fast, reference = layer(x), layer.reference(x)
+    assert fast.shape == (2, 3, 14, 8)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad((fast * torch.cos(fast)).sum(), [x, layer.conv.weight, layer.conv.bias])
+    expected = torch.autograd.grad((reference * torch.cos(reference)).sum(), [x, layer.conv.weight, layer.conv.bias])
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 def test_resize_generator_has_the_same_size_is_recorded_and_round_trips(tmp_path):
     from pipeline.gan.models.generator import build_generator, default_generator_config
 
