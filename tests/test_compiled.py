@@ -36,9 +36,16 @@ def run_json(run: Path) -> dict:
 def test_auto_compiles_long_single_process_runs_only(monkeypatch):
     assert decide_compile("off", CPU, 10**6, AUTO_MIN_TRAIN_STEPS, "steps") == (False, "off: requested")
     assert decide_compile("on", CPU, 1, AUTO_MIN_TRAIN_STEPS, "steps") == (True, "on: requested")
-    on, why = decide_compile("auto", CPU, 10**6, AUTO_MIN_FRAMES, "frames")
-    assert not on and why.startswith("auto: eager on the CPU")
-    monkeypatch.setattr(compiled, "AUTO_ON_CPU", True)  # as on CUDA: by the run's length
+    on, why = decide_compile("auto", CPU, 10**6, AUTO_MIN_TRAIN_STEPS, "steps")
+    assert not on and why.startswith("auto: eager training on the CPU")
+    # generation on the CPU compiles from its own, higher length (a compile there costs more than it saves per frame)
+    assert compiled.AUTO_MIN_FRAMES_CPU > AUTO_MIN_FRAMES
+    on, why = decide_compile("auto", CPU, compiled.AUTO_MIN_FRAMES_CPU, AUTO_MIN_FRAMES, "frames")
+    assert on and why == f"auto: {compiled.AUTO_MIN_FRAMES_CPU} frames (>= {compiled.AUTO_MIN_FRAMES_CPU}) pay back the compile"
+    on, why = decide_compile("auto", CPU, compiled.AUTO_MIN_FRAMES_CPU - 1, AUTO_MIN_FRAMES, "frames")
+    assert not on and "would not pay back" in why
+    monkeypatch.setattr(compiled, "AUTO_TRAIN_ON_CPU", True)  # as on CUDA: by the run's length
+    monkeypatch.setattr(compiled, "AUTO_MIN_FRAMES_CPU", 0)
     assert decide_compile("auto", CPU, AUTO_MIN_FRAMES, AUTO_MIN_FRAMES, "frames")[0]
     assert decide_compile("auto", CPU, AUTO_MIN_TRAIN_STEPS, AUTO_MIN_TRAIN_STEPS, "steps")[0]
     on, why = decide_compile("auto", CPU, AUTO_MIN_TRAIN_STEPS - 1, AUTO_MIN_TRAIN_STEPS, "steps")

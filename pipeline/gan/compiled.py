@@ -28,11 +28,13 @@ BACKEND: str | Callable[..., Any] = "inductor"
 # transfer or evaluation of at least this many frames: below them the one-off compile costs more than it saves.
 AUTO_MIN_TRAIN_STEPS = 300
 AUTO_MIN_FRAMES = 600
-# On the CPU ``auto`` stays eager: on the shared 2-core AVX512-BF16 machine of docs/benchmarks.md the compiled
-# training step and generator call were 0.4x to 2.1x eager from one run to the next (make bench-train,
-# make bench-transfer), not reliably faster, and the compile took 16 s (warm cache) to 9 minutes. ``on``
-# compiles there.
-AUTO_ON_CPU = False
+# On the CPU (docs/benchmarks.md, a quiet 2-core AVX512-BF16 machine): a compiled training step was 0.94-0.95x
+# eager, so ``auto`` trains eager there (``on`` compiles); generation compiled ran 1.25-1.33x eager (edn transfer,
+# bf16 and fp32), about 0.01 s saved a frame at the demo size, against a compile of 7 s (warm cache) to ~40 s
+# (cold): ``auto`` compiles a transfer or evaluation on the CPU from this many frames, where even a cold
+# compile is paid back.
+AUTO_MIN_FRAMES_CPU = 4000
+AUTO_TRAIN_ON_CPU = False
 
 T = TypeVar("T")
 
@@ -62,9 +64,10 @@ def decide_compile(mode: str, device: torch.device, work: int | None, min_work: 
                    world: int = 1) -> tuple[bool, str]:
     """Whether to compile, and why (recorded in run.json and the transfer and evaluation records).
 
-    ``work``: steps or frames this process will run (None: unknown); ``auto`` compiles when it is at least
-    ``min_work`` and the run is a single process (compiling under DDP is taken with ``on`` only), on the
-    CPU only with ``AUTO_ON_CPU``.
+    ``work``: steps or frames (``what``) this process will run (None: unknown); ``auto`` compiles when it
+    is at least ``min_work`` and the run is a single process (compiling under DDP is taken with ``on``
+    only); on the CPU it trains eager (``AUTO_TRAIN_ON_CPU``) and generates compiled from
+    ``AUTO_MIN_FRAMES_CPU`` frames.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {COMPILE_MODES}, got {mode!r}")
@@ -75,8 +78,10 @@ def decide_compile(mode: str, device: torch.device, work: int | None, min_work: 
         return False, f"{mode}: eager, {problem}"
     if mode == "on":
         return True, "on: requested"
-    if device.type == "cpu" and not AUTO_ON_CPU:
-        return False, "auto: eager on the CPU (compiled not reliably faster there, docs/benchmarks.md; on compiles)"
+    if device.type == "cpu" and what == "steps" and not AUTO_TRAIN_ON_CPU:
+        return False, "auto: eager training on the CPU (a compiled step is no faster there, docs/benchmarks.md; on compiles)"
+    if device.type == "cpu" and what == "frames":
+        min_work = max(min_work, AUTO_MIN_FRAMES_CPU)
     if world > 1:
         return False, f"auto: eager with {world} processes (compile: on compiles them)"
     if work is None or work < min_work:
