@@ -41,7 +41,8 @@ def test_auto_compiles_long_single_process_runs_only(monkeypatch):
     # generation on the CPU compiles from its own, higher length (a compile there costs more than it saves per frame)
     assert compiled.AUTO_MIN_FRAMES_CPU > AUTO_MIN_FRAMES
     on, why = decide_compile("auto", CPU, compiled.AUTO_MIN_FRAMES_CPU, AUTO_MIN_FRAMES, "frames")
-    assert on and why == f"auto: {compiled.AUTO_MIN_FRAMES_CPU} frames (>= {compiled.AUTO_MIN_FRAMES_CPU}) pay back the compile"
+    frames = compiled.AUTO_MIN_FRAMES_CPU
+    assert on and why == f"auto: {frames} frames (>= {frames}) pay back the compile"
     on, why = decide_compile("auto", CPU, compiled.AUTO_MIN_FRAMES_CPU - 1, AUTO_MIN_FRAMES, "frames")
     assert not on and "would not pay back" in why
     monkeypatch.setattr(compiled, "AUTO_TRAIN_ON_CPU", True)  # as on CUDA: by the run's length

@@ -43,9 +43,8 @@ def add_device_options(parser: argparse.ArgumentParser, training: bool = False) 
                         help=precision + DEFAULT)
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                         help="torch.compile the networks; auto: on CUDA when the run is long enough to pay the "
-                        "compile back (single process); on the CPU eager training and generation compiled from 4000 frames; falls "
-                        "back to eager with a log line "
-                        "where it cannot"
+                        "compile back (single process); on the CPU eager training and generation compiled "
+                        "from 4000 frames; falls back to eager with a log line where it cannot"
                         + DEFAULT)
 
 

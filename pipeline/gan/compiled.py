@@ -79,7 +79,8 @@ def decide_compile(mode: str, device: torch.device, work: int | None, min_work: 
     if mode == "on":
         return True, "on: requested"
     if device.type == "cpu" and what == "steps" and not AUTO_TRAIN_ON_CPU:
-        return False, "auto: eager training on the CPU (a compiled step is no faster there, docs/benchmarks.md; on compiles)"
+        return False, ("auto: eager training on the CPU (a compiled step is no faster there, docs/benchmarks.md; "
+                       "on compiles)")
     if device.type == "cpu" and what == "frames":
         min_work = max(min_work, AUTO_MIN_FRAMES_CPU)
     if world > 1:

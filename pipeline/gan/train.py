@@ -163,7 +163,8 @@ class TrainConfig:
         bad += [f"upsample={self.upsample!r}"] if self.upsample not in UPSAMPLINGS else []
         bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
         bad += [f"l1_scales={self.l1_scales}"] if not 1 <= self.l1_scales <= 8 else []
-        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary", "lambda_mask") if getattr(self, k) < 0]
+        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary", "lambda_mask")
+                if getattr(self, k) < 0]
         bad += [f"mask_init={self.mask_init}"] if self.mask_init is not None and not 0 < self.mask_init < 1 else []
         bad += [f"weight_init={self.weight_init!r}"] if self.weight_init not in WEIGHT_INITS else []
         bad += [f"lr_schedule={self.lr_schedule!r}"] if self.lr_schedule not in LR_SCHEDULES else []

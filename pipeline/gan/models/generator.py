@@ -50,7 +50,7 @@ class ResizeConv2d(nn.Module):
     """Nearest 2x enlargement, reflection padding 1, then a 3x3 convolution (``conv``), computed as the
     one stride-2 4x4 transposed convolution it equals (taps summed per output phase, the input padded
     by replication, which is what reflecting the enlarged image does at the border): the same values
-    at about a quarter of the work of convolving the enlarged image (:meth:`reference`)."""
+    at under half the multiply-adds of convolving the enlarged image (:meth:`reference`)."""
 
     def __init__(self, in_nc: int, out_nc: int):
         super().__init__()
