@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -973,22 +974,14 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
 
 def load_plates(paths: Sequence[str | Path] | None, n_clips: int, width: int, height: int) -> torch.Tensor:
     """Each clip's `edn plate` image at the model size, fitted like its frames: uint8 (n_clips, 3, H, W)."""
-    import cv2
-
     from pipeline.gan.data import fit_to_size, read_rgb
 
     if not paths or len(paths) != n_clips:
         raise ValueError(f"background plate: --clip-plate given {len(paths or [])} times for {n_clips} --clip "
                          "(one `edn plate` image per clip, same order)")
-    # Resize on one thread: an OpenCV thread pool started in this process would hang the data
-    # workers forked from it later (measured: the first step never came with --workers 1).
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
+    with opencv_on_one_thread():
         return torch.stack([torch.from_numpy(fit_to_size(read_rgb(Path(p)), width, height)).permute(2, 0, 1)
                             for p in paths])
-    finally:
-        cv2.setNumThreads(threads)
 
 
 def load_plate_unknown(paths: Sequence[str | Path], width: int, height: int) -> torch.Tensor:
@@ -1002,17 +995,29 @@ def load_plate_unknown(paths: Sequence[str | Path], width: int, height: int) -> 
     masks = []
     for p in paths:
         image = read_image(Path(p), cv2.IMREAD_UNCHANGED)
-        if image is None or image.ndim != 3 or image.shape[2] != 4:
+        if image is None:
+            raise ValueError(f"{p}: cannot read image")
+        if image.ndim != 3 or image.shape[2] != 4:
             raise ValueError(f"{p}: no alpha channel marking the plate's inpainted pixels (lambda_mask needs "
                              "it): make the plate again with `edn plate`")
-        threads = cv2.getNumThreads()
-        cv2.setNumThreads(1)  # as load_plates: no OpenCV thread pool before the data workers fork
-        try:
-            alpha = fit_to_size(image[..., 3:4].repeat(3, axis=2), width, height)[..., 0]
-        finally:
-            cv2.setNumThreads(threads)
+        with opencv_on_one_thread():
+            alpha = fit_to_size(np.ascontiguousarray(image[..., 3]), width, height)
         masks.append(torch.from_numpy(alpha < 255)[None])
     return torch.stack(masks)
+
+
+@contextlib.contextmanager
+def opencv_on_one_thread() -> Iterator[None]:
+    """Resize plates on one thread: an OpenCV thread pool started in this process would hang the data
+    workers forked from it later (measured: the first step never came with --workers 1)."""
+    import cv2
+
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
