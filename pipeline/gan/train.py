@@ -477,14 +477,16 @@ class PoseTask(GANTask):
         from pipeline.gan.plate import foreground_target, stick_figure_region
 
         cfg, out = self.cfg, {}
+        # the person's box of each pass, shared by the two terms that need it
+        regions = [stick_figure_region(pose) for pose in poses] if cfg.lambda_mask > 0 or cfg.lambda_fg > 0 else []
         if cfg.lambda_mask > 0:
             known = 1.0 - self.plate_unknown[torch.as_tensor(clips, device=self.plate_unknown.device)].float()
             out["G_MASK_PLATE"] = cfg.lambda_mask * sum(
-                masked_l1_loss(mask, foreground_target(real, plate, stick_figure_region(pose)), known)
-                for (_, mask), pose, real in zip(parts, poses, reals))
+                masked_l1_loss(mask, foreground_target(real, plate, region), known)
+                for (_, mask), region, real in zip(parts, regions, reals))
         if cfg.lambda_fg > 0:
-            out["G_FG"] = cfg.lambda_fg * sum(masked_l1_loss(fg, real, stick_figure_region(pose))
-                                              for (fg, _), pose, real in zip(parts, poses, reals))
+            out["G_FG"] = cfg.lambda_fg * sum(masked_l1_loss(fg, real, region)
+                                              for (fg, _), region, real in zip(parts, regions, reals))
         if cfg.lambda_mask_binary > 0:
             out["G_MASK"] = cfg.lambda_mask_binary * sum(mask_binary_prior(mask) for _, mask in parts)
         return out
@@ -579,8 +581,6 @@ class _EpochOrder:
 def _restorer(task: GANTask) -> Callable[[], None]:
     """A function that puts the task's networks, optimisers, loss scales and random generators back as they
     are now (undoing a first compiled step that failed part way)."""
-    import copy
-
     saved = copy.deepcopy({"models": {k: m.state_dict() for k, m in task.models.items()},
                            "optimizers": {k: o.state_dict() for k, o in task.optimizers.items()},
                            "scalers": {k: s.state_dict() for k, s in task.scalers.items()}})
