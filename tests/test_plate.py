@@ -110,6 +110,9 @@ def test_plate_png_marks_the_inpainted_pixels_in_its_alpha_and_training_reads_th
     cv2.imwrite(str(tmp_path / "rgb.png"), rgba[..., :3])
     with pytest.raises(ValueError, match="rgb.png: no alpha channel"):
         load_plate_unknown([tmp_path / "rgb.png"], 64, 48)
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="broken.png: cannot read image"):
+        load_plate_unknown([tmp_path / "broken.png"], 64, 48)
 
 
 def test_foreground_target_is_where_the_frame_leaves_the_plate_inside_the_box():
