@@ -197,6 +197,57 @@ def test_resize_generator_has_the_same_size_is_recorded_and_round_trips(tmp_path
     assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in load_generator(tmp_path / "old.pt")[0].modules())
 
 
+def test_half_chroma_keeps_luma_and_removes_colour_at_the_highest_frequency():
+    import cv2
+
+    from pipeline.evaluation.metrics import _luminance, chroma_highband_energy
+    from pipeline.gan.models.generator import ChromaLowPass
+
+    rng = np.random.default_rng(0)
+    smooth = cv2.GaussianBlur(rng.uniform(-0.6, 0.6, (32, 24, 3)), (0, 0), 4) * 3  # colour that varies slowly
+    checker = np.indices((32, 24)).sum(axis=0) % 2 * 0.2 - 0.1  # 0.5 cycles/pixel
+    grain = smooth + np.stack([checker, -checker, checker], axis=2)  # colour grain at the Nyquist frequency
+    x = torch.from_numpy(np.clip(grain, -0.9, 0.9)).permute(2, 0, 1)[None].float()
+    mask = torch.rand(1, 1, 32, 24)
+    with torch.no_grad():
+        out = ChromaLowPass()(torch.cat([x, mask], dim=1))
+    assert torch.equal(out[:, 3:], mask)  # a plate generator's mask passes as it is
+
+    def as_bgr(t: torch.Tensor) -> np.ndarray:
+        return ((t[0, :3].permute(1, 2, 0).numpy()[..., ::-1] + 1) * 127.5).astype(np.float64)
+
+    np.testing.assert_allclose(_luminance(as_bgr(out)), _luminance(as_bgr(x)), atol=1e-3)  # luma untouched
+    # The [1, 2, 1] filter has no gain at 0.5 cycles/pixel: the grain's colour is gone, the slow colour stays.
+    assert chroma_highband_energy(as_bgr(out)) < 0.05 * chroma_highband_energy(as_bgr(x))
+    inner = (slice(None), slice(None), slice(2, -2), slice(2, -2))
+    smooth_t = torch.from_numpy(np.clip(smooth, -0.9, 0.9)).permute(2, 0, 1)[None].float()
+    assert (out[:, :3] - x[:, :3])[inner].abs().max() > 0.05
+    chroma_of = lambda t: t[:, :3] - (t[:, :3] * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert (chroma_of(out) - chroma_of(smooth_t))[inner].abs().max() < 0.05
+
+
+def test_half_chroma_generator_has_no_new_weights_is_recorded_and_old_files_stay_full(tmp_path):
+    from pipeline.gan.models.generator import ChromaLowPass, build_generator, default_generator_config
+
+    config = default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=32, chroma="half",
+                                      background="plate", n_plates=1)
+    model = build_generator(config)
+    assert isinstance(model.inner.chroma, ChromaLowPass)
+    full = build_generator({**config, "chroma": "full"})
+    assert model.state_dict().keys() == full.state_dict().keys()
+    save_model(tmp_path / "g.pt", model, config, step=1)
+    loaded, cfg = load_generator(tmp_path / "g.pt")
+    assert cfg["chroma"] == "half" and isinstance(loaded.inner.chroma, ChromaLowPass)
+    x = torch.randn(1, 6, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    older = {k: v for k, v in config.items() if k != "chroma"}  # files from before the key
+    save_model(tmp_path / "old.pt", full, older, step=1)
+    assert not any(isinstance(m, ChromaLowPass) for m in load_generator(tmp_path / "old.pt")[0].modules())
+    with pytest.raises(ValueError, match="unknown chroma 'quarter'"):
+        build_generator({**config, "chroma": "quarter", "background": "none"})
+
+
 def test_lsgan_and_feature_matching_values():
     ones = [torch.ones(1, 1, 4, 4)]
     assert lsgan_loss([ones, ones], True).item() == 0

@@ -58,7 +58,7 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
     assert config_from_args(FaceConfig, face_args) == FaceConfig()
     from_generator = {"width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
                       "temporal", "init_global", "niter_fix_global", "background", "lambda_fg",
-                      "lambda_mask_binary", "lambda_mask", "mask_init", "upsample"}
+                      "lambda_mask_binary", "lambda_mask", "mask_init", "upsample", "chroma"}
     # (pose GAN only; the face GAN has its own lambda_l1)
     assert set(FaceConfig.__dataclass_fields__) - from_generator <= set(vars(face_args))
     assert config_from_args(TrainConfig, parser.parse_args(
@@ -70,7 +70,8 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
 def test_invalid_settings_are_refused_with_their_names():
     for bad, match in [({"epochs": 0}, "epochs=0"), ({"niter_decay": 50}, "niter_decay=50"),
                        ({"vgg_loss": "maybe"}, "vgg_loss='maybe'"), ({"holdout": 1.0}, "holdout=1.0"),
-                       ({"upsample": "bilinear"}, "upsample='bilinear'"), ({"lambda_mask": -1.0}, "lambda_mask=-1.0")]:
+                       ({"upsample": "bilinear"}, "upsample='bilinear'"), ({"chroma": "quarter"}, "chroma='quarter'"),
+                       ({"lambda_mask": -1.0}, "lambda_mask=-1.0")]:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad)
     with pytest.raises(ValueError, match="face-size 20 must be a positive multiple of 8"):
@@ -496,9 +497,10 @@ def test_channels_last_is_an_option_off_by_default():
 
 def test_workflow_with_background_plate_plans_plates_for_the_pose_gan_only(tmp_path):
     planned = workflow(tmp_path, "-n", "results/models/s/face.pt", "results/models/s/frame_by_frame/generator.pt",
-                       train={"background": "plate", "lambda_l1": 10.0}, videos="va vb")
+                       train={"background": "plate", "lambda_l1": 10.0, "holdout": 0.25}, videos="va vb")
     blocks = {b.split(":", 1)[0]: b for b in planned.split("\nrule ")[1:]}
     pose = blocks["train_generator"]
+    assert "cli plate --holdout 0.25 --" in blocks["plate"]  # the plate never sees the frames training holds out
     assert ("--clip-plate results/plate/va/plate.png --clip-plate results/plate/vb/plate.png" in pose
             and "--background plate" in pose and "--lambda-l1 10.0" in pose)
     assert "rule plate:" in planned and "results/plate/vb/plate.png" in planned

@@ -96,6 +96,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--upsample", choices=("transpose", "resize"), default="transpose",
                            help="the generator's upsampling: transpose (pix2pixHD's transposed convolutions) or "
                            "resize (nearest 2x then a 3x3 convolution: no checkerboard)" + DEFAULT)
+            p.add_argument("--chroma", choices=("full", "half"), default="full",
+                           help="the generated colour: full (the network's own) or half (chroma at half resolution "
+                           "as camera footage carries it, luma untouched)" + DEFAULT)
             p.add_argument("--init-global", default=None, metavar="GENERATOR_PT",
                            help="start the local enhancer's global part from this global generator.pt "
                            "(trained with ngf = 2 x --ngf at half the resolution; the reference schedule)")
@@ -176,6 +179,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("frames", type=Path, help="the clip's frames folder (edn extract)")
     p.add_argument("keypoints", type=Path, help="its keypoint Parquet (masks the person out)")
     p.add_argument("out", type=Path, help="folder for plate.png and plate.json")
+    p.add_argument("--holdout", type=HOLDOUT, default=0.0,
+                   help="leave out the clip's last fraction, as training holds it out (train --holdout)" + DEFAULT)
     p.set_defaults(func=handler("pipeline.gan.plate", "cli"))
 
     p = sub.add_parser("transfer", help="a source's normalized poses -> video of the target (paper sec. 4)")

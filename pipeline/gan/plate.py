@@ -2,9 +2,17 @@
 
 The paper's targets are filmed on a tripod, so the background is static; a plate estimated from
 the clip lets a generator draw only the person. The person's region in each frame is the box
-around its present keypoints, dilated by a margin of the body's height. Pixels covered by the
-person in every frame are filled by inpainting, and their share is recorded; plate.png's alpha
-channel marks them (0: inpainted, a guess; 255: seen), so training can treat them as unknown.
+around its present keypoints, dilated by a margin of the body's height. A dancer who keeps to
+one spot covers the pixels behind them in every frame's box, although limbs and torso leave
+most of that box free now and then; those pixels take the median over the frames in which a
+body-shaped mask (:func:`body_mask`: limbs, torso, head, hands and feet at anthropometric widths)
+leaves them free, where that happens in at least :data:`MIN_BODY_SEEN` frames. Only what neither
+mask ever uncovers is filled by inpainting, and its share is recorded; plate.png's alpha channel
+marks it (0: inpainted, a guess; 255: seen), so training can treat it as unknown.
+
+With ``holdout`` the plate is estimated from the frames training uses only (the clip's first
+``1 - holdout``, :func:`pipeline.gan.data.split_holdout`): the held-out frames' background never
+reaches the plate, so evaluating on them measures the generator, not a copy of what they show.
 
 A moving camera breaks the assumption: then frames differ from the plate everywhere, not only
 where the person is. :func:`plate_residual` measures that (median absolute difference outside
@@ -20,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.pose.keypoints import present
+from pipeline.pose.keypoints import BODY, BODY_25_LIMBS, FACE, LEFT_HAND, RIGHT_HAND, J, present
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,17 @@ BOX_MARGIN = 0.15  # of the body box's height, on every side
 # (grey levels, largest channel): twice the most a static clip's background may differ from its plate
 # (sensor noise and compression, MOVING_CAMERA_RESIDUAL), so noise alone is never taken for the person.
 FOREGROUND_DIFFERENCE = 2 * MOVING_CAMERA_RESIDUAL
+# The body-shaped mask, in shares of standing height H (Drillis & Contini via Winter, docs/pose-qc.md,
+# "Anthropometry"). Every limb: the thigh, the widest, is ~0.10 H across; half that plus 0.03 H for
+# clothing and joint centres placed off the limb's axis. The head (0.13 H tall) about its centre, with
+# hair. A hand (0.108 H long) about its wrist, whichever way it points, when its own keypoints are missing;
+# the same about the ankle, whose foot is drawn by its heel and toe limbs.
+LIMB_RADIUS = 0.08
+HEAD_RADIUS = 0.15
+EXTREMITY_RADIUS = 0.12
+# A pixel only the body-shaped mask uncovers takes the median of at least this many frames: one frame
+# whose person reaches past the mask (a skirt, a flying sleeve) then cannot set it.
+MIN_BODY_SEEN = 3
 
 
 def person_mask(keypoints: np.ndarray, width: int, height: int, margin: float = BOX_MARGIN) -> np.ndarray:
@@ -49,6 +68,57 @@ def person_mask(keypoints: np.ndarray, width: int, height: int, margin: float = 
     ya, yb = int(max(0, np.floor(y0 - pad))), int(min(height, np.ceil(y1 + pad) + 1))
     mask[ya:yb, xa:xb] = True
     return mask
+
+
+def body_heights(keypoints: np.ndarray, fps: float) -> np.ndarray:
+    """Per frame of (frames, 137, 3) keypoints in pixels, the standing height the body's segments imply
+    (:func:`pipeline.pose.quality.body_size`); NaN where no frame near it shows two segments."""
+    from pipeline.pose.quality import body_size, segment_lengths
+
+    body = keypoints[:, BODY].astype(np.float64)
+    xy = np.where(present(body)[..., None], body[..., :2], np.nan)
+    return body_size(segment_lengths(xy), fps)
+
+
+def body_mask(keypoints: np.ndarray, body_height: float, width: int, height: int) -> np.ndarray:
+    """Bool (H, W) mask of one frame's person shaped like a body: a band of :data:`LIMB_RADIUS` about each
+    BODY_25 limb, the torso's hull, discs about the head and at wrists and ankles, the hands' hulls; all
+    sized by ``body_height`` (pixels). Falls back to :func:`person_mask` (the dilated box) when the
+    height is unknown."""
+    import cv2
+
+    ok = present(keypoints)
+    if not ok.any():
+        return np.zeros((height, width), dtype=bool)
+    if not (np.isfinite(body_height) and body_height > 0):
+        return person_mask(keypoints, width, height)
+    mask = np.zeros((height, width), dtype=np.uint8)
+    point = {j: (int(round(keypoints[j, 0])), int(round(keypoints[j, 1]))) for j in np.flatnonzero(ok)}
+    limb = 2 * max(1, int(round(LIMB_RADIUS * body_height))) + 1  # a line's thickness is its width
+
+    def hull(joints: list[int]) -> None:
+        corners = np.array([point[j] for j in joints if j in point], dtype=np.int32)
+        if len(corners) >= 3:
+            outline = cv2.convexHull(corners)
+            cv2.fillConvexPoly(mask, outline, 1)
+            cv2.polylines(mask, [outline], True, 1, limb)
+
+    for a, b in BODY_25_LIMBS:
+        if a in point and b in point:
+            cv2.line(mask, point[a], point[b], 1, limb)
+    hull([J[n] for n in ("Neck", "RShoulder", "LShoulder", "RHip", "LHip", "MidHip")])
+    for part in (LEFT_HAND, RIGHT_HAND):
+        hull(list(range(part.start, part.stop)))
+    head = [j for j in [J[n] for n in ("Nose", "REye", "LEye", "REar", "LEar")] + list(range(FACE.start, FACE.stop))
+            if j in point]
+    if head:
+        centre = np.mean([point[j] for j in head], axis=0)
+        cv2.circle(mask, (int(round(centre[0])), int(round(centre[1]))),
+                   max(1, int(round(HEAD_RADIUS * body_height))), 1, -1)
+    for name in ("RWrist", "LWrist", "RAnkle", "LAnkle"):
+        if J[name] in point:
+            cv2.circle(mask, point[J[name]], max(1, int(round(EXTREMITY_RADIUS * body_height))), 1, -1)
+    return mask.astype(bool)
 
 
 def stick_figure_region(pose: Any, margin: float = BOX_MARGIN) -> Any:
@@ -88,6 +158,7 @@ class Plate:
     moving_camera: bool
     stats: dict[str, Any] = field(default_factory=dict)
     inpainted: np.ndarray | None = None  # bool (H, W): the pixels never seen without the person
+    body_seen: np.ndarray | None = None  # bool (H, W): pixels only the body-shaped mask uncovers
 
 
 def plate_residual(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], plate: np.ndarray) -> float:
@@ -101,9 +172,21 @@ def plate_residual(frames: Sequence[np.ndarray], masks: Sequence[np.ndarray], pl
     return float(np.median(per_frame)) if per_frame else 0.0
 
 
-def estimate_plate(frames: Sequence[np.ndarray], keypoints: np.ndarray, *,
+def _median_outside(values: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Per-pixel median of (frames, ..., 3) float ``values`` over the frames where ``hidden`` (frames, ...)
+    is False, NaN where none; ``values`` is overwritten (NaN where hidden): a clip's frames are held once."""
+    import warnings
+
+    values[hidden] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: the caller fills them
+        return np.nanmedian(values, axis=0)
+
+
+def estimate_plate(frames: Sequence[np.ndarray], keypoints: np.ndarray, *, fps: float = 30.0,
                    margin: float = BOX_MARGIN, moving_threshold: float = MOVING_CAMERA_RESIDUAL) -> Plate:
-    """Plate of RGB uint8 frames (all one size) with their (frames, 137, 3) keypoints in frame pixels."""
+    """Plate of RGB uint8 frames (all one size) with their (frames, 137, 3) keypoints in frame pixels
+    (``fps``: the clip's frame rate, for the body height's time window)."""
     import cv2
 
     if len(frames) == 0:
@@ -114,50 +197,61 @@ def estimate_plate(frames: Sequence[np.ndarray], keypoints: np.ndarray, *,
     if any(f.shape[:2] != (height, width) for f in frames):
         raise ValueError("frames differ in size; a plate needs one size")
     masks = [person_mask(k, width, height, margin) for k in keypoints]
-    stack = np.stack(frames).astype(np.float32)
     hidden = np.stack(masks)
-    stack[hidden] = np.nan
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: filled below
-            median = np.nanmedian(stack, axis=0)
-    never_seen = np.isnan(median).any(axis=2)
+    never_seen = hidden.all(axis=0)
+    body_seen = np.zeros_like(never_seen)
+    stack = np.stack(frames).astype(np.float32)
+    if never_seen.any():  # behind a dancer who keeps to one spot: look between the limbs
+        heights = body_heights(keypoints, fps)
+        rows, cols = np.nonzero(never_seen)
+        bodies = np.stack([body_mask(k, h, width, height)[rows, cols] for k, h in zip(keypoints, heights)])
+        usable = (~bodies).sum(axis=0) >= MIN_BODY_SEEN
+        body_median = _median_outside(stack[:, rows[usable], cols[usable]], bodies[:, usable])
+        body_seen[rows[usable], cols[usable]] = True
+    median = _median_outside(stack, hidden)
+    if body_seen.any():
+        median[body_seen] = body_median
+        never_seen &= ~body_seen
     median = np.nan_to_num(median, nan=0.0)
     image = np.clip(np.round(median), 0, 255).astype(np.uint8)
     if never_seen.any():
         image = cv2.inpaint(image, never_seen.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     residual = plate_residual(frames, masks, image)
-    mask_share = float(hidden.mean())
+    mask_share = float(np.mean(masks))
     return Plate(image, float(never_seen.mean()), residual, residual > moving_threshold,
                  {"frames": len(frames), "width": width, "height": height, "mean_person_mask_fraction": mask_share,
-                  "moving_camera_threshold": moving_threshold, "margin": margin}, inpainted=never_seen)
+                  "body_seen_fraction": float(body_seen.mean()), "moving_camera_threshold": moving_threshold,
+                  "margin": margin}, inpainted=never_seen, body_seen=body_seen)
 
 
-def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
+def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *, holdout: float = 0.0,
                   margin: float = BOX_MARGIN, moving_threshold: float = MOVING_CAMERA_RESIDUAL) -> Plate:
-    """Estimate a clip's plate from its frames folder and keypoint Parquet; write plate.png + plate.json."""
+    """Estimate a clip's plate from its frames folder and keypoint Parquet; write plate.png + plate.json.
+    ``holdout``: leave out the clip's last frames as training holds them out (the same share)."""
     import cv2
 
     from pipeline.footage.images import write_image
-    from pipeline.gan.data import indexed_images, read_rgb
+    from pipeline.gan.data import indexed_images, read_rgb, split_holdout
     from pipeline.pose.keypoints import read_keypoints
+    from pipeline.pose.quality import track_fps
     from pipeline.provenance import atomic_path, provenance, write_json
 
     frames_dir, keypoints_path, out_dir = Path(frames_dir), Path(keypoints_path), Path(out_dir)
     images = indexed_images(frames_dir, "frame")
     track = read_keypoints(keypoints_path)
     row = {int(f): i for i, f in enumerate(track.frames)}
-    indices = [i for i in sorted(images) if i in row]
+    ordered = sorted(images)
+    used = [ordered[i] for i in split_holdout(len(ordered), holdout)[0]]
+    indices = [i for i in used if i in row]
     if not indices:
-        raise ValueError(f"{keypoints_path}: no keypoint frame matches the frames in {frames_dir}")
+        raise ValueError(f"{keypoints_path}: no keypoint frame matches the frames in {frames_dir}"
+                         + (f" before its held-out last {holdout:.0%}" if holdout else ""))
     frames = [read_rgb(images[i]) for i in indices]
     kp = track.data[[row[i] for i in indices]].astype(np.float32)
     kp_h = float(track.meta.get("height", frames[0].shape[0]))
     if kp_h != frames[0].shape[0]:  # keypoints in the detector's pixels
         kp[..., :2] *= frames[0].shape[0] / kp_h
-    plate = estimate_plate(frames, kp, margin=margin, moving_threshold=moving_threshold)
+    plate = estimate_plate(frames, kp, fps=track_fps(track), margin=margin, moving_threshold=moving_threshold)
     if plate.moving_camera:
         log.warning("=" * 72)
         log.warning("%s: the camera seems to MOVE (plate residual %.1f > %.1f grey levels outside the person); "
@@ -169,12 +263,17 @@ def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *,
         if not write_image(tmp, np.concatenate([cv2.cvtColor(plate.image, cv2.COLOR_RGB2BGR), seen], axis=2)):
             raise RuntimeError(f"{out_dir / 'plate.png'}: cannot write image")
     write_json(out_dir / "plate.json", {
-        "provenance": provenance("plate", {"margin": margin, "moving_threshold": moving_threshold}),
-        "frames": str(frames_dir), "keypoints": str(keypoints_path), "filled_fraction": plate.filled_fraction,
-        "residual": plate.residual, "moving_camera": plate.moving_camera, **plate.stats})
+        "provenance": provenance("plate", {"margin": margin, "moving_threshold": moving_threshold, "holdout": holdout,
+                                           "limb_radius": LIMB_RADIUS, "head_radius": HEAD_RADIUS,
+                                           "extremity_radius": EXTREMITY_RADIUS, "min_body_seen": MIN_BODY_SEEN}),
+        "frames": str(frames_dir), "keypoints": str(keypoints_path), "frames_used": [indices[0], indices[-1]],
+        "filled_fraction": plate.filled_fraction, "residual": plate.residual, "moving_camera": plate.moving_camera,
+        **plate.stats})
+    log.info("%s: plate from frames %d-%d; %.1f %% seen only between the limbs, %.1f %% inpainted", out_dir,
+             indices[0], indices[-1], 100 * plate.stats["body_seen_fraction"], 100 * plate.filled_fraction)
     return plate
 
 
 def cli(args: Any) -> int:
-    plate_of_clip(args.frames, args.keypoints, args.out)
+    plate_of_clip(args.frames, args.keypoints, args.out, holdout=args.holdout)
     return 0

@@ -42,7 +42,7 @@ from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, COMPILE_MODES, compile_i
     first_call
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
-from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, UPSAMPLINGS, PlateComposite, build_generator, \
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, CHROMAS, UPSAMPLINGS, PlateComposite, build_generator, \
     default_generator_config, init_weights, sample_plates, tensor_to_image
 from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
@@ -89,6 +89,9 @@ class TrainConfig:
     # The generator's upsampling: transpose (pix2pixHD's stride-2 transposed convolutions) or resize
     # (nearest 2x, then a 3x3 convolution: no checkerboard; pipeline.gan.models.generator.upsample_layer)
     upsample: str = "transpose"
+    # The foreground's colour: full (the network's own) or half (chroma low-passed as 4:2:0 footage carries
+    # it, luma untouched; pipeline.gan.models.generator.ChromaLowPass)
+    chroma: str = "full"
     local_enhancer: bool = False
     ndf: int = 64
     n_layers_d: int = 3
@@ -162,6 +165,7 @@ class TrainConfig:
         bad += [f"workers={self.workers}"] if self.workers < 0 else []
         bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
         bad += [f"upsample={self.upsample!r}"] if self.upsample not in UPSAMPLINGS else []
+        bad += [f"chroma={self.chroma!r}"] if self.chroma not in CHROMAS else []
         bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
         bad += [f"l1_scales={self.l1_scales}"] if not 1 <= self.l1_scales <= 8 else []
         bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary", "lambda_mask")
@@ -182,7 +186,7 @@ class TrainConfig:
                              "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
                              "compile auto/on/off, init_global and niter_fix_global need the local enhancer, "
                              "loss weights >= 0, l1_scales 1-8, 0 < mask_init < 1, weight_init default/normal, "
-                             "lr_schedule epoch/step, 0 <= ema_decay < 1, upsample transpose/resize)")
+                             "lr_schedule epoch/step, 0 <= ema_decay < 1, upsample transpose/resize, chroma full/half)")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -404,7 +408,8 @@ def pose_model_configs(cfg: TrainConfig, n_plates: int = 1) -> tuple[dict[str, A
     config = default_generator_config(
         kind="local" if cfg.local_enhancer else "global", ngf=cfg.ngf, n_downsample=cfg.n_downsample,
         n_blocks=cfg.n_blocks, n_blocks_local=cfg.n_blocks_local, width=cfg.width, height=cfg.height,
-        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates, upsample=cfg.upsample)
+        temporal=cfg.temporal, background=cfg.background, n_plates=n_plates, upsample=cfg.upsample,
+        chroma=cfg.chroma)
     return config, TEMPORAL_NC if cfg.temporal else POSE_NC + IMAGE_NC  # frame-by-frame: D judges (x_t, frame_t)
 
 
@@ -602,6 +607,18 @@ def _worker_init(worker_id: int) -> None:
 
     die_with_parent()  # a SIGKILLed trainer leaves no data worker behind
     cv2.setNumThreads(1)  # one decode thread per worker: the workers are the parallelism
+    sys.excepthook = _trainer_hung_up
+
+
+def _trainer_hung_up(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    """A data worker's ``sys.excepthook``. Multiprocessing's descriptor-sharing server (the thread that hands
+    a batch's shared memory to the trainer) reports through it when the trainer hangs up mid-handover, which
+    the trainer does only when it stops (Ctrl-C, or an error it reports itself): that goes to the debug log,
+    not the terminal. Any other error is printed as ever."""
+    if issubclass(exc_type, ConnectionError):
+        log.debug("data worker: the trainer hung up", exc_info=(exc_type, exc, tb))
+        return
+    sys.__excepthook__(exc_type, exc, tb)
 
 
 class _LossLog:

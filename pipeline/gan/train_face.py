@@ -111,6 +111,7 @@ def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[
                               n_downsample=gen_config["n_downsample"], n_blocks=gen_config["n_blocks"],
                               n_blocks_local=gen_config["n_blocks_local"],
                               upsample=gen_config.get("upsample", "transpose"),
+                              chroma=gen_config.get("chroma", "full"),
                               local_enhancer=gen_config["kind"] == "local", temporal=is_temporal(gen_config))
     box = cfg.face_size or face_box_size(cfg.height, 2 ** cfg.face_n_downsample)
     if box > min(cfg.width, cfg.height):

@@ -1,5 +1,6 @@
 # Background plate of each target clip: temporal median of its frames with the person masked
 # out by its smoothed keypoints; plate.json records the inpainted share and the moving-camera check.
+# Only the frames training uses (train: holdout): the held-out frames' background stays unseen.
 
 
 rule plate:
@@ -17,6 +18,7 @@ rule plate:
         record="results/plate/{video}/plate.json",
     params:
         out_dir="results/plate/{video}",
+        holdout=config["train"]["holdout"],
     conda:
         "../../envs/pose.yaml"
     log:
@@ -24,4 +26,5 @@ rule plate:
     benchmark:
         "results/benchmarks/plate/{video}.tsv"
     shell:
-        "python -m pipeline.cli plate -- {input.frames:q} {input.keypoints:q} {params.out_dir:q} > {log} 2>&1"
+        "python -m pipeline.cli plate --holdout {params.holdout} --"
+        " {input.frames:q} {input.keypoints:q} {params.out_dir:q} > {log} 2>&1"

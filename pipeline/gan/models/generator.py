@@ -80,6 +80,42 @@ def upsample_layer(in_nc: int, out_nc: int, upsample: str = "transpose") -> list
     raise ValueError(f"unknown upsampling {upsample!r} (expected one of {', '.join(UPSAMPLINGS)})")
 
 
+CHROMAS = ("full", "half")
+# ITU-R BT.601 luma weights of R, G, B (the evaluation's SSIM and colour-noise measure use the same).
+_LUMA = (0.299, 0.587, 0.114)
+
+
+class ChromaLowPass(nn.Module):
+    """Colour at half resolution, luma untouched, as camera footage carries it: the first three channels
+    (RGB in [-1, 1]) get their chroma filtered by a [1, 2, 1] / 4 binomial in each direction (the
+    frequency response of chroma stored at half resolution and enlarged bilinearly, as 4:2:0 video is
+    decoded) while their luma stays the input's; further channels (a plate generator's mask) pass as they
+    are. Adding the luma lost to the blur back to all three channels changes luma alone, since a grey
+    offset has no chroma. No weights: files keep their keys."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 2.0, 1.0]) / 4
+        self.register_buffer("kernel", torch.outer(taps, taps).expand(IMAGE_NC, 1, 3, 3).clone(), persistent=False)
+        self.register_buffer("luma", torch.tensor(_LUMA).view(1, IMAGE_NC, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = x[:, :IMAGE_NC]
+        blurred = nn.functional.conv2d(nn.functional.pad(rgb, (1, 1, 1, 1), mode="replicate"),
+                                       self.kernel.to(rgb.dtype), groups=IMAGE_NC)
+        kept = blurred + ((rgb - blurred) * self.luma.to(rgb.dtype)).sum(dim=1, keepdim=True)
+        return torch.cat([kept.clamp(-1, 1), x[:, IMAGE_NC:]], dim=1)
+
+
+def chroma_layer(chroma: str = "full") -> nn.Module:
+    """The generator's last step: nothing (``full``: the network's own colour) or :class:`ChromaLowPass`."""
+    if chroma == "full":
+        return nn.Identity()
+    if chroma == "half":
+        return ChromaLowPass()
+    raise ValueError(f"unknown chroma {chroma!r} (expected one of {', '.join(CHROMAS)})")
+
+
 class ResnetBlock(nn.Module):
     """Two 3x3 convolutions with a skip connection (pix2pixHD's ResnetBlock)."""
 
@@ -102,7 +138,7 @@ class GlobalGenerator(nn.Module):
 
     def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 64,
                  n_downsample: int = 4, n_blocks: int = 9, norm: str = "instance",
-                 padding_type: str = "reflect", upsample: str = "transpose"):
+                 padding_type: str = "reflect", upsample: str = "transpose", chroma: str = "full"):
         super().__init__()
         norm_layer = get_norm_layer(norm)
         activation = nn.ReLU(True)
@@ -119,10 +155,11 @@ class GlobalGenerator(nn.Module):
         # The last three modules (pad, conv, tanh) are what LocalEnhancer strips.
         model += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*model)
+        self.chroma = chroma_layer(chroma)
         self.divisor = 2 ** n_downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.chroma(self.model(x))
 
 
 class LocalEnhancer(nn.Module):
@@ -135,7 +172,8 @@ class LocalEnhancer(nn.Module):
     def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 32,
                  n_downsample_global: int = 4, n_blocks_global: int = 9, n_blocks_local: int = 3,
                  norm: str = "instance", padding_type: str = "reflect",
-                 global_generator: GlobalGenerator | None = None, upsample: str = "transpose"):
+                 global_generator: GlobalGenerator | None = None, upsample: str = "transpose",
+                 chroma: str = "full"):
         super().__init__()
         norm_layer = get_norm_layer(norm)
         if global_generator is None:
@@ -152,10 +190,11 @@ class LocalEnhancer(nn.Module):
             *upsample_layer(ngf * 2, ngf, upsample), norm_layer(ngf),
             nn.ReLU(True), nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh())
         self.downsample = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False)
+        self.chroma = chroma_layer(chroma)
         self.divisor = 2 ** (n_downsample_global + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model_upsample(self.model_downsample(x) + self.model(self.downsample(x)))
+        return self.chroma(self.model_upsample(self.model_downsample(x) + self.model(self.downsample(x))))
 
 
 class PlateComposite(nn.Module):
@@ -232,7 +271,7 @@ def default_generator_config(**overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {"kind": "global", "input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC,
                               "ngf": 64, "n_downsample": 4, "n_blocks": 9, "n_blocks_local": 3,
                               "norm": "instance", "padding_type": "reflect", "temporal": True,
-                              "background": "none", "n_plates": 1, "upsample": "transpose"}
+                              "background": "none", "n_plates": 1, "upsample": "transpose", "chroma": "full"}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown generator settings {sorted(unknown)}")
@@ -258,7 +297,8 @@ def build_generator(config: dict[str, Any]) -> nn.Module:
     if background != "none":
         raise ValueError(f"unknown generator background {background!r} (expected 'plate' or 'none')")
     common = dict(input_nc=config["input_nc"], output_nc=config["output_nc"], norm=config["norm"],
-                  padding_type=config["padding_type"], upsample=config.get("upsample", "transpose"))
+                  padding_type=config["padding_type"], upsample=config.get("upsample", "transpose"),
+                  chroma=config.get("chroma", "full"))
     if config["kind"] == "global":
         return GlobalGenerator(ngf=config["ngf"], n_downsample=config["n_downsample"],
                                n_blocks=config["n_blocks"], **common)
@@ -300,7 +340,7 @@ GENERATOR_SCHEMA: dict[str, tuple[Any, ...]] = {
     "n_blocks_local": (False, int, 0, 64), "norm": (True, {"instance", "batch"}),
     "padding_type": (True, {"reflect", "replicate", "zero"}), "temporal": (False, bool, 0, 1),
     "background": (False, {"none", "plate"}), "n_plates": (False, int, 1, 1024),
-    "upsample": (False, set(UPSAMPLINGS)),
+    "upsample": (False, set(UPSAMPLINGS)), "chroma": (False, set(CHROMAS)),
     "width": (False, int, 1, 16384), "height": (False, int, 1, 16384),
 }
 

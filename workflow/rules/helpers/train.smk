@@ -59,7 +59,7 @@ def train_flags(stage, overrides=None):
     if stage == "face":
         options.pop("niter_fix_global", None)
         generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
-                          "num_d", "background", "upsample", "lambda_l1", "lambda_fg", "lambda_mask_binary", "lambda_mask",
+                          "num_d", "background", "upsample", "chroma", "lambda_l1", "lambda_fg", "lambda_mask_binary", "lambda_mask",
                           "mask_init")
         options = {k: v for k, v in options.items() if k not in generator_only}
         options.update({k if k in ("epochs", "niter_decay", "lambda_l1") else f"face_{k}": v
