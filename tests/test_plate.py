@@ -235,5 +235,6 @@ def test_edn_plate_with_holdout_never_looks_at_the_held_out_frames(tmp_path):
     assert main(["plate", "--holdout", "0.5", str(fdir), str(tmp_path / "kp.parquet"), str(tmp_path / "out")]) == 0
     record = json.loads((tmp_path / "out" / "plate.json").read_text())
     assert record["frames_used"] == [0, 5] and record["frames"] == 6 and record["provenance"]["params"]["holdout"] == 0.5
+    assert record["frames_dir"] == str(fdir)  # the folder, beside the count of frames used
     plate = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "plate.png")), cv2.COLOR_BGR2RGB)
     assert np.abs(plate[40:, :10].astype(int) - bg[40:, :10].astype(int)).max() <= 1

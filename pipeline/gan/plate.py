@@ -217,7 +217,7 @@ def estimate_plate(frames: Sequence[np.ndarray], keypoints: np.ndarray, *, fps: 
     if never_seen.any():
         image = cv2.inpaint(image, never_seen.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     residual = plate_residual(frames, masks, image)
-    mask_share = float(np.mean(masks))
+    mask_share = float(hidden.mean())
     return Plate(image, float(never_seen.mean()), residual, residual > moving_threshold,
                  {"frames": len(frames), "width": width, "height": height, "mean_person_mask_fraction": mask_share,
                   "body_seen_fraction": float(body_seen.mean()), "moving_camera_threshold": moving_threshold,
@@ -266,7 +266,7 @@ def plate_of_clip(frames_dir: Path, keypoints_path: Path, out_dir: Path, *, hold
         "provenance": provenance("plate", {"margin": margin, "moving_threshold": moving_threshold, "holdout": holdout,
                                            "limb_radius": LIMB_RADIUS, "head_radius": HEAD_RADIUS,
                                            "extremity_radius": EXTREMITY_RADIUS, "min_body_seen": MIN_BODY_SEEN}),
-        "frames": str(frames_dir), "keypoints": str(keypoints_path), "frames_used": [indices[0], indices[-1]],
+        "frames_dir": str(frames_dir), "keypoints": str(keypoints_path), "frames_used": [indices[0], indices[-1]],
         "filled_fraction": plate.filled_fraction, "residual": plate.residual, "moving_camera": plate.moving_camera,
         **plate.stats})
     log.info("%s: plate from frames %d-%d; %.1f %% seen only between the limbs, %.1f %% inpainted", out_dir,
