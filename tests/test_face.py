@@ -149,3 +149,42 @@ def test_train_face_end_to_end(tmp_path, synthetic_clip):
     assert record["resumed_from_step"] is None and not (tmp_path / "face" / "samples" / "step_0000005.png").exists()
     train_face(tmp_path / "fresh_face", generator, [synthetic_clip], short)
     assert (tmp_path / "face" / "losses.csv").read_text() == (tmp_path / "fresh_face" / "losses.csv").read_text()
+
+
+def test_face_residual_follows_the_main_generators_upsampling_and_colour(tmp_path, synthetic_clip):
+    from pipeline.evaluation.metrics import chroma_highband_energy
+    from pipeline.gan.checkpoint import save_model
+    from pipeline.gan.models.face import build_face_generator, default_face_config
+    from pipeline.gan.models.generator import ChromaLowPass, ResizeConv2d
+
+    tiny = dict(ndf=4, workers=0, vgg_loss=False, deterministic=True, device="cpu")
+    train(tmp_path / "main", [synthetic_clip], TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1,
+                                                           num_d=1, max_steps=1, sample_every=0, upsample="resize",
+                                                           chroma="half", **tiny))
+    train_face(tmp_path / "face", tmp_path / "main" / "generator.pt", [synthetic_clip],
+               FaceConfig(face_ngf=4, face_n_blocks=1, max_steps=1, sample_every=0, **tiny))
+    model, config = load_face_generator(tmp_path / "face" / "face.pt")
+    assert (config["upsample"], config["chroma"]) == ("resize", "half")
+    assert isinstance(model.chroma, ChromaLowPass) and any(isinstance(m, ResizeConv2d) for m in model.modules())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.modules())
+
+    # The residual's colour is low-passed as the generated crop's: the same weights (the zero-started
+    # last convolution given random values) with the network's own colour give the grain back.
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.model[-2].weight, std=0.5)
+    full = build_face_generator({**config, "chroma": "full"})
+    full.load_state_dict(model.state_dict())
+    pose, crop = torch.zeros(1, 3, 32, 32), torch.zeros(1, 3, 32, 32)
+    crop[:, 0, ::2, ::2], crop[:, 2, 1::2, 1::2] = 0.5, 0.5  # colour grain in the crop the residual sees
+    as_bgr = lambda t: ((t[0].permute(1, 2, 0).detach().numpy()[:, :, ::-1] + 1) * 127.5)
+    with torch.no_grad():
+        half_residual, full_residual = model(pose, crop) - crop, full(pose, crop) - crop
+    assert chroma_highband_energy(as_bgr(full_residual)) > 0
+    assert chroma_highband_energy(as_bgr(half_residual)) < 0.2 * chroma_highband_energy(as_bgr(full_residual))
+
+    # face files from before the keys load as pix2pixHD's (transposed convolutions, the network's colour)
+    older = {k: v for k, v in config.items() if k not in ("upsample", "chroma")}
+    save_model(tmp_path / "old_face.pt", build_face_generator(older), older, step=0)
+    old, old_config = load_face_generator(tmp_path / "old_face.pt")
+    assert isinstance(old.chroma, torch.nn.Identity) and any(isinstance(m, torch.nn.ConvTranspose2d)
+                                                             for m in old.modules())

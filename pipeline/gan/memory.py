@@ -142,7 +142,8 @@ def face_step_memory(cfg: Any, generator_config: dict[str, Any], box: int, half:
 
     b = cfg.batch_size
     face_config = default_face_config(ngf=cfg.face_ngf, n_downsample=cfg.face_n_downsample,
-                                      n_blocks=cfg.face_n_blocks, box_size=box)
+                                      n_blocks=cfg.face_n_blocks, box_size=box, upsample=cfg.upsample,
+                                      chroma=cfg.chroma)
     with torch.device("meta"):
         main = build_generator(generator_config).requires_grad_(False)
         main_peak = inference_peak_bytes(main, torch.zeros(b, generator_config["input_nc"], cfg.height, cfg.width))

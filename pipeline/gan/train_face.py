@@ -64,9 +64,10 @@ class FaceTask(GANTask):
     model_file = "face.pt"
 
     def __init__(self, cfg: FaceConfig, rt: Runtime, generator: nn.Module, box_size: int):
+        # The residual is upsampled and coloured as the main generator's output (its reasons hold here too).
         config = default_face_config(ngf=cfg.face_ngf, n_downsample=cfg.face_n_downsample,
                                      n_blocks=cfg.face_n_blocks, box_size=box_size, width=cfg.width,
-                                     height=cfg.height)
+                                     height=cfg.height, upsample=cfg.upsample, chroma=cfg.chroma)
         face, discriminator = build_face_generator(config), MultiscaleDiscriminator(FACE_D_NC, cfg.ndf,
                                                                                      cfg.n_layers_d, cfg.num_d)
         initialise(cfg, face, discriminator)

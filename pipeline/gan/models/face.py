@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from pipeline.gan.checkpoint import load_model
-from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, GlobalGenerator
+from pipeline.gan.models.generator import CHROMAS, IMAGE_NC, POSE_NC, UPSAMPLINGS, GlobalGenerator, chroma_layer
 from pipeline.pose.keypoints import FACE, J, present
 
 Box = tuple[int, int, int, int]
@@ -74,9 +74,13 @@ class FaceResidualGenerator(nn.Module):
     """
 
     def __init__(self, input_nc: int = POSE_NC + IMAGE_NC, output_nc: int = IMAGE_NC, ngf: int = 32,
-                 n_downsample: int = 3, n_blocks: int = 5, norm: str = "instance"):
+                 n_downsample: int = 3, n_blocks: int = 5, norm: str = "instance", upsample: str = "transpose",
+                 chroma: str = "full"):
         super().__init__()
-        self.model = GlobalGenerator(input_nc, output_nc, ngf, n_downsample, n_blocks, norm).model
+        self.model = GlobalGenerator(input_nc, output_nc, ngf, n_downsample, n_blocks, norm, upsample=upsample).model
+        # The residual's colour as the main generator's (``half``): a linear low-pass, so the sum keeps
+        # the generated crop's half-resolution chroma.
+        self.chroma = chroma_layer(chroma)
         self.zero_residual()
         self.divisor = 2 ** n_downsample
 
@@ -87,13 +91,14 @@ class FaceResidualGenerator(nn.Module):
         nn.init.zeros_(last.bias)
 
     def forward(self, pose_crop: torch.Tensor, generated_crop: torch.Tensor) -> torch.Tensor:
-        return generated_crop + self.model(torch.cat([pose_crop, generated_crop], dim=1))
+        return generated_crop + self.chroma(self.model(torch.cat([pose_crop, generated_crop], dim=1)))
 
 
 def default_face_config(**overrides: Any) -> dict[str, Any]:
     """Architecture record of the face generator; ``box_size`` is in model-resolution pixels."""
     config: dict[str, Any] = {"input_nc": POSE_NC + IMAGE_NC, "output_nc": IMAGE_NC, "ngf": 32,
-                              "n_downsample": 3, "n_blocks": 5, "norm": "instance", "box_size": 128}
+                              "n_downsample": 3, "n_blocks": 5, "norm": "instance", "box_size": 128,
+                              "upsample": "transpose", "chroma": "full"}
     unknown = set(overrides) - set(config) - {"width", "height"}
     if unknown:
         raise ValueError(f"unknown face generator settings {sorted(unknown)}")
@@ -102,8 +107,10 @@ def default_face_config(**overrides: Any) -> dict[str, Any]:
 
 
 def build_face_generator(config: dict[str, Any]) -> FaceResidualGenerator:
+    """The face generator of ``config``; files from before ``upsample``/``chroma`` load as pix2pixHD's."""
     return FaceResidualGenerator(config["input_nc"], config["output_nc"], config["ngf"], config["n_downsample"],
-                                 config["n_blocks"], config["norm"])
+                                 config["n_blocks"], config["norm"], config.get("upsample", "transpose"),
+                                 config.get("chroma", "full"))
 
 
 # The config keys a face generator file must hold, with their types and sane ranges.
@@ -111,6 +118,7 @@ FACE_SCHEMA: dict[str, tuple[Any, ...]] = {
     "input_nc": (True, int, 1, 64), "output_nc": (True, int, 1, 64), "ngf": (True, int, 1, 1024),
     "n_downsample": (True, int, 0, 8), "n_blocks": (True, int, 0, 64), "norm": (True, {"instance", "batch"}),
     "box_size": (True, int, 1, 16384), "width": (False, int, 1, 16384), "height": (False, int, 1, 16384),
+    "upsample": (False, set(UPSAMPLINGS)), "chroma": (False, set(CHROMAS)),
 }
 
 
