@@ -78,8 +78,8 @@ class FaceResidualGenerator(nn.Module):
                  chroma: str = "full"):
         super().__init__()
         self.model = GlobalGenerator(input_nc, output_nc, ngf, n_downsample, n_blocks, norm, upsample=upsample).model
-        # The residual's colour as the main generator's (``half``): a linear low-pass, so the sum keeps
-        # the generated crop's half-resolution chroma.
+        # The residual's colour as the main generator's (``half``: chroma low-passed, luma kept), so adding it
+        # brings no finer colour grain than the generated crop has.
         self.chroma = chroma_layer(chroma)
         self.zero_residual()
         self.divisor = 2 ** n_downsample
