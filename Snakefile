@@ -5,7 +5,12 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config/config.yaml"
+# Beside this Snakefile, not in the working folder: read first wherever Snakemake starts (-s, --directory,
+# a SLURM job); a missing one stops the run, naming it.
+from pipeline.plan_checks import base_config
+
+
+configfile: base_config(workflow.basedir)
 
 
 report: "workflow/report/workflow.rst"

@@ -291,8 +291,11 @@ def format_table(rows: list[Row]) -> str:
 
 
 def cli(args: argparse.Namespace) -> int:
-    # as Snakemake does: the Snakefile's configfile, then each --configfile merged over it
-    config = load_config([Path("config/config.yaml"), *(args.configfile or [])])
+    from pipeline.plan_checks import repository_base_config
+
+    # as the workflow does: its own config/config.yaml (beside the Snakefile, wherever this runs), then each
+    # --configfile merged over it
+    config = load_config([Path(repository_base_config()), *(args.configfile or [])])
     rows = diagnose(config, args.profile)
     print(format_table(rows))
     missing = [r.name for r in rows if r.status == MISSING]

@@ -1,4 +1,6 @@
 import json
+import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -156,3 +158,83 @@ def test_ffmpeg_failure_names_the_video(tmp_path, clip_path, monkeypatch):
     with pytest.raises(ValueError, match=rf"{clip_path.name}: ffmpeg failed to extract frames: Conversion failed!"):
         extract_frames(clip_path, tmp_path / "out", height=64)
     assert not (tmp_path / "out").exists()
+
+
+def _synthetic_h264(path: Path, rate_filter: str = "", seconds: float = 2.0) -> Path:
+    """A small H.264 clip of ffmpeg's test pattern (25 fps, a key frame every 10 frames), through ``rate_filter``."""
+    vf = ["-vf", rate_filter, "-fps_mode", "vfr"] if rate_filter else []
+    subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i",
+                    f"testsrc2=size=160x120:rate=25:duration={seconds}", *vf, "-c:v", "libx264", "-pix_fmt", "yuv420p",
+                    "-g", "10", "-y", str(path)], check=True)
+    return path
+
+
+def _zero_middle(clip: Path, out: Path, count: int = 3000) -> Path:
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + count] = bytes(count)
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_clip_with_zeroed_bytes_fails_naming_the_file_the_frame_and_ffmpegs_message(tmp_path, capsys):
+    damaged = _zero_middle(_synthetic_h264(tmp_path / "whole.mp4"), tmp_path / "damaged.mp4")
+    assert main(["extract", str(damaged), str(tmp_path / "out"), "--height", "64"]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: damaged video:" in err and "decoding errors" in err
+    found = re.search(r"the first at source frame (\d+) \(([\d.]+) s\): (.*?);", err)
+    assert found, err
+    frame, seconds = int(found.group(1)), float(found.group(2))
+    assert 10 < frame < 40 and seconds == pytest.approx(frame / 25)  # in the middle, where the bytes were zeroed
+    assert "Invalid NAL unit size" in found.group(3) or "error while decoding" in found.group(3)
+    assert "--damaged keep" in err
+    assert not (tmp_path / "out").exists()
+    # the clean clip it was made from extracts with no error, every frame kept
+    meta = extract_frames(tmp_path / "whole.mp4", tmp_path / "whole", height=64)
+    assert meta["decode_errors"] == 0 and meta["frame_count"] == 50
+    assert meta["resampling"] == {"frames_in": 50, "frames_out": 50, "dropped": 0, "duplicated": 0}
+
+
+def test_a_damaged_clip_kept_on_request_records_the_errors_and_warns(tmp_path, caplog):
+    damaged = _zero_middle(_synthetic_h264(tmp_path / "whole.mp4"), tmp_path / "damaged.mp4")
+    with caplog.at_level(logging.WARNING, logger="pipeline.footage.extract"):
+        meta = extract_frames(damaged, tmp_path / "out", height=64, damaged="keep")
+    assert meta["decode_errors"] > 0 and read_frames_meta(tmp_path / "out")["decode_errors"] == meta["decode_errors"]
+    assert meta["provenance"]["params"]["damaged"] == "keep"
+    assert "damaged video" in caplog.text and "extracted anyway" in caplog.text
+
+
+def test_a_variable_frame_rate_says_how_many_frames_were_dropped_and_repeated(tmp_path, caplog):
+    """One second at 50 fps, then one at 25: held at its average rate, extraction drops frames of the fast
+    part and repeats frames of the slow part, and says so with the cause."""
+    vfr = _synthetic_h264(tmp_path / "vfr.mp4", "fps=50,setpts='if(lt(N,50),N/50,1+(N-50)/25)/TB'", seconds=1.5)
+    info = probe_video(vfr, count_frames=False)
+    with caplog.at_level(logging.INFO, logger="pipeline.footage.extract"):
+        meta = extract_frames(vfr, tmp_path / "out", height=64)
+    counts = meta["resampling"]
+    assert counts["dropped"] > 0 and counts["duplicated"] > 0, counts
+    assert counts["frames_out"] == meta["frame_count"]
+    assert counts["frames_in"] - counts["dropped"] + counts["duplicated"] == counts["frames_out"]
+    assert (f"{counts['dropped']} of {counts['frames_in']} frames dropped and {counts['duplicated']} repeated to hold "
+            f"a constant {info.fps:.4g} fps, because of uneven frame times: a variable frame rate") in caplog.text
+    # a constant-rate clip resampled to another rate is told in one line, not warned about
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pipeline.footage.extract"):
+        meta = extract_frames(_synthetic_h264(tmp_path / "cfr.mp4"), tmp_path / "half", height=64, fps=12.5)
+    assert meta["resampling"]["dropped"] == 25 and meta["resampling"]["duplicated"] == 0
+    assert "25 of 50 frames dropped and 0 repeated to go from 25 to 12.5 fps" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_lost_frame_image_is_named_with_what_to_do(writable_frames):
+    from pipeline.footage.extract import check_frames_complete, missing_frames
+
+    assert missing_frames(writable_frames) == []
+    check_frames_complete(writable_frames)
+    (writable_frames / "000007.jpg").unlink()
+    assert missing_frames(writable_frames) == [writable_frames / "000007.jpg"]
+    with pytest.raises(ValueError, match=rf"{writable_frames}/000007.jpg: missing from the extracted frames; "
+                                         rf"delete {writable_frames} and extract it again"):
+        check_frames_complete(writable_frames)
+    (writable_frames / "meta.json").unlink()
+    assert missing_frames(writable_frames) == [writable_frames / "meta.json"]

@@ -160,7 +160,12 @@ def held_out_frames(model: str | Path, clips: Sequence[tuple[str | Path, str | P
     held = [[int(f) for f in (c.get("held_out_frames") or [])] for c in recorded]
     for files, frames in zip(clips, held):
         if not frames:
-            raise ValueError(f"{path}: no held-out frames for {files[0]} (train with holdout > 0 to evaluate)")
+            params = (record.get("provenance") or record.get("training_provenance") or {}).get("params") or {}
+            holdout = f"holdout {params['holdout']:g}" if isinstance(params.get("holdout"), (int, float)) else \
+                "a holdout it does not record"
+            raise ValueError(f"{path}: no held-out frames for {files[0]}: the model was trained with {holdout}, "
+                             "which holds out the last round(frames x holdout) frames of each clip, none of this one; "
+                             "train with a larger holdout or on a longer clip to evaluate it")
     return held, path
 
 

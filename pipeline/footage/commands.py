@@ -44,6 +44,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=positive_int, default=None, help="keep only the first N frames")
     p.add_argument("--start", type=seconds, default=None, help="trim: first second to use (s or [hh:]mm:ss[.ms])")
     p.add_argument("--end", type=seconds, default=None, help="trim: last second to use (s or [hh:]mm:ss[.ms])")
+    p.add_argument("--damaged", choices=("fail", "keep"), default="fail",
+                   help="a video with decoding errors: fail naming it (default), or keep its concealed or repeated "
+                        "frames with a warning and the count in meta.json")
     p.set_defaults(func=handler("pipeline.footage.extract", "cli"))
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +33,21 @@ _ROTATE_FILTERS = {0: [], 90: [("transpose", "clock")], 180: [("hflip", None), (
                    270: [("transpose", "cclock")]}
 
 
+def displayed_size(info: VideoInfo, rotation: int | None) -> tuple[int, int]:
+    """Width and height of the frame as extraction sees it before cropping: ``rotation`` (clockwise degrees)
+    replaces the file's own rotation when given."""
+    if rotation is None:
+        return info.width, info.height
+    stored_w, stored_h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
+    return (stored_h, stored_w) if rotation in (90, 270) else (stored_w, stored_h)
+
+
 def check_crop(info: VideoInfo, rotation: int | None, crop: tuple[int, int, int, int]) -> None:
     """Fail when the x, y, w, h ``crop`` box is not inside the frame as displayed after ``rotation``.
 
     The workflow calls this for every sheet row at start, before any stage runs.
     """
-    disp_w, disp_h = info.width, info.height
-    if rotation is not None:
-        stored_w, stored_h = (info.height, info.width) if info.rotation in (90, 270) else (info.width, info.height)
-        disp_w, disp_h = (stored_h, stored_w) if rotation in (90, 270) else (stored_w, stored_h)
+    disp_w, disp_h = displayed_size(info, rotation)
     x, y, w, h = crop
     if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > disp_w or y + h > disp_h:
         raise ValueError(f"{info.path}: crop box {tuple(crop)} lies outside the {disp_w}x{disp_h} frame")
@@ -49,7 +57,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
                    height: int = 512, rotation: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, image_format: str = "jpg",
                    max_frames: int | None = None, start: float | None = None,
-                   end: float | None = None) -> dict[str, Any]:
+                   end: float | None = None, damaged: str = "fail") -> dict[str, Any]:
     """Write ``out_dir/000000.jpg ...`` and ``out_dir/meta.json``; return the metadata.
 
     ``start`` and ``end`` (seconds of the source) trim it: frames, metadata and the soundtrack a
@@ -58,6 +66,10 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     ``rotation`` (clockwise degrees) replaces the file's own rotation metadata when given;
     otherwise ffmpeg applies the display matrix. ``crop`` is x, y, w, h in displayed source
     pixels and is applied before scaling. The folder appears only when complete.
+
+    A video that does not decode cleanly (ffmpeg's decoder reports errors: the frames it conceals or
+    repeats are not the footage) fails with the first bad frame and ffmpeg's message; ``damaged="keep"``
+    extracts it anyway, with a warning and the count in ``meta.json`` (``decode_errors``).
     """
     import ffmpeg
 
@@ -69,6 +81,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         FRAME_RATE.check(fps, "extract: fps")
     if max_frames is not None and max_frames <= 0:
         raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
+    if damaged not in DAMAGED_CHOICES:
+        raise ValueError(f"extract: damaged must be one of {DAMAGED_CHOICES}, got {damaged!r}")
     out_fps = float(fps or info.fps)
     check_span(info.duration, start, end, str(video))
 
@@ -113,8 +127,9 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
             # The trim matters: without it showinfo checksums every frame (+25% CPU on the demo clips).
             first = source.video.filter("trim", end_frame=1).filter("showinfo")
             cmd = ffmpeg.merge_outputs(cmd, first.output("-", format="null", **{"frames:v": 1}))
-        # level+info: showinfo's line (info) and the errors' levels, for ffmpeg_cause
-        cmd = cmd.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info")
+        # level+verbose: showinfo's line (info), the errors' levels (ffmpeg_cause), and the closing counts
+        # of decoding errors and of the fps filter's dropped and repeated frames (verbose; a few dozen lines)
+        cmd = cmd.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+verbose")
         # Our own subprocess call (not ffmpeg-python's run): ffmpeg must die with this process.
         paths = {_SOURCE: ffmpeg_file(video), _FRAMES: ffmpeg_sequence(tmp, f"%06d.{image_format}")}
         args = [paths.get(arg, arg) for arg in cmd.compile(cmd=ffmpeg_exe())]
@@ -128,11 +143,15 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         span = (end if end is not None else info.duration) - (start or 0.0)
         _check_frame_count(video, len(frames), span if info.duration > 0 or end is not None else 0.0, out_fps,
                            max_frames)
+        decoding = read_decoding(log_text)  # after the count: a cut-off file is named as such
+        decode_errors = _check_decoding(video, decoding, input_args, damaged)
+        resampling = _report_resampling(video, decoding, info, out_fps)
         timing = probe_audio(video, header=header,
                              video_start=None if start else first_pts_time(log_text))
         out_w, out_h = image_size(frames[0])
         params = {"fps": fps, "height": height, "rotation": rotation, "crop": crop,
-                  "format": image_format, "max_frames": max_frames, "start": start, "end": end}
+                  "format": image_format, "max_frames": max_frames, "start": start, "end": end,
+                  "damaged": damaged}
         meta = {
             "source": str(video), "source_width": info.width, "source_height": info.height,
             "source_fps": info.fps, "source_rotation": info.rotation,
@@ -142,12 +161,109 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
             # fps filter's grid starts at the seek point (the container's start without one), repeating
             # the first frame over any delay of the video stream (tested).
             "first_frame_time": start or 0.0, **timing,
+            "decode_errors": decode_errors, "resampling": resampling,
             "provenance": provenance("extract", params),
         }
         write_json(tmp / "meta.json", meta)
     log.info("%s: %d frames at %.3g fps, %dx%d -> %s", video, meta["frame_count"], out_fps, out_w,
              out_h, out_dir)
     return meta
+
+
+DAMAGED_CHOICES = ("fail", "keep")
+_DECODE_ERRORS = re.compile(r"Input stream #\d+:\d+ \(video\):.*?(\d+) decode errors")
+_FPS_COUNTS = re.compile(r"\[Parsed_fps_\d+ @ [^\]]*\] \[verbose\] (\d+) frames in, (\d+) frames out; "
+                         r"(\d+) frames dropped, (\d+) frames duplicated")
+# An error-level line of a decoder ("[h264 @ 0x..] [error] error while decoding MB 4 2"), not of the demuxer,
+# a filter or ffmpeg's own threads (those tags hold '/', '#' or ':', or have no '@').
+_DECODER_ERROR = re.compile(r"^\[(?P<codec>[\w-]+) @ 0x[0-9a-f]+\] \[error\] (?P<message>.*\S)")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """What ffmpeg's log of one extraction says about decoding and the constant-rate resampling."""
+
+    errors: int  # decoder error lines and undecodable packets
+    first_error: str | None
+    frames_in: int | None  # into the fps filter (None: no counts in the log)
+    frames_out: int | None
+    dropped: int
+    duplicated: int
+
+
+def read_decoding(log_text: str) -> Decoding:
+    """Decoder errors and the fps filter's counts out of a ``-loglevel level+verbose`` log."""
+    lines = [line.strip() for line in log_text.splitlines()]
+    decoder_errors = [m.group("message") for m in map(_DECODER_ERROR.match, lines) if m]
+    undecodable = sum(int(m.group(1)) for m in map(_DECODE_ERRORS.search, lines) if m)
+    # The fps filter logs its counts when each graph closes: an empty one at set-up, the real one last.
+    counts = [tuple(map(int, m.groups())) for m in map(_FPS_COUNTS.search, lines) if m]
+    frames_in, frames_out, dropped, duplicated = max(counts, default=(None, None, 0, 0),
+                                                     key=lambda c: c[0] or 0)
+    return Decoding(max(len(decoder_errors), undecodable), decoder_errors[0] if decoder_errors else None,
+                    frames_in, frames_out, dropped, duplicated)
+
+
+def first_bad_frame(video: Path, input_args: dict[str, Any]) -> tuple[int, float] | None:
+    """The first source frame (index, seconds) that does not decode: a second decode, one thread and
+    ``-err_detect explode`` (a damaged frame is dropped, not concealed), lists each frame's time in order
+    (``framecrc``); the first gap in them is the frame. None when that decode loses no frame."""
+    seek = [a for k, v in input_args.items() if k in ("ss", "t") for a in (f"-{k}", v)]
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "quiet", "-threads", "1", "-err_detect",
+               "explode", *seek, "-i", ffmpeg_file(video), "-map", "0:v:0", "-f", "framecrc", "-"]
+    done = subprocess.run(command, capture_output=True, text=True, errors="replace", **child_process_options())
+    time_base, expected, duration = 0.0, None, 1
+    for line in done.stdout.splitlines():
+        if line.startswith("#tb 0:"):
+            numerator, denominator = line.split(":", 1)[1].split("/")
+            time_base = int(numerator) / int(denominator)
+        elif line and not line.startswith("#"):
+            _, _, pts, duration = (int(v) for v in line.split(",")[:4])
+            if expected is not None and pts > expected + duration / 2:
+                break  # the frame at `expected` did not decode
+            expected = pts + duration
+    else:
+        return None
+    seconds = float(input_args.get("ss", 0.0)) + expected * time_base
+    return round(seconds / (max(duration, 1) * time_base)), seconds
+
+
+def _check_decoding(video: Path, decoding: Decoding, input_args: dict[str, Any], damaged: str) -> int:
+    """Fail on a damaged video (``damaged="fail"``), naming it, where the damage starts and ffmpeg's
+    message; with ``"keep"`` warn instead. Returns the error count for meta.json."""
+    if not decoding.errors:
+        return 0
+    where = first_bad_frame(video, input_args)
+    at = f"the first at source frame {where[0]} ({where[1]:.3f} s)" if where else "none lost a whole frame"
+    what = (f"{video}: damaged video: {decoding.errors} decoding errors, {at}: "
+            f"{(decoding.first_error or 'undecodable packets').rstrip('.')}")
+    if damaged == "fail":
+        raise ValueError(f"{what}; the frames ffmpeg would conceal or repeat there are not the footage: "
+                         "re-download or re-encode the file, trim the damaged part away (start/end), or "
+                         "extract it anyway with --damaged keep (config extract: damaged: keep)")
+    log.warning("%s; extracted anyway (--damaged keep): the frames there are concealed or repeated", what)
+    return decoding.errors
+
+
+def _report_resampling(video: Path, decoding: Decoding, info: VideoInfo, out_fps: float) -> dict[str, Any] | None:
+    """Say how many frames the constant-rate resampling dropped and repeated, and why; the counts go to
+    meta.json. At the source's own rate a clean constant-rate video loses and repeats none: any there
+    come from uneven frame times (a variable frame rate, e.g. a phone's) or from frames that did not decode."""
+    if decoding.frames_in is None:
+        return None
+    counts = {"frames_in": decoding.frames_in, "frames_out": decoding.frames_out,
+              "dropped": decoding.dropped, "duplicated": decoding.duplicated}
+    if not (decoding.dropped or decoding.duplicated):
+        return counts
+    changes = f"{decoding.dropped} of {decoding.frames_in} frames dropped and {decoding.duplicated} repeated"
+    if abs(out_fps - info.fps) > 1e-3 * info.fps and not (decoding.dropped and decoding.duplicated):
+        log.info("%s: %s to go from %.4g to %.4g fps", video, changes, info.fps, out_fps)
+        return counts
+    cause = ("frames that did not decode" if decoding.errors else
+             f"uneven frame times: a variable frame rate ({info.fps:.4g} fps on average)")
+    log.warning("%s: %s to hold a constant %.4g fps, because of %s; to keep every frame, give the sheet's fps "
+                "the rate the camera filmed at", video, changes, out_fps, cause)
+    return counts
 
 
 def _check_frame_count(video: Path, decoded: int, duration: float, fps: float, max_frames: int | None) -> None:
@@ -213,8 +329,37 @@ def read_frames_meta(frames_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: invalid JSON ({exc})") from exc
 
 
+def missing_frames(frames_dir: str | Path) -> list[Path]:
+    """The frame images that a folder written by :func:`extract_frames` lacks: its ``meta.json`` records
+    ``frame_count`` images numbered from 0; ``[meta.json]`` when that file is missing or unreadable."""
+    frames_dir = Path(frames_dir)
+    try:
+        meta = read_frames_meta(frames_dir)
+        count, image_format = int(meta["frame_count"]), str(meta["format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return [frames_dir / "meta.json"]
+    return [frames_dir / f"{i:06d}.{image_format}" for i in range(count)
+            if not (frames_dir / f"{i:06d}.{image_format}").is_file()]
+
+
+def check_frames_complete(frames_dir: str | Path) -> None:
+    """Fail, naming the first missing file, when a folder written by :func:`extract_frames` (its ``meta.json``
+    names the stage) lacks a frame its ``meta.json`` records; folders made otherwise are not checked."""
+    try:
+        made_by = read_frames_meta(frames_dir).get("provenance", {}).get("stage")
+    except (OSError, ValueError, AttributeError):
+        made_by = None  # the caller reports an unreadable meta.json its own way
+    if made_by != "extract":
+        return
+    missing = missing_frames(frames_dir)
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ValueError(f"{missing[0]}: missing from the extracted frames{more}; delete {frames_dir} and extract "
+                         "it again (a rerun of the workflow does so by itself)")
+
+
 def cli(args: argparse.Namespace) -> int:
     extract_frames(args.video, args.out_dir, fps=args.fps, height=args.height, rotation=args.rotation,
                    crop=args.crop, image_format=args.format, max_frames=args.max_frames,
-                   start=args.start, end=args.end)
+                   start=args.start, end=args.end, damaged=args.damaged)
     return 0

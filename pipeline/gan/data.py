@@ -121,6 +121,7 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     """
     import cv2
 
+    from pipeline.footage.extract import check_frames_complete
     from pipeline.footage.images import read_image
 
     frames_dir, render_dir, keypoints_path = Path(frames_dir), Path(render_dir), Path(keypoints_path)
@@ -134,6 +135,7 @@ def load_clip(frames_dir: str | Path, render_dir: str | Path, keypoints_path: st
     missing = [k for k in ("width", "height", "fps") if k not in meta]
     if missing:
         raise ValueError(f"{meta_path}: metadata lacks {missing}")
+    check_frames_complete(frames_dir)  # a lost frame is named, not taken for a shorter clip
     frames = indexed_images(frames_dir, "frame")
     poses = indexed_images(render_dir, "stick-figure")
     if len(frames) != len(poses):

@@ -8,6 +8,7 @@ IEEE or TF32 fp32 math), the process's place in a ``torchrun`` job, seeding and 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def cuda_problem() -> str | None:
@@ -271,3 +274,18 @@ def all_gather(obj: Any, rt: Runtime) -> list[Any]:
     out: list[Any] = [None] * rt.world
     dist.all_gather_object(out, obj)
     return out
+
+
+def data_workers(asked: int, rt: Runtime) -> int:
+    """Data-loading processes for this rank: ``asked`` (train: workers), at most the cores this process may
+    run on shared by the training processes of its node (``LOCAL_WORLD_SIZE``, set by torchrun); more would
+    only wait for a core and hold their copy of the clips. A capped count is said in one line (rank 0)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    most = max(1, cores // local)
+    if asked <= most:
+        return asked
+    if rt.is_main:
+        log.warning("train: workers %d is more than the %d cores each training process here may use (%d cores, "
+                    "%d processes): %d data workers per process", asked, most, cores, local, most)
+    return most

@@ -47,8 +47,8 @@ from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, CHROMAS, UPSAMPLING
 from pipeline.gan.memory import StepMemory, check_step_fits, pose_step_memory
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, find_vgg_weights, \
     lsgan_loss, mask_binary_prior, masked_l1_loss, multiscale_l1_loss
-from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, determinism, seed_everything, set_float32_math, \
-    start_runtime
+from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, data_workers, determinism, seed_everything, \
+    set_float32_math, start_runtime
 from pipeline.gan.tensorboard_log import open_board
 from pipeline.provenance import atomic_path, provenance, write_json
 
@@ -672,10 +672,24 @@ def checkpoint_mismatch(state: dict[str, Any], stage: str, cfg: TrainConfig, rt:
     return "; ".join(changed) or None
 
 
+def loss_log_gap(path: Path, step: int) -> str | None:
+    """Why a checkpoint at ``step`` cannot be continued for want of its loss log (``losses.csv`` missing, or
+    ending before that step: deleted or lost), or None. The log is only ever appended to, so continuing would
+    leave it with a hole (or, for a finished run, no log at all); the training starts over instead, which
+    gives the same losses again."""
+    if step == 0:
+        return None
+    if not path.is_file():
+        return f"its loss log {path} is missing"
+    with path.open(newline="") as f:
+        last = max((int(r[0]) for r in list(csv.reader(f))[1:] if r and r[0].isdigit()), default=0)
+    return None if last >= step else f"its loss log {path} ends at step {last}, the checkpoint at step {step}"
+
+
 def start_over(out_dir: Path, ckpt_path: Path, why: str) -> None:
     """Remove what a run that cannot be continued left in ``out_dir``: its checkpoint, sample grids and
     TensorBoard events (losses.csv is rewritten by the new run), so the folder ends as a fresh run's."""
-    log.warning("%s: checkpoint was made with other settings (%s): starting over", ckpt_path, why)
+    log.warning("%s: %s: starting over", ckpt_path, why)
     ckpt_path.unlink()
     for sample in (out_dir / "samples").glob("step_*.png"):
         sample.unlink()
@@ -727,13 +741,16 @@ def run_training(stage: str, task: GANTask, dataset: PairDataset, out_dir: Path,
     # Built once: persistent workers keep their processes (and open state) from epoch to epoch; each
     # epoch only sets the order, a pure function of (seed, epoch, step), so resume stays exact.
     # Own generator: the loader's seed draw must not advance the global RNG a resumed run restores.
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
+    workers = data_workers(cfg.workers, rt)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=workers,
                         pin_memory=rt.device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed),
-                        persistent_workers=cfg.workers > 0, worker_init_fn=_worker_init if cfg.workers else None)
+                        persistent_workers=workers > 0, worker_init_fn=_worker_init if workers else None)
     step = 0
     state = load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if state is not None:
         why = checkpoint_mismatch(state, stage, cfg, rt, record["inputs"])
+        why = f"checkpoint was made with other settings ({why})" if why else \
+            loss_log_gap(out_dir / "losses.csv", int(state["step"]))
         if why is not None:
             if rt.world > 1:
                 dist.barrier()  # every rank has read it before rank 0 removes it

@@ -10,6 +10,8 @@ import pandas as pd
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
+from pipeline import plan_checks
+
 validate(config, schema="../schemas/config.schema.yaml")
 # The sheet's values stay Python str: pandas' inferred string dtype (pyarrow) encodes them as UTF-8, and a
 # file name need not be UTF-8 (its other bytes are held as surrogate escapes).
@@ -155,6 +157,8 @@ VIDEOS = load_videos(config["videos"])
 check_crops(VIDEOS, config["videos"])
 check_spans(VIDEOS, config["videos"])
 check_frame_rates(VIDEOS, config["videos"])
+plan_checks.check_sheet(VIDEOS, config["videos"], config)
+plan_checks.rebuild_lost(workflow, VIDEOS.index)
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
 SOURCES = VIDEOS[VIDEOS["role"] == "source"]
 SUBJECTS = sorted(TARGETS["subject"].unique())

@@ -9,7 +9,7 @@ def video_path(wildcards):
 
 
 def extract_options(wildcards):
-    """Per-video extraction flags from the sheet (crop, rotation, fps, start, end)."""
+    """Per-video extraction flags from the sheet (crop, rotation, fps, start, end) and the config (damaged)."""
     row = VIDEOS.loc[wildcards.video]
     flags = []
     if row["crop"]:
@@ -21,4 +21,6 @@ def extract_options(wildcards):
     for key in ("start", "end"):
         if row[key]:
             flags += [f"--{key}", row[key]]
+    if config["extract"]["damaged"] != "fail":  # the default adds no flag: existing frames need no rerun
+        flags += ["--damaged", config["extract"]["damaged"]]
     return " ".join(shlex.quote(f) for f in flags)

@@ -43,6 +43,13 @@ def pose_targets():
     targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
     targets += [f"results/plate/{v}/plate.json" for v in TARGETS.index]  # shown in the report
     targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
+    # The files between them are targets too: one lost is made again by a rerun (Snakemake leaves a missing
+    # file alone while all made from it is there). Frames folders are not: deleting them frees the most space.
+    targets += [f"results/{kind}/{v}/{stage}.parquet" for v in VIDEOS.index for kind in ("keypoints", "qc")
+                for stage in ("raw", "smooth")]
+    targets += [f"results/stats/video/{s}.json" for s in SOURCES.index]
+    targets += [f"results/stats/subject/{t}.json" for t in SUBJECTS]
+    targets += [f"results/normalized/{s}/{t}.parquet" for s, t in transfer_pairs()]
     return targets
 
 

@@ -93,4 +93,5 @@ def transfer_targets():
     for subject in SUBJECTS:
         targets += [f"results/evaluation/{subject}/{name}" for name in ("tables.md", "samples.png")]
         targets.append(f"results/plots/losses/{subject}.png")
+        targets += [subject_models(subject)[model] for model in ("generator", "face")]  # a lost one is made again
     return targets
