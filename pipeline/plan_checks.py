@@ -64,8 +64,13 @@ def check_sheet(sheet: Any, sheet_path: str, config: Mapping[str, Any]) -> None:
     DataFrame (index: name; columns path, role, subject, crop, rotation, fps, start, end)."""
     from pipeline.footage.media import probe_video
 
-    rows = {name: row for name, row in sheet.iterrows() if Path(row["path"]).is_file()}
-    infos = {name: probe_video(row["path"], count_frames=False) for name, row in rows.items()}
+    infos, rows = {}, {}
+    for name, row in sheet.iterrows():
+        if Path(row["path"]).is_file():
+            try:
+                infos[name], rows[name] = probe_video(row["path"], count_frames=False), row
+            except ValueError:
+                continue  # not a readable video: its extraction says so, naming it
     frames = {}
     for name, row in rows.items():
         try:
