@@ -83,6 +83,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--face-n-blocks", type=BLOCKS, default=5, help="face generator residual blocks" + DEFAULT)
             p.add_argument("--face-size", type=Number(int, 8, 8192, unit="pixels"), default=None,
                            help="face box side in model pixels (default: height / 4, 128 at 512)")
+            p.add_argument("--face-min-landmarks", type=Number(float, 0, 1), default=0.5,
+                           help="write face.pt without a face GAN (transfer and evaluation then apply none) when "
+                           "face landmarks are found on fewer of the training frames than this share" + DEFAULT)
         else:
             p.add_argument("--width", type=MODEL_SIDE, default=512, help="model width in pixels" + DEFAULT)
             p.add_argument("--height", type=MODEL_SIDE, default=256, help="model height in pixels" + DEFAULT)

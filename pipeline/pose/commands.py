@@ -1,4 +1,4 @@
-"""``edn`` commands of the poses: detect, gather-keypoints, smooth, qc, stats, normalize and render."""
+"""``edn`` commands of the poses: detect, gather-keypoints, smooth, qc, stats, normalize, render and coverage."""
 
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("paper", "retarget"), default="paper")
     p.add_argument("--center-x", action="store_true",
                    help="shift x so the source's mean position lands on the target's")
+    p.add_argument("--keep-in-view", action=argparse.BooleanOptionalAction, default=True,
+                   help="shift frames smoothly so the whole body stays inside the target's frame (default: on)")
     p.add_argument("--qc", type=Path, default=None,
                    help="`edn qc` verdicts of SOURCE: frames not ok are repaired (interpolated or held)")
     p.add_argument("--max-repaired-share", type=fraction, default=0.1,
@@ -95,6 +97,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-face", action="store_true")
     p.add_argument("--no-hands", action="store_true")
     p.set_defaults(func=handler("pipeline.pose.render", "cli"))
+
+    p = sub.add_parser("coverage", help="which source poses the target's training frames never show (keypoints only)")
+    p.add_argument("out", type=Path, help="JSON: the target's gaps and, with --source, each source frame's coverage")
+    p.add_argument("--target", type=Path, nargs="+", required=True, help="the target subject's keypoint files")
+    p.add_argument("--source", type=Path, default=None,
+                   help="the source's keypoints (normalized or raw); without it: the target's gaps alone")
+    p.add_argument("--holdout", type=fraction, default=0.2,
+                   help="the last share of each target clip kept out of training (train: holdout)")
+    p.set_defaults(func=handler("pipeline.pose.coverage", "cli"))
 
 
 def stage_paths(args: argparse.Namespace) -> StagePaths | None:
@@ -119,4 +130,6 @@ def stage_paths(args: argparse.Namespace) -> StagePaths | None:
         return c, (args.source, args.source_stats, args.target_stats, args.qc), (FileOutput(args.out, ".parquet"),)
     if c == "render":
         return c, (args.keypoints,), (FolderOutput(args.out_dir),)
+    if c == "coverage":
+        return c, (*args.target, args.source), (FileOutput(args.out, ".json"),)
     return None
