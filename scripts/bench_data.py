@@ -73,8 +73,9 @@ AUGMENTATIONS["all"] = {k: v for settings in AUGMENTATIONS.values() for k, v in 
 
 
 def augmentation_rates(seconds: float = 2.0, n_frames: int = 24) -> dict[str, float]:
-    """One worker's samples/s of PairDataset on a synthetic clip at the demo's sizes, by augmentation setting
-    (with a plate, as the demo trains); the off row is the dataset exactly as without augmentation."""
+    """One worker's samples per CPU-second of PairDataset on a synthetic clip at the demo's sizes, by
+    augmentation setting (with a plate, as the demo trains); the off row is the dataset exactly as without
+    augmentation. CPU time over interleaved rounds: other work on a shared machine slows every setting alike."""
     import cv2
     import torch
 
@@ -83,20 +84,24 @@ def augmentation_rates(seconds: float = 2.0, n_frames: int = 24) -> dict[str, fl
     from pipeline.gan.synthetic import make_synthetic_clip
 
     cv2.setNumThreads(1)
-    rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         clip = load_clip(*make_synthetic_clip(Path(tmp), n_frames=n_frames, width=DEMO_FRAMES[0],
                                               height=DEMO_FRAMES[1]))
         plates = torch.zeros(1, 3, DEMO_MODEL[1], DEMO_MODEL[0], dtype=torch.uint8)
-        for name, settings in AUGMENTATIONS.items():
-            data = PairDataset([clip], *DEMO_MODEL, holdout=0.0, augment=Augmentation(**settings),
-                               plates=plates if settings else None)
-            done, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds or done < 4:
-                data[(done // len(data), done % len(data))]
-                done += 1
-            rates[name] = done / (time.perf_counter() - start)
-    return rates
+        datasets = {name: PairDataset([clip], *DEMO_MODEL, holdout=0.0, augment=Augmentation(**settings),
+                                      plates=plates if settings else None)
+                    for name, settings in AUGMENTATIONS.items()}
+        cpu, done = dict.fromkeys(datasets, 0.0), dict.fromkeys(datasets, 0)
+        rounds, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds * len(datasets) or rounds < 2:
+            for name, data in datasets.items():
+                tick = time.process_time()
+                for k in range(len(data)):
+                    data[(rounds, k)]
+                cpu[name] += time.process_time() - tick
+                done[name] += len(data)
+            rounds += 1
+    return {name: done[name] / cpu[name] for name in datasets}
 
 
 def gpu_step_rates(bench_train_json: Path) -> dict[str, float]:
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{width}x{height:<5} {rate:17.1f} {need if need else 'unknown':>22} {workers or '-':>16}")
     augmented = augmentation_rates(args.seconds)
     print(f"augmentation at {DEMO_MODEL[0]}x{DEMO_MODEL[1]} from {DEMO_FRAMES[0]}x{DEMO_FRAMES[1]} frames "
-          "(samples/s/worker): " + ", ".join(f"{k} {v:.0f}" for k, v in augmented.items()))
+          "(samples per CPU-second of one worker): " + ", ".join(f"{k} {v:.0f}" for k, v in augmented.items()))
     if not needed:
         print(f"no GPU rows in {args.bench_train} yet (make gpu-check on a CUDA machine writes them): "
               "the GPU's samples/s is unknown; workers per GPU = GPU samples/s / samples/s per worker")

@@ -186,7 +186,7 @@ def test_pose_faults_touch_the_input_only_and_drop_a_joint_with_its_hand(clip):
     plain = PairDataset([clip], W, H, 0.2)
     for k in range(len(data)):
         sample, before = data[(0, k)], plain[k]
-        assert np.array_equal(sample["real_t1"], before["real_t1"]) and np.array_equal(sample["real_t"], before["real_t"])
+        assert all(np.array_equal(sample[key], before[key]) for key in ("real_t", "real_t1"))
         assert not np.array_equal(sample["pose_t1"], before["pose_t1"])
 
 

@@ -304,7 +304,8 @@ class PairDataset:
         item.update({"box_t1": torch.from_numpy(np.array(box, dtype=np.int64)), "has_face": bool(box[0] >= 0),
                      "clip": c, "frame": clip.indices[t]})
         if self.plates is not None:
-            item["plate"] = tensor(transform_image(np.ascontiguousarray(self.plates[c].numpy().transpose(1, 2, 0)), draw))
+            plate = np.ascontiguousarray(self.plates[c].numpy().transpose(1, 2, 0))
+            item["plate"] = tensor(transform_image(plate, draw))
         if self.plate_unknown is not None:
             unknown = self.plate_unknown[c, 0].numpy().astype(np.uint8)
             item["plate_unknown"] = torch.from_numpy(transform_image(unknown, draw, nearest=True) > 0)[None]

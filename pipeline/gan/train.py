@@ -36,11 +36,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.gan.augment import Augmentation
 from pipeline.gan.checkpoint import load_checkpoint, parameter_checksum, rng_state, save_checkpoint, save_model, \
     set_rng_state, tensors_sha256
 from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, COMPILE_MODES, compile_in_place, decide_compile, \
     first_call
-from pipeline.gan.augment import Augmentation
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminator
 from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, CHROMAS, UPSAMPLINGS, PlateComposite, build_generator, \
@@ -462,7 +462,8 @@ class PoseTask(GANTask):
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
         # a plate generator: each sample's own clip's plate, as augmentation moved it when it did
-        plate = batch_to_device(batch["plate"], self.rt) if "plate" in batch else sample_plates(self.G, batch.get("clip"))
+        plate = batch_to_device(batch["plate"], self.rt) if "plate" in batch else \
+            sample_plates(self.G, batch.get("clip"))
         mask_terms = isinstance(self.G, PlateComposite) and (
             self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0 or self.cfg.lambda_mask > 0)
         if mask_terms:
