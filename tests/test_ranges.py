@@ -136,7 +136,8 @@ SCHEMA_KEYS = {
     **{("train", k): f"train.{k}" for k in (
         "width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "niter_fix_global", "ndf",
         "n_layers_d", "num_d", "epochs", "niter_decay", "batch_size", "lr", "seed", "checkpoint_every",
-        "checkpoint_minutes", "sample_every", "holdout", "workers", "lambda_l1")},
+        "checkpoint_minutes", "sample_every", "holdout", "workers", "lambda_l1", "mirror", "jitter_scale",
+        "jitter_shift", "jitter_rotation", "pose_drop", "pose_noise")},
     **{("train-face", f"face_{k}"): f"train.face.{k}" for k in ("ngf", "n_downsample", "n_blocks", "size")},
     ("train-face", "epochs"): "train.face.epochs", ("train-face", "niter_decay"): "train.face.niter_decay",
     ("transfer", "crf"): "transfer.crf",
