@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli import main
-from pipeline.pose.coverage import SEGMENTS, THRESHOLD, chain_distances, coverage, segment_angles, target_gaps
+from pipeline.evaluation.coverage import SEGMENTS, THRESHOLD, chain_distances, coverage, segment_angles, target_gaps
 from pipeline.pose.keypoints import J, KeypointTrack, write_keypoints
 from test_stats import pose
 

@@ -1,4 +1,4 @@
-"""``edn`` commands of the evaluation: evaluate, measure-transfer and plot (the report's figures)."""
+"""``edn`` commands of the evaluation: evaluate, coverage, measure-transfer and plot (the report's figures)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.arguments import CRF, Number, StagePaths, handler
-from pipeline.gan.commands import DEFAULT, add_device_options, clip_paths
+from pipeline.gan.commands import DEFAULT, HOLDOUT, add_device_options, clip_paths
 
 # Held-out clips generated at once (each holds (rows + 1) MediaPipe trackers of ~0.2 GB) and frames
 # in the sample grid (one row of pictures each): both grow memory.
@@ -66,6 +66,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="carry the source's soundtrack into the side-by-side video" + DEFAULT)
     p.set_defaults(func=handler("pipeline.evaluation.fidelity", "cli"))
 
+    p = sub.add_parser("coverage", help="which source poses the target's training frames never show (keypoints only)")
+    p.add_argument("out", type=Path, help="JSON: the target's gaps and, with --source, each source frame's coverage")
+    p.add_argument("--target", type=Path, nargs="+", required=True, help="the target subject's keypoint files")
+    p.add_argument("--source", type=Path, default=None,
+                   help="the source's keypoints (normalized or raw); without it: the target's gaps alone")
+    p.add_argument("--holdout", type=HOLDOUT, default=0.2,
+                   help="the last share of each target clip kept out of training (train: holdout)")
+    p.set_defaults(func=handler("pipeline.evaluation.coverage", "cli"))
+
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
     plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     # Figures whose arguments are only paths: name, help, positional paths (the last is the PNG), handler.
@@ -106,6 +115,8 @@ def stage_paths(args: argparse.Namespace) -> StagePaths | None:
         ablations = [a.split("=", 1)[1] for a in (args.ablation or []) + (args.transfer or []) if "=" in a]
         return c, (*clip_paths(args), args.generator, args.face, args.frame_by_frame, *ablations,
                    args.lpips_weights), (FolderOutput(args.out_dir),)
+    if c == "coverage":
+        return c, (*args.target, args.source), (FileOutput(args.out, ".json"),)
     if c == "measure-transfer":
         outputs = [FileOutput(args.record, ".json", ("transfer",))]
         outputs += [FileOutput(args.per_frame, ".parquet")] if args.per_frame else []

@@ -745,13 +745,14 @@ def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequen
         raise RuntimeError(f"{path}: cannot write sample grid")
 
 
-def parse_ablations(values: Sequence[str] | None, option: str = "--ablation") -> dict[str, Path]:
+def parse_ablations(values: Sequence[str] | None, option: str = "--ablation", path_is: str = "GENERATOR_PT"
+                    ) -> dict[str, Path]:
     """``NAME=PATH`` arguments (``option``'s) as a mapping; a malformed or repeated name is an error."""
     out: dict[str, Path] = {}
     for value in values or ():
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"{option} {value!r}: expected NAME=PATH")
+            raise ValueError(f"{option} {value!r}: expected NAME={path_is}")
         if name in out:
             raise ValueError(f"{option} {name} given twice")
         out[name] = Path(path)
@@ -762,5 +763,5 @@ def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
              frame_by_frame=args.frame_by_frame, ablations=parse_ablations(args.ablation), rows=args.rows,
              lpips_weights=args.lpips_weights, device=args.device, samples=args.samples, precision=args.precision,
-             clip_batch=args.clip_batch, compile=args.compile, transfers=parse_ablations(args.transfer, "--transfer"))
+             clip_batch=args.clip_batch, compile=args.compile, transfers=parse_ablations(args.transfer, "--transfer", "RECORD_JSON"))
     return 0

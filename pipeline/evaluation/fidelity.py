@@ -16,7 +16,7 @@ Per frame:
   target's statistics, as normalization scales it); per limb in ``error_<limb>``;
 * ``pck``: the share of those joints within :data:`PCK_THRESHOLD` body heights.
 
-With the source's coverage (:mod:`pipeline.pose.coverage`) the relation between a frame's coverage
+With the source's coverage (:mod:`pipeline.evaluation.coverage`) the relation between a frame's coverage
 distance and its error is reported: whether uncovered frames are the ones that fail.
 The same step writes the side-by-side video (source | stick figure | generated), marking frames
 that lose the body (red border, "no body") and frames whose pose the target's footage does not

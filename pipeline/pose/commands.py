@@ -1,4 +1,4 @@
-"""``edn`` commands of the poses: detect, gather-keypoints, smooth, qc, stats, normalize, render and coverage."""
+"""``edn`` commands of the poses: detect, gather-keypoints, smooth, qc, stats, normalize and render."""
 
 from __future__ import annotations
 
@@ -98,15 +98,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-hands", action="store_true")
     p.set_defaults(func=handler("pipeline.pose.render", "cli"))
 
-    p = sub.add_parser("coverage", help="which source poses the target's training frames never show (keypoints only)")
-    p.add_argument("out", type=Path, help="JSON: the target's gaps and, with --source, each source frame's coverage")
-    p.add_argument("--target", type=Path, nargs="+", required=True, help="the target subject's keypoint files")
-    p.add_argument("--source", type=Path, default=None,
-                   help="the source's keypoints (normalized or raw); without it: the target's gaps alone")
-    p.add_argument("--holdout", type=fraction, default=0.2,
-                   help="the last share of each target clip kept out of training (train: holdout)")
-    p.set_defaults(func=handler("pipeline.pose.coverage", "cli"))
-
 
 def stage_paths(args: argparse.Namespace) -> StagePaths | None:
     """(stage, inputs, outputs) of the pose commands; None for any other command."""
@@ -130,6 +121,4 @@ def stage_paths(args: argparse.Namespace) -> StagePaths | None:
         return c, (args.source, args.source_stats, args.target_stats, args.qc), (FileOutput(args.out, ".parquet"),)
     if c == "render":
         return c, (args.keypoints,), (FolderOutput(args.out_dir),)
-    if c == "coverage":
-        return c, (*args.target, args.source), (FileOutput(args.out, ".json"),)
     return None

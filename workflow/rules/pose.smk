@@ -214,7 +214,7 @@ rule coverage:
     input:
         target=subject_keypoints,
         source="results/normalized/{source}/{subject}.parquet",
-        code=stage_code("pose/coverage"),
+        code=stage_code("evaluation/coverage"),
     output:
         report(
             "results/coverage/{source}/{subject}.json",
@@ -238,7 +238,7 @@ rule coverage:
 rule coverage_target:
     input:
         target=subject_keypoints,
-        code=stage_code("pose/coverage"),
+        code=stage_code("evaluation/coverage"),
     output:
         report(
             "results/coverage/target/{subject}.json",
