@@ -28,6 +28,9 @@ SEED = Number(int, 0, 2 ** 32 - 1)  # numpy's seed range (seed_everything seeds 
 HOLDOUT = Number(float, 0, below=1)  # a share of each clip; 1 would leave nothing to train on
 WORKERS = Number(int, 0, 64)  # data processes, each with its own copy of the clips' frames
 SAMPLES_PER_STEP = Number(int, 1, 1024)
+PROBABILITY = Number(float, 0, 1)
+SHARE = Number(float, 0, below=1)  # of the frame: 1 would move or scale the person out of it
+DEGREES = Number(float, 0, 180)
 
 
 def add_device_options(parser: argparse.ArgumentParser, training: bool = False) -> None:
@@ -45,6 +48,25 @@ def add_device_options(parser: argparse.ArgumentParser, training: bool = False) 
                         help="torch.compile the networks; auto: on CUDA when the run is long enough to pay the "
                         "compile back (single process); on the CPU eager training and generation compiled "
                         "from 4000 frames; falls back to eager with a log line where it cannot"
+                        + DEFAULT)
+
+
+def add_augmentation_options(parser: argparse.ArgumentParser) -> None:
+    """The pose GAN's training-data augmentation (pipeline/gan/augment.py; 0 turns each off)."""
+    parser.add_argument("--mirror", type=PROBABILITY, default=0.0,
+                        help="probability that a training pair is mirrored (stick figures re-drawn with left and "
+                        "right exchanged)" + DEFAULT)
+    parser.add_argument("--jitter-scale", type=SHARE, default=0.0,
+                        help="each pair scaled by 1 +- up to this (frames, plate, stick figures alike)" + DEFAULT)
+    parser.add_argument("--jitter-shift", type=SHARE, default=0.0,
+                        help="each pair shifted by up to this share of the frame's width and height" + DEFAULT)
+    parser.add_argument("--jitter-rotation", type=DEGREES, default=0.0,
+                        help="each pair rotated by up to this many degrees about the frame's centre" + DEFAULT)
+    parser.add_argument("--pose-drop", type=PROBABILITY, default=0.0,
+                        help="probability that an input stick figure loses a joint (and its hand), as a detector "
+                        "does; the real frames are not touched" + DEFAULT)
+    parser.add_argument("--pose-noise", type=SHARE, default=0.0,
+                        help="input stick figures' joints moved by a normal draw of this share of the height"
                         + DEFAULT)
 
 
@@ -83,6 +105,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--face-n-blocks", type=BLOCKS, default=5, help="face generator residual blocks" + DEFAULT)
             p.add_argument("--face-size", type=Number(int, 8, 8192, unit="pixels"), default=None,
                            help="face box side in model pixels (default: height / 4, 128 at 512)")
+            p.add_argument("--face-min-landmarks", type=Number(float, 0, 1), default=0.5,
+                           help="write face.pt without a face GAN (transfer and evaluation then apply none) when "
+                           "face landmarks are found on fewer of the training frames than this share" + DEFAULT)
         else:
             p.add_argument("--width", type=MODEL_SIDE, default=512, help="model width in pixels" + DEFAULT)
             p.add_argument("--height", type=MODEL_SIDE, default=256, help="model height in pixels" + DEFAULT)
@@ -123,6 +148,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            "from the plate inside the person's box (the plate's inpainted pixels left out)" + DEFAULT)
             p.add_argument("--mask-init", type=MASK_INIT, default=None,
                            help="background plate: the mask's starting value, 0-1 (default: PyTorch's init, ~0.5)")
+            add_augmentation_options(p)
         p.add_argument("--lambda-l1", type=WEIGHT, default=0.0,
                        help="pixel L1 reconstruction weight (0: the paper's losses only)" + DEFAULT)
         p.add_argument("--l1-scales", type=L1_SCALES, default=1,

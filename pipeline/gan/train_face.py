@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,6 +35,7 @@ from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, co
     run_stage
 
 FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +49,9 @@ class FaceConfig(TrainConfig):
     face_n_downsample: int = 3
     face_n_blocks: int = 5
     face_size: int | None = None  # box side in model pixels; None: height / 4 (128 at 512)
+    # A majority of the samples must show the face the residual is to learn: a crop without face
+    # landmarks has no face drawn in its stick figure, so nothing tells the residual where eyes and mouth go.
+    face_min_landmarks: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,10 +105,50 @@ class FaceTask(GANTask):
         return losses, [pose_f[0], gen_f[0], face[0], real_f[0]] if visuals else None
 
 
+def face_landmark_share(clips: Sequence[ClipFiles], holdout: float) -> float:
+    """The share of the clips' training frames (before each held-out tail) with face landmarks."""
+    from pipeline.gan.data import split_holdout
+    from pipeline.pose.keypoints import FACE, read_keypoints
+
+    counts = []
+    for clip in clips:
+        data = read_keypoints(clip[2]).data
+        data = data[split_holdout(len(data), holdout)[0]]
+        counts.append(((data[:, FACE, 2] > 0).any(axis=1).sum(), len(data)))
+    frames = sum(n for _, n in counts)
+    return float(sum(k for k, _ in counts) / frames) if frames else 0.0
+
+
+def skip_face(out_dir: Path, model_path: Path, share: float, cfg: FaceConfig, clips: Sequence[ClipFiles]
+              ) -> dict[str, Any]:
+    """Write ``face.pt`` holding no face GAN, with the reason (:func:`pipeline.gan.models.face.face_skipped`),
+    and the run folder's ``run.json`` with the same record."""
+    from pipeline.gan.checkpoint import sealed
+    from pipeline.provenance import atomic_path, provenance, write_json
+
+    reason = (f"face landmarks on {share:.0%} of the target's training frames, fewer than the "
+              f"{cfg.face_min_landmarks:.0%} a face GAN needs (train: face: min_landmarks); no face GAN is "
+              "trained or applied")
+    record = {"skipped": reason, "face_landmark_share": share, "min_landmarks": cfg.face_min_landmarks,
+              "provenance": provenance("train-face", {"clips": [[str(p) for p in c] for c in clips],
+                                                      "holdout": cfg.holdout,
+                                                      "min_landmarks": cfg.face_min_landmarks})}
+    with atomic_path(model_path) as tmp:
+        torch.save(sealed(record), tmp)
+    write_json(Path(out_dir) / "run.json", record)  # the run folder says why it holds no losses
+    log.warning("%s: %s", model_path, reason)
+    return record
+
+
 def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[ClipFiles], cfg: FaceConfig,
                model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train the face GAN against the frozen ``generator_path``; writes ``out_dir``'s run files and
-    the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`."""
+    the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`.
+    With face landmarks on fewer training frames than ``cfg.face_min_landmarks``, writes a face.pt
+    that holds no face GAN and says why (:func:`skip_face`)."""
+    share = face_landmark_share(clips, cfg.holdout)
+    if share < cfg.face_min_landmarks:
+        return skip_face(Path(out_dir), Path(model_path or Path(out_dir) / "face.pt"), share, cfg, clips)
     generator, gen_config = load_generator(generator_path)
     if "width" not in gen_config or "height" not in gen_config:
         raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")

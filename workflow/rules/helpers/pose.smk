@@ -43,6 +43,8 @@ def pose_targets():
     targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
     targets += [f"results/plate/{v}/plate.json" for v in TARGETS.index]  # shown in the report
     targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
+    targets += [f"results/coverage/{s}/{t}.json" for s, t in transfer_pairs()]
+    targets += [f"results/coverage/target/{t}.json" for t in SUBJECTS]
     # The files between them are targets too: one lost is made again by a rerun (Snakemake leaves a missing
     # file alone while all made from it is there). Frames folders are not: deleting them frees the most space.
     targets += [f"results/{kind}/{v}/{stage}.parquet" for v in VIDEOS.index for kind in ("keypoints", "qc")
@@ -51,6 +53,11 @@ def pose_targets():
     targets += [f"results/stats/subject/{t}.json" for t in SUBJECTS]
     targets += [f"results/normalized/{s}/{t}.parquet" for s, t in transfer_pairs()]
     return targets
+
+
+def subject_keypoints(wildcards):
+    """The smoothed keypoints of every clip of the subject, in the training's clip order."""
+    return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
 
 
 def qc_flags():

@@ -60,7 +60,8 @@ def train_flags(stage, overrides=None):
         options.pop("niter_fix_global", None)
         generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
                           "num_d", "background", "upsample", "chroma", "lambda_l1", "lambda_fg", "lambda_mask_binary", "lambda_mask",
-                          "mask_init")
+                          "mask_init", "mirror", "jitter_scale", "jitter_shift", "jitter_rotation", "pose_drop",
+                          "pose_noise")  # augmentation: the pose GAN's data only
         options = {k: v for k, v in options.items() if k not in generator_only}
         options.update({k if k in ("epochs", "niter_decay", "lambda_l1") else f"face_{k}": v
                         for k, v in config["train"]["face"].items()})
