@@ -63,6 +63,7 @@ def check_sheet(sheet: Any, sheet_path: str, config: Mapping[str, Any]) -> None:
     frame, targets long enough for the held-out split, one frame size per subject. ``sheet``: the workflow's
     DataFrame (index: name; columns path, role, subject, crop, rotation, fps, start, end)."""
     from pipeline.footage.media import probe_video
+    from pipeline.footage.timespan import check_span_frames
 
     infos, rows = {}, {}
     for name, row in sheet.iterrows():
@@ -93,24 +94,6 @@ def check_sheet(sheet: Any, sheet_path: str, config: Mapping[str, Any]) -> None:
             check_subject_sizes(clips, int(config["extract"]["height"]))
         except ValueError as exc:
             raise ValueError(f"{sheet_path}: subject {subject}: {exc}") from None
-
-
-def check_span_frames(info: Any, start: float | None, end: float | None, fps: float | None) -> int:
-    """The number of frames extraction will write for a trim (``start``/``end`` in seconds, None: the video's
-    own ends) at ``fps`` (None: the video's); an error naming the video and its duration when the span holds
-    no frame of the video or of the output rate."""
-    out_fps = fps or info.fps
-    if info.duration <= 0:
-        return 0  # no duration in the header: extraction counts what it decodes
-    first, last = start or 0.0, min(end, info.duration) if end is not None else info.duration
-    span = last - first
-    # a source frame lasts 1/fps: a span shorter than that may fall between two of them
-    shortest = 1.0 / min(info.fps, out_fps)
-    if span < shortest:
-        raise ValueError(f"{info.path}: the trim from {first:g} s to {last:g} s holds no frame: the video lasts "
-                         f"{info.duration:.3f} s at {info.fps:.4g} fps (one frame every {1 / info.fps:.4f} s) and is "
-                         f"extracted at {out_fps:.4g} fps; give a span of at least {shortest:.4f} s")
-    return max(1, round(span * out_fps))
 
 
 def check_holdout_split(frame_count: int, holdout: float, where: str) -> None:

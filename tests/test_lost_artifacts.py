@@ -55,8 +55,8 @@ def test_a_finished_run_without_its_loss_log_is_trained_again_to_the_same_losses
 
 @pytest.mark.slow
 def test_each_lost_output_is_made_again_by_a_rerun(tmp_path, clip_path):
-    """The tiny workflow run once; then a loss log, a figure, a frame image, a keypoint file and the
-    checkpoint beside a finished model are deleted in turn, each followed by a rerun that restores it (the
+    """The tiny workflow run once; then a loss log, a frame image, and a figure, a keypoint file, a model and
+    the checkpoint beside a finished model are deleted in turn, each followed by a rerun that restores it (the
     checkpoint: nothing needs it once the model is written, so nothing reruns)."""
     from test_rerun import BASE
     from test_workflow import snakemake, write_config
@@ -85,12 +85,12 @@ def test_each_lost_output_is_made_again_by_a_rerun(tmp_path, clip_path):
     assert frame.read_bytes() == frame_bytes
     assert run_log.read_text() == logged  # what follows the frames reran on the same frames
 
-    # intermediate files (keypoints) are targets too, figures always were; the checkpoint beside a finished
-    # model is needed by nothing, so nothing reruns for it
-    checkpoint = results / "models/subj/checkpoint.pt"
-    for lost in (figure, keypoints, checkpoint):
+    # intermediate files (keypoints) and models are targets too, figures always were; the checkpoint beside a
+    # finished model is needed by nothing, so nothing reruns for it
+    checkpoint, face = results / "models/subj/checkpoint.pt", results / "models/subj/face.pt"
+    for lost in (figure, keypoints, checkpoint, face):
         lost.unlink()
     snakemake(work)
-    assert figure.is_file() and keypoints.is_file() and not checkpoint.exists()
+    assert figure.is_file() and keypoints.is_file() and face.is_file() and not checkpoint.exists()
     done = snakemake(work, "-n")
     assert "Nothing to be done" in done.stdout + done.stderr

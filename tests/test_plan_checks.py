@@ -19,6 +19,7 @@ import yaml
 from pipeline import plan_checks
 from pipeline.footage.extract import extract_frames
 from pipeline.footage.media import VideoInfo, ffmpeg_exe
+from pipeline.footage.timespan import check_span_frames
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -43,17 +44,22 @@ def test_the_base_config_is_the_one_beside_the_workflow(tmp_path):
         plan_checks.base_config(tmp_path)
 
 
-def test_a_trim_that_holds_no_frame_is_refused_naming_the_video_and_its_duration():
-    assert plan_checks.check_span_frames(_info(), 0.5, 1.5, None) == 30
-    assert plan_checks.check_span_frames(_info(), None, None, 10.0) == 20
-    assert plan_checks.check_span_frames(_info(duration=0.0), 1.0, 1.01, None) == 0  # no duration: not judged
-    with pytest.raises(ValueError, match=r"dance.mp4: the trim from 1 s to 1.01 s holds no frame: the video lasts "
-                                         r"2.000 s at 30 fps .* give a span of at least 0.0333 s"):
-        plan_checks.check_span_frames(_info(), 1.0, 1.01, None)
-    with pytest.raises(ValueError, match="the trim from 1.99 s to 2 s holds no frame"):  # past the last frame
-        plan_checks.check_span_frames(_info(), 1.99, None, None)
-    with pytest.raises(ValueError, match="extracted at 5 fps; give a span of at least 0.2000 s"):
-        plan_checks.check_span_frames(_info(), 1.0, 1.1, 5.0)  # 3 source frames, none at 5 fps
+def test_a_trim_that_holds_no_frame_is_refused_naming_the_video_and_its_duration(tmp_path, clip_path, capsys):
+    assert check_span_frames(_info(), 0.5, 1.5, None) == 30
+    assert check_span_frames(_info(), None, None, 10.0) == 20
+    assert check_span_frames(_info(), 1.0, 1.1, 1.0) == 1  # the first source frame in the span
+    assert check_span_frames(_info(duration=0.0), 1.0, 1.01, None) == 0  # no duration: not judged
+    with pytest.raises(ValueError, match=r"dance.mp4: the trim from 1 s to 1.01 s is shorter than one frame: the "
+                                         r"video lasts 2.000 s at 30 fps \(a frame every 0.0333 s\), so it may hold "
+                                         r"none; give a span of at least 0.0333 s"):
+        check_span_frames(_info(), 1.0, 1.01, None)
+    with pytest.raises(ValueError, match="the trim from 1.99 s to 2 s is shorter than one frame"):  # the end
+        check_span_frames(_info(), 1.99, None, None)
+    # edn extract itself says so, before ffmpeg runs
+    from pipeline.cli import main
+
+    assert main(["extract", str(clip_path), str(tmp_path / "f"), "--start", "0.3", "--end", "0.305"]) == 2
+    assert f"{clip_path}: the trim from 0.3 s to 0.305 s is shorter than one frame" in capsys.readouterr().err
 
 
 def test_a_target_too_short_for_the_held_out_split_is_refused_with_the_real_holdout():
@@ -190,12 +196,12 @@ def test_one_overlay_plans_the_same_training_from_any_folder(tmp_path, clip_path
 
 @pytest.mark.slow
 def test_the_workflow_refuses_bad_numbers_before_any_job(tmp_path, clip_path):
-    """A trim that holds no frame, a target too short for its held-out split, and one subject's clips of two
+    """A trim shorter than one frame, a target too short for its held-out split, and one subject's clips of two
     frame sizes stop a dry run, each naming the video and the fix."""
     narrow, wide = _clip(tmp_path / "narrow.mp4", 144, 256), _clip(tmp_path / "wide.mp4", 146, 256)
     cases = {
-        f"me\t{clip_path}\ttarget\tme\t0.3\t0.305\n": r"video me: .*clip.mp4: the trim from 0.3 s to 0.305 s holds "
-                                                    r"no frame: the video lasts 0.400 s",
+        f"me\t{clip_path}\ttarget\tme\t0.3\t0.305\n": r"video me: .*clip.mp4: the trim from 0.3 s to 0.305 s is "
+                                                    r"shorter than one frame: the video lasts 0.400 s",
         f"me\t{clip_path}\ttarget\tme\t0.35\t\n": r"video me: .*clip.mp4: 3 frames are too few for train: holdout "
                                                  r"0.5 \(2 held out, 1 to train on\)",
         f"a\t{narrow}\ttarget\tme\t\t\nb\t{wide}\ttarget\tme\t\t\n": r"subject me: clips of one subject must share "

@@ -18,7 +18,7 @@ from pipeline.footage.audio import first_pts_time, probe_audio
 from pipeline.footage.commands import FRAME_HEIGHT, FRAME_RATE
 from pipeline.footage.media import (VideoInfo, child_process_options, ffmpeg_cause, ffmpeg_exe, ffmpeg_file,
                                     ffmpeg_sequence, probe_video, read_header)
-from pipeline.footage.timespan import check_span
+from pipeline.footage.timespan import check_span, check_span_frames
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         raise ValueError(f"extract: damaged must be one of {DAMAGED_CHOICES}, got {damaged!r}")
     out_fps = float(fps or info.fps)
     check_span(info.duration, start, end, str(video))
+    check_span_frames(info, start, end, fps)
 
     input_args: dict[str, Any] = {}
     if start:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.footage.media import VideoInfo
 
 # Seconds ("12", "12.5") or [hh:]mm:ss[.ms] ("0:12", "01:40.5", "1:02:03"); the sheet's schema uses it too.
 TIME_PATTERN = r"(\d+(\.\d+)?|(\d+:)?[0-5]?\d:[0-5]\d(\.\d+)?)"
@@ -37,3 +41,19 @@ def check_span(duration: float, start: float | None, end: float | None, where: s
         raise ValueError(f"{where}: start {start:g} s is not before the video's end ({duration:.3f} s)")
     if end is not None and end > duration + 1e-3:
         raise ValueError(f"{where}: end {end:g} s lies past the video's end ({duration:.3f} s)")
+
+
+def check_span_frames(info: VideoInfo, start: float | None, end: float | None, fps: float | None) -> int:
+    """The number of frames extraction will write for a trim (``start``/``end`` in seconds, None: the video's
+    own ends) at ``fps`` (None: the video's); an error naming the video and its duration when the span is
+    shorter than one frame of the video, so that it may hold none (extraction's first frame is the first
+    source frame inside the span)."""
+    if info.duration <= 0:
+        return 0  # no duration in the header: extraction counts what it decodes
+    first, last = start or 0.0, min(end, info.duration) if end is not None else info.duration
+    frame = 1.0 / info.fps
+    if last - first < frame:
+        raise ValueError(f"{info.path}: the trim from {first:g} s to {last:g} s is shorter than one frame: the video "
+                         f"lasts {info.duration:.3f} s at {info.fps:.4g} fps (a frame every {frame:.4f} s), so it may "
+                         f"hold none; give a span of at least {frame:.4f} s")
+    return max(1, round((last - first) * (fps or info.fps)))
