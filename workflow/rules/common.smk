@@ -171,10 +171,13 @@ def transfer_pairs():
     return pairs or [(s, t) for s in SOURCES.index for t in SUBJECTS]
 
 
-def stage_code(module):
-    """A stage's module ("pose/smooth": pipeline/pose/smooth.py) as an input, so editing it reruns that stage
-    and what follows."""
-    return str(Path(workflow.basedir) / "pipeline" / f"{module}.py")
+def stage_code(*command, runner=None):
+    """The source files `edn COMMAND` imports (started by `python -m RUNNER` when given) as a rule's input,
+    so editing any of them reruns that stage and what follows, and editing another module reruns nothing
+    (pipeline/plan/code.py reads the imports)."""
+    from pipeline.plan.code import stage_code as command_files
+
+    return command_files(*command, runner=runner, root=Path(workflow.basedir))
 
 
 # Snakemake sets OMP_NUM_THREADS, torch's intra-op threads, to a job's `threads` (1 unless the rule

@@ -13,7 +13,7 @@ include: "helpers/transfer.smk"
 use rule train_generator as train_frame_by_frame with:
     input:  # from scratch: the global phase's generator takes the previous frame, this one does not
         unpack(train_inputs),
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
     params:
@@ -38,7 +38,7 @@ use rule train_generator as train_ablation with:
     input:
         unpack(train_inputs),
         plates=plate_inputs,
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/ablations/{ablation}/generator.pt",
     params:
@@ -62,7 +62,7 @@ rule transfer:
         normalized="results/normalized/{source}/{subject}.parquet",
         render="results/render_transfer/{source}/{subject}",
         source_frames="results/frames/{source}",
-        code=[stage_code("gan/transfer"), stage_code("gan/generate"), stage_code("gan/runtime")],
+        code=stage_code("transfer"),
     output:
         video=report(
             "results/transfer/{source}/{subject}.mp4",
@@ -105,8 +105,7 @@ rule evaluate:
     input:
         unpack(train_inputs),
         unpack(evaluate_models),
-        code=[stage_code("evaluation/evaluate"), stage_code("gan/generate"), stage_code("evaluation/metrics"),
-              stage_code("gan/runtime")],
+        code=stage_code("evaluate"),
     output:
         tables=report(
             "results/evaluation/{subject}/tables.html",
@@ -147,7 +146,7 @@ rule evaluate:
 rule plot_losses:
     input:
         unpack(loss_models),
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "losses"),
     output:
         report(
             "results/plots/losses/{subject}.png",
@@ -171,7 +170,7 @@ rule plot_stability:
     input:
         record="results/transfer/{source}/{subject}.json",
         real=subject_frames,
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "stability"),
     output:
         report(
             "results/plots/stability/{source}/{subject}.png",
