@@ -63,3 +63,30 @@ def test_each_subpackage_says_what_it_holds_and_may_import(sub):
     for path in (PIPELINE / sub).rglob("*.py"):
         assert ast.get_docstring(ast.parse(path.read_text())), f"{path}: no module docstring"
 
+
+def test_no_module_imports_itself_through_others():
+    """No import circle, at module level or inside functions (an import inside a function hides a circle
+    from Python, not from a reader)."""
+    from pipeline.plan.code import _imports
+
+    root = PIPELINE.parent
+    modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+               for p in PIPELINE.rglob("*.py")}
+    # a package's __init__ is passed through, not run for its contents: only modules' own imports count
+    graph = {m: {i for i in _imports(m, root, False) if i in modules and not (root / i.replace(".", "/")).is_dir()}
+             for m in modules}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                circle = path[path.index(other):] + [other]
+                raise AssertionError(f"import circle: {' -> '.join(circle)}")
+            if other not in state:
+                visit(other, path + [other])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])

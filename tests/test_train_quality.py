@@ -16,7 +16,10 @@ from pipeline.gan.models.generator import GlobalGenerator, PlateComposite, build
     default_generator_config, init_weights
 from pipeline.gan.models.losses import mask_binary_prior, masked_l1_loss, multiscale_l1_loss
 from pipeline.gan.plate import stick_figure_region
-from pipeline.gan.train import TrainConfig, WeightEMA, _step_decay_factor, train
+from pipeline.gan.engine import _step_decay_factor
+from pipeline.gan.options import TrainConfig
+from pipeline.gan.task import WeightEMA
+from pipeline.gan.train import train
 
 TINY = dict(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2, workers=0,
             vgg_loss=False, sample_every=0, deterministic=True, device="cpu")

@@ -167,7 +167,7 @@ def held_out_frames(model: str | Path, clips: Sequence[tuple[str | Path, str | P
 def check_same_clips(model: Path, clips: list[Clip], record: dict[str, Any] | None = None) -> None:
     """The clips must be the ones the model's training split (frame count, first frame, size, keypoint values),
     by the fingerprints the model file itself records."""
-    from pipeline.gan.train import clip_inputs
+    from pipeline.gan.stage import clip_inputs
 
     record = stored_record(model) if record is None else record
     inputs = record.get("training_inputs", record.get("inputs"))
