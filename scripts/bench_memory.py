@@ -28,8 +28,8 @@ def measure(width: int, height: int, vgg_weights: str | None) -> dict[str, objec
     import torch
 
     from pipeline.gan.memory import pose_step_memory
-    from pipeline.gan.runtime import Runtime
     from pipeline.gan.options import TrainConfig
+    from pipeline.gan.runtime import Runtime
     from pipeline.gan.train import PoseTask
 
     torch.set_num_threads(1)

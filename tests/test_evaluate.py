@@ -192,6 +192,7 @@ def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_
     plain = list(generate_frames(models, poses, boxes, use_face=False))
     refined = list(generate_frames(models, poses, boxes, use_face=True))
     pairs = list(generate_frames(models, poses, boxes, with_plain=True))
+    assert len(plain) == len(refined) == len(pairs) == len(poses) > 0
     assert all(np.array_equal(a, p) and np.array_equal(b, r) for (a, b), p, r in zip(pairs, plain, refined))
     assert any(not np.array_equal(p, r) for p, r in zip(plain, refined))  # the face GAN changes something
 
