@@ -24,8 +24,8 @@ from pipeline.gan.checkpoint import load_checkpoint, parameter_checksum, rng_sta
 from pipeline.gan.compiled import AUTO_MIN_TRAIN_STEPS, compile_in_place, decide_compile, first_call
 from pipeline.gan.data import PairDataset
 from pipeline.gan.models.generator import tensor_to_image
-from pipeline.gan.options import FREE_ON_RESUME, TrainConfig
-from pipeline.gan.runtime import PRECISIONS, Runtime, all_gather, set_float32_math
+from pipeline.gan.options import PRECISIONS, TrainConfig, free_on_resume
+from pipeline.gan.runtime import Runtime, all_gather, set_float32_math
 from pipeline.gan.task import GANTask
 from pipeline.gan.tensorboard_log import open_board
 from pipeline.provenance import atomic_path, provenance, write_json
@@ -175,7 +175,7 @@ def checkpoint_mismatch(state: dict[str, Any], stage: str, cfg: TrainConfig, rt:
     it does not record), or None when this run is its continuation."""
     old, new = state["config"], cfg.as_dict()
     changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-               if k not in FREE_ON_RESUME and old.get(k) != new.get(k)]
+               if k not in free_on_resume(type(cfg)) and old.get(k) != new.get(k)]
     if state.get("stage") != stage:
         changed.append(f"stage {state.get('stage')} -> {stage}")
     if state.get("world", 1) != rt.world:

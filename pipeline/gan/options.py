@@ -1,179 +1,253 @@
-"""What ``edn train`` and ``edn train-face`` take besides their inputs: :class:`TrainConfig` and
-:class:`FaceConfig`, their checks, and which of them a resumed run may change (the options of
-pix2pixHD's ``options/``). Recorded in run.json, the checkpoints and the model files.
+"""What ``edn train`` and ``edn train-face`` take besides their inputs, each option declared once
+(pix2pixHD's ``options/``): its type and default (the dataclass field), and in the field's
+:class:`Option` its help, range or choices, which commands take it, whether an ablation may change it,
+whether a resumed run may, and the CPU demo's value where config/config.yaml departs from the default.
+
+``edn``'s parser (pipeline/gan/commands.py), the configs' checks (:meth:`TrainConfig.__post_init__`) and
+the workflow's flags are made from these declarations; tests/test_options.py holds the JSON schema's
+``train`` keys, ``evaluate.ablations``, config/config.yaml and config/README.md to them. Only the standard
+library is imported here, so ``edn --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pipeline.gan.compiled import COMPILE_MODES
-from pipeline.gan.models.generator import CHROMAS, UPSAMPLINGS
-from pipeline.gan.runtime import PRECISIONS
+from pipeline.arguments import Number, non_negative_int, positive_int
 
-# Settings that may differ between a checkpoint and the run resuming it (training length and
-# housekeeping); every other setting shapes the networks, losses or data order and must match.
-# (init_global is a path: the weights it held are part of the checkpoint's "inputs" fingerprint.)
-FREE_ON_RESUME = {"epochs", "niter_decay", "device", "checkpoint_every", "checkpoint_minutes", "sample_every",
-                  "max_steps", "workers", "deterministic", "vgg_weights", "init_global", "tensorboard", "compile"}
-_POSITIVE = ("width", "height", "epochs", "batch_size", "ngf", "n_downsample", "n_blocks", "ndf", "n_layers_d",
-             "num_d", "checkpoint_every")
-_REAL = ("lr", "beta1", "lambda_feat", "lambda_vgg", "lambda_l1", "checkpoint_minutes", "holdout")
+# The values a choice takes; the modules that act on them import them from here.
+PRECISIONS = ("auto", "bf16", "fp16", "tf32", "fp32")
+COMPILE_MODES = ("auto", "on", "off")  # the config's true/false are on/off
+UPSAMPLINGS = ("transpose", "resize")
+CHROMAS = ("full", "half")
+SWITCH = (True, False, "auto")  # on the command line: on, off, auto
+DEVICES = ("auto", "cpu", "cuda")
 
-LR_SCALING = ("none", "linear")
-WEIGHT_INITS = ("default", "normal")
-LR_SCHEDULES = ("epoch", "step")
+# Ranges. Maxima bound what memory grows with: a model side up to 4x the paper's largest (2048), filters up
+# to 16x the paper's 64; the model that fits is then decided by the training step's memory estimate
+# (pipeline/gan/memory.py).
+MODEL_SIDE = Number(int, 16, 8192, unit="pixels")
+FILTERS = Number(int, 1, 1024)
+DOWNSAMPLINGS = Number(int, 1, 8)  # 2**8 = 256: a 8192-pixel side keeps 32 pixels at the bottleneck
+BLOCKS = Number(int, 1, 64)
+LAYERS = Number(int, 1, 8)  # discriminator layers or scales: each halves the picture
+WEIGHT = Number(float, 0)  # a loss weight: 0 turns the loss off
+MASK_INIT = Number(float, above=0, below=1)  # the mask is a sigmoid's value, never exactly 0 or 1
+L1_SCALES = Number(int, 1, 8)  # each scale halves the picture, as the discriminator's scales do
+EMA_DECAY = Number(float, 0, below=1)  # 1 would never move the average
+LEARNING_RATE = Number(float, maximum=1, above=0)  # Adam moves each weight by about lr per step
+BETA = Number(float, 0, below=1)  # Adam's moving average forgets nothing at 1 and diverges above
+SEED = Number(int, 0, 2 ** 32 - 1)  # numpy's seed range (seed_everything seeds numpy too)
+HOLDOUT = Number(float, 0, below=1)  # a share of each clip; 1 would leave nothing to train on
+WORKERS = Number(int, 0, 64)  # data processes, each with its own copy of the clips' frames
+SAMPLES_PER_STEP = Number(int, 1, 1024)
+MINUTES = Number(float, 0)
+FACE_SIDE = Number(int, 8, 8192, unit="pixels")
+
+POSE, FACE, BOTH = ("train",), ("train-face",), ("train", "train-face")
+KEEP = object()  # Option.demo: config/config.yaml keeps the default
+
+
+@dataclass(frozen=True)
+class Option:
+    """What a training option is besides its type and default."""
+
+    help: str
+    check: Number | tuple[Any, ...] | None = None  # a number's range, or the values it takes; None: a flag or path
+    stages: tuple[str, ...] = BOTH  # the edn commands that take it
+    ablation: bool = False  # evaluate.ablations may change it (a generator or loss option)
+    resume: bool = False  # may differ between a checkpoint and the run resuming it (length and housekeeping)
+    demo: Any = KEEP  # config/config.yaml's value where the CPU demo departs from the default
+    flag: str | None = None  # the command-line spelling when not --NAME (a flag that turns a default off)
+    config: str | None = None  # its config key when not train: NAME (None: train: NAME; "": none)
+
+
+def option(default: Any, help: str, check: Number | tuple[Any, ...] | None = None,
+           stages: tuple[str, ...] = BOTH, **details: Any) -> Any:
+    """A config field declared with its :class:`Option`."""
+    return field(default=default, metadata={"option": Option(help, check, stages, **details)})
+
+
+def declaration(cls: type, name: str) -> Option:
+    return cls.__dataclass_fields__[name].metadata["option"]
+
+
+def options(cls: type) -> list[tuple[dataclasses.Field, Option]]:
+    """Each field of a config class with its declaration, in order."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(cls)]
 
 
 @dataclass
 class TrainConfig:
-    """Everything ``edn train`` takes besides its inputs; recorded in run.json and the checkpoints."""
+    """Everything ``edn train`` takes besides its inputs; recorded in run.json and the checkpoints. The
+    defaults are the paper's global generator (config/paper.yaml's first phase; tests/test_cli.py)."""
 
-    width: int = 512
-    height: int = 256
-    # The defaults are the paper's global generator (config/paper.yaml's first phase; tests/test_cli.py).
-    epochs: int = 20
-    niter_decay: int = 10  # linear learning-rate decay to zero over the last N epochs (pix2pixHD)
-    batch_size: int = 1
-    lr: float = 2e-4
-    beta1: float = 0.5
-    ngf: int = 64
-    n_downsample: int = 4
-    n_blocks: int = 9
-    n_blocks_local: int = 3
-    # The generator's upsampling: transpose (pix2pixHD's stride-2 transposed convolutions) or resize
-    # (nearest 2x, then a 3x3 convolution: no checkerboard; pipeline.gan.models.generator.upsample_layer)
-    upsample: str = "transpose"
-    # The foreground's colour: full (the network's own) or half (chroma low-passed as 4:2:0 footage carries
-    # it, luma untouched; pipeline.gan.models.generator.ChromaLowPass)
-    chroma: str = "full"
-    local_enhancer: bool = False
-    ndf: int = 64
-    n_layers_d: int = 3
-    num_d: int = 3
-    lambda_feat: float = 10.0
-    lambda_vgg: float = 10.0
-    vgg_loss: bool | str = True  # True, False, or "auto": use VGG when its weights are found
-    vgg_weights: str | None = None  # None: the torch hub cache
-    seed: int = 0
-    device: str = "auto"
-    # auto: bf16 on GPUs with native bf16, else fp32; fp16 uses a grad scaler; fp32 is IEEE (TF32 off),
-    # tf32 lets CUDA matmuls and convolutions use TF32
-    precision: str = "auto"
-    # InstanceNorm2d hands back NCHW for channels_last input, so conv -> norm pairs pay transposes:
-    # off unless a benchmark on the machine shows it faster
-    channels_last: bool = False
-    # torch.compile the networks (pipeline.gan.compiled): auto (on CUDA, when the run is long enough to pay
-    # the compile back), on, off; the losses agree with eager to float rounding
-    compile: str = "auto"
-    checkpoint_every: int = 500
-    # Also a checkpoint once this many minutes have passed since the last one (0: steps only), so a job
-    # stopped at its time limit loses at most that much whatever a step costs on the GPU it got.
-    checkpoint_minutes: float = 0.0
-    sample_every: int = 500  # 0: no sample grids
-    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
-    holdout: float = 0.2
-    workers: int = 2
-    deterministic: bool = False
-    # False: the paper's frame-by-frame ablation (no previous-frame input, single-frame discriminator)
-    temporal: bool = True
-    background: str = "none"  # "plate": the generator composites a foreground over the clip's plate
-    lambda_l1: float = 0.0  # pixel L1 reconstruction weight; 0 = the paper's losses
-    # The L1 averaged over this many scales (1, 1/2, 1/4...): more weight on low frequencies, which the
-    # adversarial terms leave unanchored without VGG19
-    l1_scales: int = 1
-    # Background plate: L1 of the foreground against the real frame inside the person's box (from the
-    # stick figure), so the foreground is the person wherever the mask may show it
-    lambda_fg: float = 0.0
-    lambda_mask_binary: float = 0.0  # background plate: prior pushing the mask to 0 or 1 (4 m (1 - m))
-    # Background plate: L1 of the mask against where the real frame differs from the plate inside the
-    # person's box (pipeline.gan.plate.foreground_target); the plate's inpainted pixels are unknown, not
-    # background, and take no part
-    lambda_mask: float = 0.0
-    mask_init: float | None = None  # background plate: the mask's starting value (None: PyTorch's init, ~0.5)
-    weight_init: str = "default"  # normal: pix2pixHD's N(0, 0.02) convolution weights; default: PyTorch's
-    lr_schedule: str = "epoch"  # epoch: pix2pixHD's steps after each epoch; step: linear to 0 at the last step
-    ema_decay: float = 0.0  # > 0: the saved generator is an exponential moving average of its weights
-    # The reference schedule's second phase: the local enhancer's global part starts from this
-    # global generator.pt (ngf = 2 x ngf) and takes no updates for the first niter_fix_global epochs.
-    init_global: str | None = None
-    niter_fix_global: int = 0
-    # Learning rate with several processes/samples per step: "none" keeps lr; "linear" multiplies it
-    # by the global batch (batch_size x processes; the paper's batch is 1).
-    lr_scaling: str = "none"
-    tensorboard: bool | str = "auto"  # events under RUN_DIR/tensorboard; auto: when the package is installed
+    width: int = option(512, "model width in pixels", MODEL_SIDE, POSE, demo=144)
+    height: int = option(256, "model height in pixels", MODEL_SIDE, POSE)
+    epochs: int = option(20, "passes over the training pairs", positive_int, ablation=True, resume=True, demo=4)
+    niter_decay: int = option(10, "last epochs, over which the learning rate falls linearly to 0 (pix2pixHD)",
+                              non_negative_int, ablation=True, resume=True, demo=2)
+    batch_size: int = option(1, "samples per step and process", SAMPLES_PER_STEP)
+    lr: float = option(2e-4, "Adam learning rate", LEARNING_RATE, ablation=True)
+    beta1: float = option(0.5, "Adam beta1", BETA, config="")
+    ngf: int = option(64, "generator's first filters", FILTERS, POSE, ablation=True, demo=16)
+    n_downsample: int = option(4, "global generator downsamplings", DOWNSAMPLINGS, POSE, ablation=True, demo=2)
+    n_blocks: int = option(9, "global generator residual blocks", BLOCKS, POSE, ablation=True, demo=6)
+    n_blocks_local: int = option(3, "local enhancer residual blocks", BLOCKS, POSE, ablation=True)
+    upsample: str = option("transpose", "the generator's upsampling: transpose (pix2pixHD's transposed "
+                           "convolutions) or resize (nearest 2x then a 3x3 convolution: no checkerboard)",
+                           UPSAMPLINGS, POSE, ablation=True, demo="resize")
+    chroma: str = option("full", "the generated colour: full (the network's own) or half (chroma at half "
+                         "resolution as camera footage carries it, luma untouched)", CHROMAS, POSE, ablation=True,
+                         demo="half")
+    local_enhancer: bool = option(False, "pix2pixHD's local enhancer around a global generator of 2 x ngf", None,
+                                  POSE)
+    ndf: int = option(64, "discriminator's first filters", FILTERS, ablation=True, demo=32)
+    n_layers_d: int = option(3, "discriminator layers (3: 70x70 patches)", LAYERS, ablation=True)
+    num_d: int = option(3, "discriminator scales", LAYERS, ablation=True, demo=2)
+    lambda_feat: float = option(10.0, "feature-matching loss weight", WEIGHT, ablation=True)
+    lambda_vgg: float = option(10.0, "VGG perceptual loss weight", WEIGHT, config="")
+    vgg_loss: bool | str = option(True, "VGG19 perceptual loss; on: stop when its weights are missing; auto: use "
+                                  "them when found", SWITCH, ablation=True, demo="auto")
+    vgg_weights: str | None = option(None, "VGG19 ImageNet weights, vgg19-dcbbb0d1.pth (default: the torch hub "
+                                     "cache)", resume=True)
+    seed: int = option(0, "seed of weights and data order", SEED, ablation=True)
+    device: str = option("auto", "auto: CUDA if any", DEVICES, resume=True)
+    precision: str = option("auto", "auto: bf16 on GPUs and CPUs with native bf16, else fp32", PRECISIONS)
+    channels_last: bool = option(False, "channels_last memory format (off: InstanceNorm returns NCHW, so it costs "
+                                 "transposes)")
+    compile: str = option("auto", "torch.compile the networks", COMPILE_MODES, resume=True)
+    checkpoint_every: int = option(500, "steps between checkpoints", positive_int, resume=True, demo=200)
+    checkpoint_minutes: float = option(0.0, "also checkpoint when this many minutes passed since the last one, 0: "
+                                       "off", MINUTES, resume=True, demo=10)
+    sample_every: int = option(500, "steps between sample grids, 0: none", non_negative_int, resume=True, demo=200)
+    max_steps: int | None = option(None, "stop after this many steps in all", non_negative_int, resume=True,
+                                   config="")
+    holdout: float = option(0.2, "last fraction of every clip kept out", HOLDOUT)
+    workers: int = option(2, "data loading processes", WORKERS, resume=True)
+    deterministic: bool = option(False, "deterministic kernels (slower)", resume=True)
+    temporal: bool = option(True, "the paper's frame-by-frame ablation: no previous-frame input, single-frame "
+                            "discriminator", None, POSE, flag="--no-temporal", config="")
+    background: str = option("none", "none: the paper's generator; plate: it also sees the clip's background plate "
+                             "and paints a foreground and a soft mask over it (needs --clip-plate)", ("none", "plate"),
+                             POSE, ablation=True, demo="plate")
+    lambda_l1: float = option(0.0, "pixel L1 reconstruction weight (0: the paper's losses only)", WEIGHT,
+                              ablation=True, demo=100.0)
+    l1_scales: int = option(1, "the L1 averaged over this many scales (1, 1/2, 1/4...)", L1_SCALES, ablation=True)
+    lambda_fg: float = option(0.0, "background plate: L1 weight of the foreground against the real frame inside "
+                              "the person's box (from the stick figure)", WEIGHT, POSE, ablation=True)
+    lambda_mask_binary: float = option(0.0, "background plate: weight of the prior 4 m (1 - m) that pushes the mask "
+                                       "to 0 or 1", WEIGHT, POSE, ablation=True)
+    lambda_mask: float = option(0.0, "background plate: L1 weight of the mask against where the real frame differs "
+                                "from the plate inside the person's box (the plate's inpainted pixels left out)",
+                                WEIGHT, POSE, ablation=True)
+    mask_init: float | None = option(None, "background plate: the mask's starting value, 0-1 (default: PyTorch's "
+                                     "init, ~0.5)", MASK_INIT, POSE, ablation=True)
+    weight_init: str = option("default", "normal: pix2pixHD's N(0, 0.02) weights; default: PyTorch's",
+                              ("default", "normal"), ablation=True)
+    lr_schedule: str = option("epoch", "epoch: the rate drops after each of the last --niter-decay epochs "
+                              "(pix2pixHD); step: it falls linearly every step, to 0 after the last",
+                              ("epoch", "step"), ablation=True)
+    ema_decay: float = option(0.0, "> 0: the saved model is an exponential moving average of the weights with "
+                              "this decay", EMA_DECAY, ablation=True, demo=0.99)
+    init_global: str | None = option(None, "start the local enhancer's global part from this global generator.pt "
+                                     "(trained with ngf = 2 x --ngf at half the resolution; the reference schedule)",
+                                     None, POSE, resume=True, config="")
+    niter_fix_global: int = option(0, "first epochs in which only the local enhancer's own layers learn",
+                                   non_negative_int, POSE)
+    lr_scaling: str = option("none", "none: --lr as given whatever the GPU count; linear: --lr x batch-size x "
+                             "processes", ("none", "linear"))
+    tensorboard: bool | str = option("auto", "TensorBoard events (losses, lr, step time, samples) in "
+                                     "OUT_DIR/tensorboard; auto: when the package is installed", SWITCH, resume=True)
 
     def __post_init__(self) -> None:
-        bad = [f"{k}={getattr(self, k)}" for k in _POSITIVE if getattr(self, k) < 1]
-        bad += [f"niter_decay={self.niter_decay}"] if not 0 <= self.niter_decay <= self.epochs else []
-        bad += [f"lr={self.lr}"] if not self.lr > 0 else []
-        bad += [f"{k}={getattr(self, k)}" for k in _REAL if not math.isfinite(getattr(self, k))]
-        bad += [f"beta1={self.beta1}"] if not 0 <= self.beta1 < 1 else []
-        bad += [f"vgg_loss={self.vgg_loss!r}"] if self.vgg_loss not in (True, False, "auto") else []
-        bad += [f"tensorboard={self.tensorboard!r}"] if self.tensorboard not in (True, False, "auto") else []
-        bad += [f"device={self.device!r}"] if self.device not in ("auto", "cpu", "cuda") else []
-        bad += [f"precision={self.precision!r}"] if self.precision not in PRECISIONS else []
-        bad += [f"compile={self.compile!r}"] if self.compile not in COMPILE_MODES else []
-        bad += [f"max_steps={self.max_steps}"] if self.max_steps is not None and self.max_steps < 0 else []
-        bad += [f"holdout={self.holdout}"] if not 0 <= self.holdout < 1 else []
-        bad += [f"checkpoint_minutes={self.checkpoint_minutes}"] if not self.checkpoint_minutes >= 0 else []
-        bad += [f"workers={self.workers}"] if self.workers < 0 else []
-        bad += [f"background={self.background!r}"] if self.background not in ("none", "plate") else []
-        bad += [f"upsample={self.upsample!r}"] if self.upsample not in UPSAMPLINGS else []
-        bad += [f"chroma={self.chroma!r}"] if self.chroma not in CHROMAS else []
-        bad += [f"lambda_l1={self.lambda_l1}"] if self.lambda_l1 < 0 else []
-        bad += [f"l1_scales={self.l1_scales}"] if not 1 <= self.l1_scales <= 8 else []
-        bad += [f"{k}={getattr(self, k)}" for k in ("lambda_fg", "lambda_mask_binary", "lambda_mask")
-                if getattr(self, k) < 0]
-        bad += [f"mask_init={self.mask_init}"] if self.mask_init is not None and not 0 < self.mask_init < 1 else []
-        bad += [f"weight_init={self.weight_init!r}"] if self.weight_init not in WEIGHT_INITS else []
-        bad += [f"lr_schedule={self.lr_schedule!r}"] if self.lr_schedule not in LR_SCHEDULES else []
-        bad += [f"ema_decay={self.ema_decay}"] if not 0 <= self.ema_decay < 1 else []
-        bad += [f"lr_scaling={self.lr_scaling!r}"] if self.lr_scaling not in LR_SCALING else []
-        bad += [f"niter_fix_global={self.niter_fix_global}"] if not 0 <= self.niter_fix_global <= self.epochs else []
+        bad = [why for f, o in options(type(self)) if (why := _refusal(f.name, getattr(self, f.name), f.default, o.check))]
+        if not 0 <= self.niter_decay <= self.epochs:
+            bad.append(f"niter_decay={self.niter_decay!r} (at most epochs, {self.epochs})")
+        if not 0 <= self.niter_fix_global <= self.epochs:
+            bad.append(f"niter_fix_global={self.niter_fix_global!r} (at most epochs, {self.epochs})")
         if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
-            bad += [f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} "
-                    "without local_enhancer"]
+            bad.append(f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} (they need "
+                       "local_enhancer)")
         if bad:
-            raise ValueError(f"invalid training settings: {', '.join(bad)} (finite numbers, sizes and counts >= 1, "
-                             "0 <= beta1 < 1, "
-                             "0 <= niter_decay <= epochs, 0 <= niter_fix_global <= epochs, 0 <= holdout < 1, "
-                             "checkpoint_minutes >= 0, vgg_loss true/false/auto, lr_scaling none/linear, "
-                             "compile auto/on/off, init_global and niter_fix_global need the local enhancer, "
-                             "loss weights >= 0, l1_scales 1-8, 0 < mask_init < 1, weight_init default/normal, "
-                             "lr_schedule epoch/step, 0 <= ema_decay < 1, upsample transpose/resize, chroma full/half)")
+            raise ValueError(f"invalid training settings: {'; '.join(bad)}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
+def _refusal(name: str, value: Any, default: Any, check: Number | tuple[Any, ...] | None) -> str | None:
+    """``NAME=VALUE (what it must be)`` when ``value`` is outside the declared range or choices, else None
+    (None is taken where it is the default)."""
+    if check is None or (value is None and default is None):
+        return None
+    if isinstance(check, Number):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                check.check(value)
+                return None
+            except ValueError:
+                pass
+        return f"{name}={value!r} (must be {check.describe()})"
+    if value in check and type(value) in {type(c) for c in check}:
+        return None
+    return f"{name}={value!r} (one of {', '.join(map(str, check))})"
+
+
 C = TypeVar("C", bound=TrainConfig)
+
+
+def _face(name: str, default: Any, **changes: Any) -> Any:
+    """A :class:`TrainConfig` option with the face GAN's default and declaration changes."""
+    declared = declaration(TrainConfig, name)
+    return field(default=default, metadata={"option": dataclasses.replace(declared, **changes)})
 
 
 @dataclass
 class FaceConfig(TrainConfig):
-    """:class:`TrainConfig` plus the face generator; the main generator's fields come from generator.pt."""
+    """:class:`TrainConfig` plus the face generator; the main generator's fields come from generator.pt.
+    The defaults are config/paper.yaml's ``train: face:``."""
 
-    epochs: int = 5  # config/paper.yaml's train: face: schedule
-    niter_decay: int = 2
-    num_d: int = 1  # one 70x70 PatchGAN: the crop is small
-    face_ngf: int = 32
-    face_n_downsample: int = 3
-    face_n_blocks: int = 5
-    face_size: int | None = None  # box side in model pixels; None: height / 4 (128 at 512)
+    epochs: int = _face("epochs", 5, config="face.epochs", demo=3)
+    niter_decay: int = _face("niter_decay", 2, config="face.niter_decay", demo=1)
+    num_d: int = _face("num_d", 1, help="discriminator scales (one 70x70 PatchGAN: the crop is small)", config="",
+                       ablation=False)
+    lambda_l1: float = _face("lambda_l1", 0.0, config="face.lambda_l1", ablation=False, demo=100.0)
+    face_ngf: int = option(32, "face generator's first filters", FILTERS, FACE, config="face.ngf", demo=16)
+    face_n_downsample: int = option(3, "face generator downsamplings", DOWNSAMPLINGS, FACE, config="face.n_downsample")
+    face_n_blocks: int = option(5, "face generator residual blocks", BLOCKS, FACE, config="face.n_blocks", demo=3)
+    face_size: int | None = option(None, "face box side in model pixels (default: height / 4, 128 at 512)", FACE_SIDE,
+                                   FACE, config="face.size")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         divisor = 2 ** self.face_n_downsample
-        if min(self.face_ngf, self.face_n_downsample, self.face_n_blocks) < 1:
-            raise ValueError("face_ngf, face_n_downsample and face_n_blocks must be >= 1")
-        if self.face_size is not None and (self.face_size < divisor or self.face_size % divisor):
+        if self.face_size is not None and self.face_size % divisor:
             raise ValueError(f"--face-size {self.face_size} must be a positive multiple of {divisor} "
                              f"(the face generator downsamples {self.face_n_downsample} times)")
+
+
+def free_on_resume(cls: type = TrainConfig) -> set[str]:
+    """Settings that may differ between a checkpoint and the run resuming it; every other setting shapes the
+    networks, losses or data order and must match (init_global is a path: the weights it held are part of the
+    checkpoint's "inputs" fingerprint)."""
+    return {f.name for f, o in options(cls) if o.resume}
+
+
+def config_key(cls: type, name: str) -> str | None:
+    """The option's key under the config's ``train:`` (``face.ngf`` for the face GAN's), None when the config
+    has none."""
+    key = declaration(cls, name).config
+    return name if key is None else key or None
+
+
+def workflow_default(cls: type, name: str) -> Any:
+    """config/config.yaml's value of an option: the CPU demo's where it is declared, else the default."""
+    declared = declaration(cls, name)
+    return cls.__dataclass_fields__[name].default if declared.demo is KEEP else declared.demo
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

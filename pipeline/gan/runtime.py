@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pipeline.gan.options import PRECISIONS
+
 
 def cuda_problem() -> str | None:
     """Why CUDA cannot run this torch's kernels here, or None when it can (a GPU visible, torch built for it)."""
@@ -72,7 +74,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-PRECISIONS = ("auto", "bf16", "fp16", "tf32", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
