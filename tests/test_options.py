@@ -61,8 +61,9 @@ def declared_rule(cls: type, name: str) -> dict[str, Any]:
     if isinstance(check, tuple):
         return {"enum": sorted(str(spelled(c, name)) for c in check), "null": False}
     if isinstance(check, Number):
-        rule = {k: v for k, v in (("minimum", check.minimum), ("maximum", check.maximum),
-                                  ("exclusiveMinimum", check.above), ("exclusiveMaximum", check.below)) if v is not None}
+        bounds = (("minimum", check.minimum), ("maximum", check.maximum), ("exclusiveMinimum", check.above),
+                  ("exclusiveMaximum", check.below))
+        rule = {k: v for k, v in bounds if v is not None}
         return {**rule, "type": {"integer" if check.kind is int else "number"}, "null": null}
     return {"type": {"boolean" if isinstance(field.default, bool) else "string"}, "null": False}
 

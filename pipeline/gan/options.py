@@ -164,7 +164,8 @@ class TrainConfig:
                                      "OUT_DIR/tensorboard; auto: when the package is installed", SWITCH, resume=True)
 
     def __post_init__(self) -> None:
-        bad = [why for f, o in options(type(self)) if (why := _refusal(f.name, getattr(self, f.name), f.default, o.check))]
+        bad = [why for f, o in options(type(self))
+               if (why := _refusal(f.name, getattr(self, f.name), f.default, o.check))]
         if not 0 <= self.niter_decay <= self.epochs:
             bad.append(f"niter_decay={self.niter_decay!r} (at most epochs, {self.epochs})")
         if not 0 <= self.niter_fix_global <= self.epochs:
