@@ -182,7 +182,7 @@ def stage_code(*command, runner=None):
 
 # Snakemake sets OMP_NUM_THREADS, torch's intra-op threads, to a job's `threads` (1 unless the rule
 # says): rules that run a network (training, transfer, evaluation) take every core the run has. They
-# hold the gpu resource one at a time anyway; on a 2-core CPU a demo training step took 0.63 s with
-# one thread and 0.40 s with two (make bench-train). On SLURM the profile's set-threads gives transfer
+# hold the gpu resource one at a time anyway, and a step on two threads is faster than on one
+# (docs/benchmarks.md, training speed). On SLURM the profile's set-threads gives transfer
 # and evaluate theirs, and the SLURM executor asks `--cpus-per-task` = threads.
 TORCH_THREADS = max(1, workflow.cores or 1)
