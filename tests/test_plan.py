@@ -106,3 +106,74 @@ def test_a_rule_made_from_another_keeps_its_code():
     assert len(used) >= 3
     for m, block in used:
         assert "code=" in block and re.search(r"code=(.*),", block).group(1) == code[m.group(1)], m.group(2)
+
+
+# ------------------------------------------------------------------------------- the video sheet
+
+SCHEMA = REPO / "workflow" / "schemas" / "videos.schema.yaml"
+HEADER = b"name\tpath\trole\tsubject\tcrop\trotation\tfps\topenpose_json\n"
+
+
+def test_the_sheet_keeps_hashes_in_paths_odd_bytes_and_rows_ending_in_a_tab(tmp_path):
+    from pipeline.plan.sheet import read_sheet
+
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_bytes(HEADER + b"# a comment: a whole line starting with #\n"
+                      b"a\tclips #2/take 100%d.mp4\ttarget\ts\t\t\t\t\t\n"
+                      b"b\t/x/caf\xe9.mp4\tsource\t\t 0,64,288,448 \t\t30\t-json #1\t\n\n")
+    table = read_sheet(sheet)
+    assert list(table.index) == [3, 4] and list(table.columns) == HEADER.decode().split()  # by line
+    assert table.loc[3, "path"] == "clips #2/take 100%d.mp4" and table.loc[4, "openpose_json"] == "-json #1"
+    assert table.loc[4, "path"] == "/x/caf\udce9.mp4" and table.loc[4, "crop"] == "0,64,288,448"
+    assert all(isinstance(v, str) for v in table.to_numpy().ravel())
+
+
+@pytest.mark.parametrize("text, words", [
+    (b"", "video sheet is empty"),
+    (HEADER + b"a\tv.mp4\ttarget\ts\t\t\t\t\t\tstray\n", "row 2 has 10 fields, the header names 8 columns"),
+])
+def test_a_sheet_the_workflow_cannot_read_is_named_with_its_row(tmp_path, text, words):
+    from pipeline.plan.sheet import read_sheet
+
+    (tmp_path / "videos.tsv").write_bytes(text)
+    with pytest.raises(ValueError, match=re.escape(f"{tmp_path / 'videos.tsv'}: {words}")):
+        read_sheet(tmp_path / "videos.tsv")
+
+
+@pytest.mark.parametrize("rows, words", [
+    (b"a\tv.mp4\tactor\ts\n", "row 2 (a): Error validating"),
+    (b"a\tv.mp4\ttarget\ts\nb\tw.mp4\tsource\t\na\tx.mp4\ttarget\ts\n", "video names must be unique, repeated: ['a']"),
+    (b"b\tw.mp4\tsource\t\n", "no video has role 'target'"),
+    (b"a\tcaf\xe9.mp4\ttarget\ts\n", "row 2 (a): path 'caf\ufffd.mp4' is not UTF-8"),
+])
+def test_sheet_rows_are_validated_by_the_schema_and_named(tmp_path, rows, words):
+    from pipeline.plan.sheet import load_videos
+
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_bytes(b"name\tpath\trole\tsubject\n" + rows)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        load_videos(sheet, SCHEMA)
+
+
+def test_a_valid_sheet_gets_every_optional_column_and_is_indexed_by_name(tmp_path):
+    from pipeline.plan.sheet import OPTIONAL_COLUMNS, load_videos, transfer_pairs
+
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_bytes(b"name\tpath\trole\tsubject\na\tv.mp4\ttarget\ts\nb\tw.mp4\tsource\t\n")
+    videos = load_videos(sheet, SCHEMA)
+    assert list(videos.index) == ["a", "b"] and set(OPTIONAL_COLUMNS) <= set(videos.columns)
+    assert videos.loc["b", "fps"] == ""
+    config = {"videos": str(sheet), "pairs": []}
+    assert transfer_pairs(config, ["b"], ["s"]) == [("b", "s")]
+    with pytest.raises(ValueError, match="config pairs: 'a' is not a source video"):
+        transfer_pairs({**config, "pairs": [{"source": "a", "target": "s"}]}, ["b"], ["s"])
+
+
+def test_every_config_number_must_be_finite():
+    from pipeline.plan.sheet import check_finite
+
+    check_finite({"train": {"lr": 0.1, "face": {"size": None}}, "evaluate": {"rows": ["temporal"]}})
+    with pytest.raises(ValueError, match=r"config train\.face\.lambda_l1 = inf must be a finite number"):
+        check_finite({"train": {"face": {"lambda_l1": float("inf")}}})
+    with pytest.raises(ValueError, match=r"config pairs\.0\.x = nan"):
+        check_finite({"pairs": [{"x": float("nan")}]})

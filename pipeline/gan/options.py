@@ -171,8 +171,8 @@ class TrainConfig:
         if not 0 <= self.niter_fix_global <= self.epochs:
             bad.append(f"niter_fix_global={self.niter_fix_global!r} (at most epochs, {self.epochs})")
         if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
-            bad.append(f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} (they need "
-                       "local_enhancer)")
+            bad.append(f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} without "
+                       "local_enhancer")
         if bad:
             raise ValueError(f"invalid training settings: {'; '.join(bad)}")
 
