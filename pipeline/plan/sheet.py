@@ -48,7 +48,8 @@ def _read_sheet(path: str | Path) -> pd.DataFrame:
     # which only adds an empty column). The python engine keeps surrogate escapes as they are.
     width = max(line.count("\t") for _, line in lines) + 1
     table = pd.read_csv(io.StringIO("\n".join(line for _, line in lines)), sep="\t", header=None,
-                        names=range(width), dtype=object, keep_default_na=False, engine="python", skip_blank_lines=False)
+                        names=range(width), dtype=object, keep_default_na=False, engine="python",
+                        skip_blank_lines=False)
     table = table.fillna("").apply(lambda column: column.str.strip())
     header = list(table.iloc[0])
     while header and not header[-1]:
