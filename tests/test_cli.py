@@ -47,6 +47,8 @@ OWN_COMMANDS = {
                    "plate": ["f", "a.parquet", "p"],
                    "transfer": ["n.parquet", "r", "s", "o.mp4", "--generator", "g.pt"]},
     evaluation_commands: {"evaluate": ["e", *CLIP, "--generator", "g.pt"],
+                          "measure-transfer": ["v.mp4", "g.json", "n.parquet", "r", "s", "--record", "o.json"],
+                          "coverage": ["c.json", "--target", "t.parquet"],
                           "plot": ["tracks", "a.parquet", "b.parquet", "t.png"]},
 }
 

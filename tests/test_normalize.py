@@ -101,7 +101,7 @@ def test_meta_target_size_and_provenance() -> None:
     out = normalize_track(src, SOURCE, TARGET, center_x=True)
     assert (out.meta["width"], out.meta["height"], out.meta["fps"]) == (1024, 576, 25.0)
     assert out.meta["provenance"]["stage"] == "normalize"
-    assert out.meta["provenance"]["params"] == {"method": "paper", "center_x": True}
+    assert out.meta["provenance"]["params"] == {"method": "paper", "center_x": True, "keep_in_view": False}
     assert out.meta["upstream"] == [{"stage": "smooth"}]
     assert out.meta["normalize"]["target"]["ankle_far"] == 350.0
     assert "bone_ratios" in out.meta
@@ -150,3 +150,43 @@ def test_cli_round_trip(tmp_path, capsys) -> None:
     assert "edn normalize: error:" in err and "bad.parquet" in err
     assert main(["normalize", str(src_kp), str(t_json), str(t_json), str(out)]) == 2
     assert "frame size" in capsys.readouterr().err
+
+
+def sideways_walk(n: int = 200, span: float = 900.0) -> KeypointTrack:
+    """A source walking from x = 100 to 100 + span at one depth: wider than the target's 1024 px frame once
+    centred (its mean position lands on the target's), so both ends leave it."""
+    return source_track([pose(100 + span * i / (n - 1), 375, 200) for i in range(n)])
+
+
+def test_keep_in_view_holds_the_whole_body_in_the_frame_smoothly() -> None:
+    src, stats = sideways_walk(span=1400.0), {**SOURCE, "ankle_x_mean": 800.0}
+    cut = normalize_track(src, stats, {**TARGET, "ankle_x_mean": 512.0}, center_x=True)
+    kept = normalize_track(src, stats, {**TARGET, "ankle_x_mean": 512.0}, center_x=True, view=True)
+    x_cut, x_kept = cut.data[..., 0], kept.data[..., 0]
+    assert np.nanmax(x_cut) > 1024 and np.nanmin(x_cut) < 0  # today's behaviour leaves the frame both ways
+    assert np.nanmin(x_kept) >= 0 and np.nanmax(x_kept) <= 1024
+    assert np.nanmin(kept.data[..., 1]) >= 0 and np.nanmax(kept.data[..., 1]) <= 576
+    shift = x_kept[:, J["Neck"]] - x_cut[:, J["Neck"]]
+    # Smooth: the shift changes by at most a few pixels a frame, and the middle of the walk is untouched.
+    assert np.abs(np.diff(shift)).max() < 12
+    assert np.abs(shift[95:105]).max() < 0.5
+    # The pose itself is unchanged: every joint moves by its frame's one shift.
+    assert np.allclose(x_kept - x_cut, shift[:, None], atol=1e-3, equal_nan=True)
+    record = kept.meta["keep_in_view"]
+    assert record["frames"] and "keep_in_view" in record["warning"] and record["max_shift_x"] > 100
+    assert not kept.meta["outside_frame"]["frames"] and cut.meta["outside_frame"]["frames"]
+
+
+def test_keep_in_view_leaves_a_source_inside_the_frame_alone() -> None:
+    src, stats = sideways_walk(span=100.0), {**SOURCE, "ankle_x_mean": 150.0}
+    plain = normalize_track(src, stats, TARGET, center_x=True)
+    kept = normalize_track(src, stats, TARGET, center_x=True, view=True)
+    assert np.allclose(plain.data, kept.data, equal_nan=True)
+    assert kept.meta["keep_in_view"]["warning"] is None and kept.meta["normalize"]["keep_in_view"] is True
+
+
+def test_keep_in_view_centres_a_body_larger_than_the_frame() -> None:
+    giant = {**TARGET, "height_far": 700.0, "height_near": 900.0}
+    kept = normalize_track(sideways_walk(n=10, span=10.0), SOURCE, giant, center_x=True, view=True)
+    record = kept.meta["keep_in_view"]
+    assert record["larger_than_frame"] and "centred" in record["warning"]

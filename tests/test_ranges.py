@@ -136,7 +136,8 @@ SCHEMA_KEYS = {
     **{("train", k): f"train.{k}" for k in (
         "width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "niter_fix_global", "ndf",
         "n_layers_d", "num_d", "epochs", "niter_decay", "batch_size", "lr", "seed", "checkpoint_every",
-        "checkpoint_minutes", "sample_every", "holdout", "workers", "lambda_l1")},
+        "checkpoint_minutes", "sample_every", "holdout", "workers", "lambda_l1", "mirror", "jitter_scale",
+        "jitter_shift", "jitter_rotation", "pose_drop", "pose_noise")},
     **{("train-face", f"face_{k}"): f"train.face.{k}" for k in ("ngf", "n_downsample", "n_blocks", "size")},
     ("train-face", "epochs"): "train.face.epochs", ("train-face", "niter_decay"): "train.face.niter_decay",
     ("transfer", "crf"): "transfer.crf",
@@ -371,6 +372,13 @@ def test_poses_outside_the_target_frame_are_named_with_the_cause(landscape_onto_
 
     ws = landscape_onto_portrait
     argv = ["normalize", str(ws / "src.parquet"), str(ws / "s.json"), str(ws / "t.json"), str(ws / "n.parquet")]
+    # By default the bodies are moved into the frame, and the warning says so.
+    with caplog.at_level(logging.WARNING, logger="pipeline.pose.normalize"):
+        assert main(argv) == 0
+    assert any("60 of 60 frames (0-59) were moved" in r.getMessage() for r in caplog.records)
+    assert read_keypoints(ws / "n.parquet").meta["outside_frame"]["frames"] == []
+    caplog.clear()
+    argv += ["--no-keep-in-view", "--force"]  # the mapped positions as they are
     with caplog.at_level(logging.WARNING, logger="pipeline.pose.normalize"):
         assert main(argv) == 0
     warning = next(r.getMessage() for r in caplog.records if "fall mostly outside" in r.getMessage())
@@ -381,7 +389,7 @@ def test_poses_outside_the_target_frame_are_named_with_the_cause(landscape_onto_
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pipeline.pose.normalize"):
-        assert main([*argv, "--center-x", "--force"]) == 0
+        assert main([*argv, "--center-x"]) == 0
     assert not [r for r in caplog.records if "fall mostly outside" in r.getMessage()]
     assert read_keypoints(ws / "n.parquet").meta["outside_frame"]["frames"] == []
 
@@ -416,7 +424,7 @@ def test_the_workflow_shows_the_geometry_warning(tmp_path, clip_path):
 
     from pipeline.pose.keypoints import write_keypoints
 
-    write_config(tmp_path, clip_path, normalize={"center_x": False})
+    write_config(tmp_path, clip_path, normalize={"center_x": False, "keep_in_view": False})
     results = tmp_path / "results"
     for folder in ("keypoints/clip_source", "qc/clip_source", "stats/video", "stats/subject"):
         (results / folder).mkdir(parents=True)
@@ -430,3 +438,7 @@ def test_the_workflow_shows_the_geometry_warning(tmp_path, clip_path):
     words = "60 of 60 normalized frames fall mostly outside the target's 405x720 frame"
     assert words in done.stderr and "--center-x" in done.stderr
     assert words in (results / "logs/normalize/clip_source_subj.log").read_text()
+    # With keep_in_view (the default) the bodies are moved into the frame, and that warning shows instead.
+    write_config(tmp_path, clip_path, normalize={"center_x": False, "keep_in_view": True})
+    done = snakemake(tmp_path, "results/normalized/clip_source/subj.parquet")
+    assert "60 of 60 frames (0-59) were moved" in done.stderr and words not in done.stderr

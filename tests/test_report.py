@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import shutil
@@ -45,14 +46,25 @@ def test_rule_all_makes_the_videos_the_evaluation_and_the_figures(report_run):
     assert (video.codec, video.pix_fmt) == ("h264", "yuv420p")
     assert probe_video(wd / "results/transfer/clip_source/subj_side_by_side.mp4").frame_count == 12
     tables = (wd / "results/evaluation/subj/tables.md").read_text()
-    for row in ("Frame-by-frame (separate model, no temporal input)", "Temporal smoothing + Face GAN"):
-        assert row in tables
+    assert "Frame-by-frame (separate model, no previous-frame input)" in tables
+    # The clip's dancer is anonymised: no face landmarks, so no Face GAN is trained or applied, and the tables say so.
+    assert "Temporal smoothing + Face GAN" not in tables and "No Face GAN row: face landmarks on 0%" in tables
+    # The transfer measured itself: fidelity and coverage in its JSON, a table, a figure.
+    record = json.loads((wd / "results/transfer/clip_source/subj.json").read_text())
+    fidelity = record["fidelity"]
+    assert fidelity["frames"] == 12 and len(fidelity["per_frame"]["body_found"]) == 12
+    assert 0 <= fidelity["body_found_share"] <= 1 and record["coverage"]["frames"] == 12
+    assert record["models"]["face"]["skipped"] and "generation_seconds" in record
+    assert "Transfer: poses re-detected" in tables and "| clip_source | 12 |" in tables
+    assert json.loads((wd / "results/coverage/target/subj.json").read_text())["target"]["training_frames"] > 0
     assert "paper_generator" in tables  # config.yaml's evaluate: ablations, a row named by it
     assert "unavailable" in tables  # no AlexNet weights in this TORCH_HOME
     assert "held-out" in tables and "clip_target: frames 19-23" in tables  # the last fifth of 24 frames
-    for figure in ("plots/losses/subj.png", "plots/stability/clip_source/subj.png", "evaluation/subj/samples.png"):
+    for figure in ("plots/losses/subj.png", "plots/stability/clip_source/subj.png", "evaluation/subj/samples.png",
+                   "plots/transfer/clip_source/subj.png"):
         assert (wd / "results" / figure).stat().st_size > 5000, figure
-    for rule in ("transfer", "evaluate", "train_frame_by_frame", "train_ablation", "plot_losses", "plot_stability"):
+    for rule in ("transfer", "evaluate", "train_frame_by_frame", "train_ablation", "plot_losses", "plot_stability",
+                 "measure_transfer", "plot_transfer", "coverage", "coverage_target"):
         assert list((wd / "results/logs" / rule).glob("*.log")), rule
         assert list((wd / "results/benchmarks" / rule).glob("*.tsv")), rule
     assert "Nothing to be done" in (lambda d: d.stdout + d.stderr)(snakemake(wd, "-n"))
@@ -103,7 +115,8 @@ def test_report_opens_in_a_browser_with_its_figures(report_run, chromium, tmp_pa
                  "Motion transfer: subj performing the moves of clip_source",
                  "Temporal stability of the transfer video clip_source -> subj",
                  "The paper's evaluation (Chan et al. 2019, sec. 5, Tables 1-4) for target subj",
-                 "Training losses of subj", "Held-out frames of subj"):
+                 "Training losses of subj", "Held-out frames of subj",
+                 "How faithfully the transfer of clip_source onto subj", "Pose coverage of clip_source"):
         assert text in data, text
 
     shot = tmp_path / "report.png"

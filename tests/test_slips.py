@@ -457,6 +457,8 @@ EVERY_COMMAND = {
     "train": ["train", "run", *CLIP], "train-face": ["train-face", "run", *CLIP, "--generator", "g.pt"],
     "plate": ["plate", "f", "a.parquet", "p"], "transfer": [*TRANSFER, "o.mp4", "--generator", "g.pt"],
     "evaluate": ["evaluate", "e", *CLIP, "--generator", "g.pt"],
+    "measure-transfer": ["measure-transfer", "v.mp4", "g.json", "n.parquet", "r", "s", "--record", "o.json"],
+    "coverage": ["coverage", "c.json", "--target", "t.parquet"],
     "plot": ["plot", "tracks", "a.parquet", "b.parquet", "t.png"],
 }
 
@@ -474,7 +476,8 @@ def test_every_command_is_under_the_output_rule():
     figures = next(a for a in commands["plot"]._actions if isinstance(a, argparse._SubParsersAction)).choices
     plots = {"tracks": ["a.parquet", "b.parquet", "o.png"], "qc": ["a.parquet", "b.parquet", "o.png"],
              "normalization": ["n.parquet", "s.json", "t.json", "o.png"], "bones": ["n.parquet", "t.json", "o.png"],
-             "losses": ["o.png", "--run", "name", "run"], "stability": ["r.json", "o.png", "--real", "f"]}
+             "losses": ["o.png", "--run", "name", "run"], "stability": ["r.json", "o.png", "--real", "f"],
+             "transfer": ["r.json", "o.png"]}
     assert set(figures) == set(plots)
     for figure, argv in plots.items():
         stage, inputs, outputs = stage_paths(parser.parse_args(["plot", figure, *argv]))

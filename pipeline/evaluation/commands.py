@@ -1,12 +1,12 @@
-"""``edn`` commands of the evaluation: evaluate and plot (the report's figures)."""
+"""``edn`` commands of the evaluation: evaluate, coverage, measure-transfer and plot (the report's figures)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from pipeline.arguments import Number, StagePaths, handler
-from pipeline.gan.commands import DEFAULT, add_device_options, clip_paths
+from pipeline.arguments import CRF, Number, StagePaths, handler
+from pipeline.gan.commands import DEFAULT, HOLDOUT, add_device_options, clip_paths
 
 # Held-out clips generated at once (each holds (rows + 1) MediaPipe trackers of ~0.2 GB) and frames
 # in the sample grid (one row of pictures each): both grow memory.
@@ -16,7 +16,8 @@ GRID_SAMPLES = Number(int, 1, 64)
 # The inputs (argument names) of each figure; --run folders and --real frames are added to them.
 FIGURE_INPUTS = {"tracks": ("raw", "smooth"), "qc": ("raw_qc", "smooth_qc"),
                  "normalization": ("normalized", "source_stats", "target_stats"),
-                 "bones": ("normalized", "target_stats"), "losses": (), "stability": ("record",)}
+                 "bones": ("normalized", "target_stats"), "losses": (), "stability": ("record",),
+                 "transfer": ("record",)}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +38,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation", action="append", metavar="NAME=GENERATOR_PT",
                    help="one more row NAME, generated like temporal by this generator.pt (trained on the same "
                    "clips with other options); repeat per ablation")
+    p.add_argument("--transfer", action="append", metavar="SOURCE=RECORD_JSON",
+                   help="a transfer record of `edn measure-transfer` onto this target: a row of the transfer table; "
+                   "repeat per source")
     p.add_argument("--clip-batch", type=CLIP_BATCH, default=4,
                    help="held-out clips generated together as one batch per step" + DEFAULT)
     p.add_argument("--lpips-weights", default=None,
@@ -44,6 +48,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_device_options(p)
     p.add_argument("--samples", type=GRID_SAMPLES, default=4, help="held-out frames in the sample grid" + DEFAULT)
     p.set_defaults(func=handler("pipeline.evaluation.evaluate", "cli"))
+
+    p = sub.add_parser("measure-transfer", help="re-detect a transfer video's poses against the poses it was given")
+    p.add_argument("video", type=Path, help="the MP4 of `edn transfer`")
+    p.add_argument("generation_record", type=Path, help="its JSON record (`edn transfer --record`)")
+    p.add_argument("normalized", type=Path, help="the normalized keypoints it was made from")
+    p.add_argument("render_dir", type=Path, help="their stick figures (edn render), for the side-by-side video")
+    p.add_argument("source_frames", type=Path, help="the source's frames, for the side-by-side video")
+    p.add_argument("--record", type=Path, required=True,
+                   help="the transfer's JSON: the generation record with per-frame and summary fidelity and coverage")
+    p.add_argument("--coverage", type=Path, default=None, help="`edn coverage --source` of this source and target")
+    p.add_argument("--per-frame", type=Path, default=None, help="Parquet: one row per frame")
+    p.add_argument("--side-by-side", type=Path, default=None,
+                   help="source | stick figure | result, frames without a body and uncovered poses marked")
+    p.add_argument("--crf", type=CRF, default=18, help="x264 quality, lower is better" + DEFAULT)
+    p.add_argument("--audio", action=argparse.BooleanOptionalAction, default=True,
+                   help="carry the source's soundtrack into the side-by-side video" + DEFAULT)
+    p.set_defaults(func=handler("pipeline.evaluation.fidelity", "cli"))
+
+    p = sub.add_parser("coverage", help="which source poses the target's training frames never show (keypoints only)")
+    p.add_argument("out", type=Path, help="JSON: the target's gaps and, with --source, each source frame's coverage")
+    p.add_argument("--target", type=Path, nargs="+", required=True, help="the target subject's keypoint files")
+    p.add_argument("--source", type=Path, default=None,
+                   help="the source's keypoints (normalized or raw); without it: the target's gaps alone")
+    p.add_argument("--holdout", type=HOLDOUT, default=0.2,
+                   help="the last share of each target clip kept out of training (train: holdout)")
+    p.set_defaults(func=handler("pipeline.evaluation.coverage", "cli"))
 
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
     plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
@@ -64,6 +94,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--run", nargs=2, action="append", required=True, metavar=("NAME", "RUN_DIR"),
                    help="a titled run folder holding losses.csv; repeat")
     q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_losses"))
+    q = plots.add_parser("transfer", help="a transfer's fidelity and coverage over time")
+    q.add_argument("record", type=Path, help="the transfer's JSON of `edn measure-transfer`")
+    q.add_argument("out", type=Path)
+    q.set_defaults(func=handler("pipeline.evaluation.plots", "cli_transfer"))
     q = plots.add_parser("stability", help="consecutive-frame differences of a transfer video against real footage")
     q.add_argument("record", type=Path, help="the JSON record of `edn transfer`")
     q.add_argument("out", type=Path)
@@ -78,9 +112,17 @@ def stage_paths(args: argparse.Namespace) -> StagePaths | None:
 
     c = args.command
     if c == "evaluate":
-        ablations = [a.split("=", 1)[1] for a in (args.ablation or []) if "=" in a]
+        ablations = [a.split("=", 1)[1] for a in (args.ablation or []) + (args.transfer or []) if "=" in a]
         return c, (*clip_paths(args), args.generator, args.face, args.frame_by_frame, *ablations,
                    args.lpips_weights), (FolderOutput(args.out_dir),)
+    if c == "coverage":
+        return c, (*args.target, args.source), (FileOutput(args.out, ".json"),)
+    if c == "measure-transfer":
+        outputs = [FileOutput(args.record, ".json", ("transfer",))]
+        outputs += [FileOutput(args.per_frame, ".parquet")] if args.per_frame else []
+        outputs += [FileOutput(args.side_by_side, ".mp4", ("transfer",))] if args.side_by_side else []
+        return c, (args.video, args.generation_record, args.normalized, args.render_dir, args.source_frames,
+                   args.coverage), tuple(outputs)
     if c == "plot":
         paths = [getattr(args, name) for name in FIGURE_INPUTS[args.figure]]
         paths += [Path(d) for _, d in (getattr(args, "run", None) or [])]

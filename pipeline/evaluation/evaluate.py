@@ -53,7 +53,7 @@ from pipeline.provenance import atomic_dir, provenance, write_json
 log = logging.getLogger(__name__)
 
 ROWS = {
-    "frame_by_frame": "Frame-by-frame (separate model, no temporal input)",
+    "frame_by_frame": "Frame-by-frame (separate model, no previous-frame input)",
     "temporal": "Temporal smoothing",
     "temporal_face": "Temporal smoothing + Face GAN",
 }
@@ -125,13 +125,24 @@ _NOT_ABLATED = {"workers", "device", "checkpoint_every", "sample_every", "determ
                 "vgg_weights"}
 
 
+def changed_options(main: dict[str, Any], other: dict[str, Any], ignore: Sequence[str] = ()) -> list[str]:
+    """"key value (not main's value)" for each training option in which two generators' records differ."""
+    main_params = (main.get("training_provenance") or {}).get("params") or {}
+    params = (other.get("training_provenance") or {}).get("params") or {}
+    return [f"{k} {params[k]} (not {main_params.get(k)})" for k in sorted(params)
+            if k not in _NOT_ABLATED and k not in ignore and params[k] != main_params.get(k)]
+
+
 def ablation_label(name: str, main: dict[str, Any], ablation: dict[str, Any]) -> str:
     """"Temporal smoothing, ablation NAME: key value (main's value) ..." from the two training records."""
-    main_params = (main.get("training_provenance") or {}).get("params") or {}
-    params = (ablation.get("training_provenance") or {}).get("params") or {}
-    changed = [f"{k} {params[k]} (not {main_params.get(k)})" for k in sorted(params)
-               if k not in _NOT_ABLATED and params[k] != main_params.get(k)]
-    return f"{ROWS['temporal']}, ablation {name}: " + (", ".join(changed) or "same training options")
+    return f"{ROWS['temporal']}, ablation {name}: " + (", ".join(changed_options(main, ablation))
+                                                        or "same training options")
+
+
+def frame_by_frame_label(main: dict[str, Any], frame_by_frame: dict[str, Any]) -> str:
+    """The frame-by-frame row's label: the previous-frame input, and any other way its training differs."""
+    others = changed_options(main, frame_by_frame, ignore=("temporal",))
+    return ROWS["frame_by_frame"] + (f"; also {', '.join(others)}" if others else "")
 
 
 def stored_record(model: str | Path) -> dict[str, Any]:
@@ -264,10 +275,12 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
              ablations: dict[str, str | Path] | None = None,
              rows: Sequence[str] = ("temporal", "temporal_face"), lpips_weights: str | Path | None = None,
              device: str = "auto", samples: int = 4, precision: str = "auto", clip_batch: int = 4,
-             compile: str = "auto") -> dict[str, Any]:
+             compile: str = "auto", transfers: dict[str, str | Path] | None = None) -> dict[str, Any]:
     """Evaluate on the held-out frames; writes metrics.parquet, frames.parquet, tables.md, tables.html,
     samples.png and evaluation.json into ``out_dir``. Returns the record.
 
+    ``transfers`` maps a source's name to its transfer record (`edn measure-transfer`): a table of each
+    transfer's fidelity and coverage follows the held-out tables.
     ``ablations`` maps a row name to a generator trained with other options on the same clips
     (``edn train`` with the same holdout): each becomes a row generated like ``temporal``. The
     held-out frames stream through: ``clip_batch`` clips at a time, one frame of each per step, are
@@ -296,6 +309,11 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         raise ValueError(f"ablation row names {clashing} must be lower-case identifiers other than {list(ROWS)}")
     if "temporal_face" in rows and face is None:
         raise ValueError("row temporal_face needs the face GAN (--face face.pt)")
+    from pipeline.gan.models.face import face_skipped
+
+    no_face = face_skipped(face) if face is not None else None
+    if no_face:  # face.pt records why there is no face GAN: the row is left out, and the tables say why
+        rows, face = [r for r in rows if r != "temporal_face"], None
     if "frame_by_frame" in rows and frame_by_frame is None:
         raise ValueError("row frame_by_frame needs the model trained without temporal input "
                          "(--frame-by-frame, made by `edn train --no-temporal`)")
@@ -308,6 +326,9 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
     main_record = models["temporal"].records["generator"]
     specs = row_specs(rows, {name: ablation_label(name, main_record, models[name].records["generator"])
                              for name in ablations})
+    if "frame_by_frame" in models:
+        specs = [Row(r.name, frame_by_frame_label(main_record, models[r.name].records["generator"]), r.model, r.face)
+                 if r.name == "frame_by_frame" else r for r in specs]
     size = models["temporal"].size
     # Every model's own training record: the same held-out frames of the same clips.
     checked = {Path(generator): main_record} | {path: models[name].records["generator"]
@@ -342,7 +363,8 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         "n_frames": sum(len(h.frames) for h in data), "size": list(size), "lpips": lpips is not None,
         "real_faces_detected": int((scores.real_keypoints[:, 25:95, 2] > 0).any(axis=1).sum()),
         "real_bodies_detected": int(body_found(scores.real_keypoints).sum()),
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(time.perf_counter() - started, 1), "no_face_gan": no_face,
+        "transfers": transfer_summaries(transfers or {}),
     }
     out_dir = Path(out_dir)
     labels = {r.name: r.label for r in specs}
@@ -351,6 +373,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
             with open(tmp_dir / name, "wb") as f:  # a file object: pyarrow reads a name as a URI
                 frame.to_parquet(f, index=False)
         tables = result_tables(table, list(labels), lpips is not None, size, labels)
+        tables += transfer_tables(record["transfers"])
         intro = _intro(record, list(labels))
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))
         (tmp_dir / "tables.html").write_text(tables_html(tables, intro))
@@ -627,10 +650,59 @@ def _intro(record: dict[str, Any], rows: Sequence[str]) -> list[str]:
         lines.append("Ablation rows (" + ", ".join(ablations) + ") are generators trained on the same clips, held-out "
                      "frames and budget with the options their label names changed; they are generated like the "
                      "temporal row.")
+    if record.get("no_face_gan"):
+        lines.append(f"No Face GAN row: {record['no_face_gan']}.")
     if record["real_faces_detected"] == 0:
         lines.append("No face keypoints were found on the real frames, so face pose distance and misses are n/a.")
     lines += [PAPER_NOTE, JOINT_NOTE]
     return lines
+
+
+def transfer_summaries(records: dict[str, str | Path]) -> dict[str, Any]:
+    """Each source's transfer fidelity and coverage summary, read from its transfer record."""
+    out = {}
+    for name, path in records.items():
+        try:
+            record = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read the transfer record ({exc})") from exc
+        fidelity = record.get("fidelity")
+        if not fidelity:
+            raise ValueError(f"{path}: the transfer record has no fidelity (written by `edn measure-transfer`?)")
+        out[name] = {"fidelity": {k: v for k, v in fidelity.items() if k != "per_frame"},
+                     "coverage": record.get("coverage")}
+    return out
+
+
+def transfer_tables(summaries: dict[str, Any]) -> list[Table]:
+    """The transfers' fidelity (re-detected poses against the poses given) and coverage, a row per source."""
+    if not summaries:
+        return []
+
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.0f}"
+
+    rows, relation_rows = [], []
+    for name, s in summaries.items():
+        f, c = s["fidelity"], s["coverage"] or {}
+        rows.append([name, str(f["frames"]), pct(f["body_found_share"]), pct(f["pck"]),
+                     _fmt(f["median_joint_error"], 3), pct(c.get("uncovered_share"))])
+        r = f.get("coverage_relation")
+        if r:
+            relation_rows.append([name, f"{pct(r['covered']['body_found_share'])} / {pct(r['uncovered']['body_found_share'])}",
+                                  f"{_fmt(r['covered']['median_joint_error'], 3)} / "
+                                  f"{_fmt(r['uncovered']['median_joint_error'], 3)}",
+                                  f"{r['covered']['frames']} / {r['uncovered']['frames']}",
+                                  _fmt(r["spearman_distance_error"], 2)])
+    tables: list[Table] = [(
+        "Transfer: poses re-detected on the generated frames against the poses given (no real frame exists)",
+        ["source", "frames", "body found %", "PCK@0.1 %", "median joint error (body heights)",
+         "frames uncovered by the target's poses %"], rows)]
+    if relation_rows:
+        tables.append(("Transfer: do uncovered poses fail? (covered / uncovered frames)",
+                       ["source", "body found %", "median joint error", "frames", "rank correlation of coverage "
+                        "distance and error"], relation_rows))
+    return tables
 
 
 def tables_markdown(tables: list[Table], intro: list[str]) -> str:
@@ -673,15 +745,16 @@ def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequen
         raise RuntimeError(f"{path}: cannot write sample grid")
 
 
-def parse_ablations(values: Sequence[str] | None) -> dict[str, Path]:
-    """``NAME=GENERATOR_PT`` arguments as a mapping; a malformed or repeated name is an error."""
+def parse_ablations(values: Sequence[str] | None, option: str = "--ablation", path_is: str = "GENERATOR_PT"
+                    ) -> dict[str, Path]:
+    """``NAME=PATH`` arguments (``option``'s) as a mapping; a malformed or repeated name is an error."""
     out: dict[str, Path] = {}
     for value in values or ():
         name, sep, path = value.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--ablation {value!r}: expected NAME=GENERATOR_PT")
+            raise ValueError(f"{option} {value!r}: expected NAME={path_is}")
         if name in out:
-            raise ValueError(f"--ablation {name} given twice")
+            raise ValueError(f"{option} {name} given twice")
         out[name] = Path(path)
     return out
 
@@ -690,5 +763,5 @@ def cli(args: argparse.Namespace) -> int:
     evaluate(args.out_dir, [tuple(c) for c in args.clip], args.generator, face=args.face,
              frame_by_frame=args.frame_by_frame, ablations=parse_ablations(args.ablation), rows=args.rows,
              lpips_weights=args.lpips_weights, device=args.device, samples=args.samples, precision=args.precision,
-             clip_batch=args.clip_batch, compile=args.compile)
+             clip_batch=args.clip_batch, compile=args.compile, transfers=parse_ablations(args.transfer, "--transfer", "RECORD_JSON"))
     return 0

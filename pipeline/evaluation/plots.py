@@ -294,3 +294,59 @@ def cli_stability(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.record}: cannot read the transfer record ({exc})") from exc
     plot_stability(record, args.real, args.out)
     return 0
+
+
+def plot_transfer(record: dict[str, Any], out: str | Path) -> None:
+    """A transfer's fidelity over time (body found, PCK, joint error) above its coverage distance."""
+    fidelity = record.get("fidelity")
+    if not fidelity:
+        raise ValueError("the transfer record has no fidelity (not written by `edn measure-transfer`?)")
+    frames = fidelity["per_frame"]
+    t = np.asarray(frames["frame"])
+    found = np.asarray(frames["body_found"], dtype=bool)
+
+    def values(key: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in frames.get(key, [])], dtype=float)
+
+    plt = _pyplot()
+    cover = "coverage_distance" in frames
+    fig, axes = plt.subplots(3 if cover else 2, 1, figsize=(11, 6.5 if cover else 4.5), sharex=True)
+    ax = axes[0]
+    ax.bar(t, np.ones(len(t)), width=1.0, color=np.where(found, "#4caf50", "#e53935"), alpha=0.35)
+    ax.plot(t, values("pck"), color="C0", lw=1, label=f"PCK@{fidelity['pck_threshold']:g} of the joints found")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("share")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(f"body found (green) or lost (red) in {fidelity['body_found_share']:.0%} of frames, "
+                 f"PCK {fidelity['pck'] if fidelity['pck'] is None else format(fidelity['pck'], '.0%')}", fontsize=9)
+    ax = axes[1]
+    ax.plot(t, values("joint_error"), ".", ms=3, color="C3", label="median joint error")
+    ax.axhline(fidelity["pck_threshold"], color="0.4", lw=1, ls="--", label="PCK threshold")
+    ax.set_ylabel("body heights")
+    ax.legend(fontsize=7, loc="upper left")
+    if cover:
+        ax = axes[2]
+        distance = values("coverage_distance")
+        uncovered = np.asarray(frames["uncovered"], dtype=bool)
+        ax.plot(t, distance, color="C1", lw=1, label="coverage distance (limb tolerances)")
+        ax.axhline(1.0, color="0.4", lw=1, ls="--", label="threshold: a limb beyond its width")
+        ax.fill_between(t, 0, np.nanmax(distance, initial=1.0) if np.isfinite(distance).any() else 1.0,
+                        where=uncovered, color="C1", alpha=0.12, step="mid", label="uncovered frames")
+        ax.set_ylabel("distance")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[-1].set_xlabel("source frame")
+    fig.suptitle(f"Transfer fidelity: poses re-detected on the generated frames against the poses given "
+                 f"({len(t)} frames)")
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def cli_transfer(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        record = json.loads(Path(args.record).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{args.record}: cannot read the transfer record ({exc})") from exc
+    plot_transfer(record, args.out)
+    return 0

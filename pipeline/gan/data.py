@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.gan.augment import Augmentation
 from pipeline.pose.chain import check_chain
 from pipeline.pose.keypoints import N_JOINTS, read_keypoints
 
@@ -192,14 +193,26 @@ class PairDataset:
 
     ``excluded``: per clip, frame indices (the frames' numbering) that no sample may use,
     e.g. frames pose QC does not call ok; a pair is kept only when both its frames are allowed.
+
+    ``augment`` (:mod:`pipeline.gan.augment`; training only): each sample mirrored, jittered and its
+    stick figures given detector faults as drawn for (seed, epoch, index); the item index may then be
+    ``(epoch, index)``. ``plates`` (uint8 (n_clips, 3, H, W)) and ``plate_unknown`` (bool (n_clips, 1, H, W)):
+    with augmentation, each item also carries its clip's ``plate`` (and ``plate_unknown``) transformed as
+    its frames are. Without augmentation (or all its settings 0) items are exactly as they always were.
     """
 
     def __init__(self, clips: list[Clip], width: int, height: int, holdout: float = 0.2,
                  face_box_size: int | None = None, require_face: bool = False,
-                 excluded: list[set[int]] | None = None):
+                 excluded: list[set[int]] | None = None, augment: Augmentation | None = None,
+                 plates: Any = None, plate_unknown: Any = None):
         from pipeline.gan.models.face import face_box
 
         self.clips, self.width, self.height = clips, width, height
+        self.augment = augment if augment is not None and augment.active else None
+        self.face_box_size = face_box_size
+        self.plates, self.plate_unknown = plates, plate_unknown
+        self.keypoints: list[np.ndarray] = []
+        self.drawing = [render_settings(clip) for clip in clips] if self.augment is not None else []
         self.items: list[tuple[int, int]] = []
         self.held_out: list[list[int]] = []
         self.boxes: list[np.ndarray] = []
@@ -213,6 +226,7 @@ class PairDataset:
                                  f"after holding out {holdout:.0%}")
             self.held_out.append([clip.indices[i] for i in held])
             kp = fit_keypoints(clip.keypoints, clip.width, clip.height, width, height)
+            self.keypoints.append(kp)
             boxes = np.full((len(clip.indices), 4), -1, dtype=np.int64)
             if face_box_size is not None:
                 for i in range(len(clip.indices)):
@@ -239,9 +253,12 @@ class PairDataset:
         image = fit_to_size(read_rgb(path), self.width, self.height)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
-    def __getitem__(self, k: int) -> dict[str, Any]:
+    def __getitem__(self, k: int | tuple[int, int]) -> dict[str, Any]:
         import torch
 
+        epoch, k = k if isinstance(k, tuple) else (0, k)
+        if self.augment is not None:
+            return self._augmented(epoch, k)
         c, t = self.items[k]
         clip = self.clips[c]
         box = self.boxes[c][t + 1]
@@ -251,3 +268,79 @@ class PairDataset:
             "box_t1": torch.from_numpy(box.copy()), "has_face": bool(box[0] >= 0),
             "clip": c, "frame": clip.indices[t],
         }
+
+    def _augmented(self, epoch: int, k: int) -> dict[str, Any]:
+        """Item ``k`` under the augmentation drawn for (seed, epoch, k): both frames and the plate under one
+        transform, the stick figures re-drawn from the transformed keypoints with the input's faults."""
+        import torch
+
+        from pipeline.gan.augment import draw_sample, pose_faults, transform_image, transform_keypoints
+        from pipeline.gan.models.face import face_box
+
+        aug = self.augment
+        c, t = self.items[k]
+        clip = self.clips[c]
+        draw = draw_sample(aug, epoch, k, self.width, self.height)
+
+        def tensor(image: np.ndarray) -> Any:
+            return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+        def frame(i: int) -> Any:
+            return tensor(transform_image(fit_to_size(read_rgb(clip.frame_paths[i]), self.width, self.height), draw))
+
+        item: dict[str, Any] = {"real_t": frame(t), "real_t1": frame(t + 1)}
+        moved = [transform_keypoints(self.keypoints[c][i], draw) for i in (t, t + 1)]
+        for name, i, kp in (("pose_t", t, moved[0]), ("pose_t1", t + 1, moved[1])):
+            faulty = pose_faults(kp, aug, draw.rng, self.height)
+            if draw.identity and np.array_equal(faulty, kp, equal_nan=True):
+                item[name] = self._load(clip.pose_paths[i])  # as drawn: the stored image is the same bytes
+            else:
+                item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, faulty, self.width, self.height),
+                                                        self.width, self.height, *self.drawing[c]))
+        box = self.boxes[c][t + 1]
+        if self.face_box_size is not None and not draw.identity:
+            found = face_box(moved[1], self.width, self.height, self.face_box_size)
+            box = np.array(found if found is not None else (-1, -1, -1, -1), dtype=np.int64)
+        item.update({"box_t1": torch.from_numpy(np.array(box, dtype=np.int64)), "has_face": bool(box[0] >= 0),
+                     "clip": c, "frame": clip.indices[t]})
+        if self.plates is not None:
+            plate = np.ascontiguousarray(self.plates[c].numpy().transpose(1, 2, 0))
+            item["plate"] = tensor(transform_image(plate, draw))
+        if self.plate_unknown is not None:
+            unknown = self.plate_unknown[c, 0].numpy().astype(np.uint8)
+            item["plate_unknown"] = torch.from_numpy(transform_image(unknown, draw, nearest=True) > 0)[None]
+        return item
+
+
+def render_settings(clip: Clip) -> tuple[bool, bool]:
+    """(face, hands) with which ``edn render`` drew a clip's stick figures (its meta.json), so that a
+    re-drawn figure is drawn the same way; the figures must be at the frames' size (load_clip checks)."""
+    path = clip.render_dir / "meta.json"
+    try:
+        params = json.loads(path.read_text())["provenance"]["params"]
+        return bool(params["face"]), bool(params["hands"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: augmentation re-draws the stick figures as `edn render` drew them and needs "
+                         f"its face and hands settings from this file ({exc!r}); render the clip again") from exc
+
+
+def to_frame_pixels(clip: Clip, keypoints: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Keypoints at the model size back in the clip's frame pixels: :func:`fit_keypoints` undone."""
+    fit = Fit(clip.width, clip.height, width, height)
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    out[..., 0] = (out[..., 0] - fit.offset_x) / fit.scale
+    out[..., 1] = out[..., 1] / fit.scale
+    return out
+
+
+def render_stick_figure(clip: Clip, keypoints: np.ndarray, width: int, height: int, face: bool = True,
+                        hands: bool = True) -> np.ndarray:
+    """RGB stick figure of (137, 3) keypoints in the clip's frame pixels at the model size, by the path of
+    the stored ones: drawn by ``edn render`` at the frames' size, then fitted (:func:`fit_to_size`), so
+    lines keep the widths and anti-aliasing of every stored figure."""
+    import cv2
+
+    from pipeline.pose.render import render_frame
+
+    bgr = render_frame(keypoints, (clip.width, clip.height), face=face, hands=hands)
+    return fit_to_size(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), width, height)

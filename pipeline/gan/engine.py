@@ -78,9 +78,9 @@ class _EpochOrder:
     """The sample order of the current epoch (set before each pass), as a sampler of a loader built once."""
 
     def __init__(self) -> None:
-        self.indices: list[int] = []
+        self.indices: list[tuple[int, int]] = []  # (epoch, sample index)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         return iter(list(self.indices))
 
     def __len__(self) -> int:
@@ -350,7 +350,8 @@ def run_steps(task: GANTask, plan: StepPlan, schedulers: dict[str, Any], loader:
     while step < plan.stop:
         epoch, skip = divmod(step, plan.steps_per_epoch)
         plan.sampler.set_epoch(epoch)
-        plan.order.indices = list(plan.sampler)[skip * cfg.batch_size:]
+        # (epoch, index): augmentation draws each sample's transform from (seed, epoch, index)
+        plan.order.indices = [(epoch, i) for i in list(plan.sampler)[skip * cfg.batch_size:]]
         task.frozen = task.frozen_parameters(epoch)
         steps_log.epoch_started()
         for batch in loader:

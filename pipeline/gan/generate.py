@@ -9,6 +9,7 @@ resolution exactly as in training (:func:`pipeline.gan.data.fit_to_size`, :func:
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -19,12 +20,13 @@ import torch
 from pipeline.gan.checkpoint import tensors_sha256
 from pipeline.gan.compiled import AUTO_MIN_FRAMES, compile_in_place, decide_compile, first_call
 from pipeline.gan.data import fit_keypoints, fit_to_size, read_rgb
-from pipeline.gan.models.face import Box, enhance_face, face_box, face_box_size, load_face_generator
+from pipeline.gan.models.face import Box, enhance_face, face_box, face_box_size, face_skipped, load_face_generator
 from pipeline.gan.models.generator import image_to_tensor, is_temporal, load_generator, sample_plates, \
     tensor_to_image
 from pipeline.gan.runtime import AUTOCAST_DTYPES, choose_precision, pick_device, set_float32_math
 
 
+log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 
@@ -111,7 +113,11 @@ def load_models(generator_path: str | Path, face_path: str | Path | None = None,
         raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")
     records = {"generator": _model_record(generator_path, generator, config, stored)}
     face = face_config = None
-    if face_path is not None:
+    skipped = face_skipped(face_path) if face_path is not None else None
+    if skipped:
+        log.info("%s: no face GAN (%s)", face_path, skipped)
+        records["face"] = {"path": str(face_path), "skipped": skipped}
+    elif face_path is not None:
         face_path = Path(face_path)
         face_stored: dict[str, Any] = {}
         face, face_config = load_face_generator(face_path, dev, extras=face_stored)

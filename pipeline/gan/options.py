@@ -45,6 +45,9 @@ HOLDOUT = Number(float, 0, below=1)  # a share of each clip; 1 would leave nothi
 WORKERS = Number(int, 0, 64)  # data processes, each with its own copy of the clips' frames
 SAMPLES_PER_STEP = Number(int, 1, 1024)
 MINUTES = Number(float, 0)
+PROBABILITY = Number(float, 0, 1)
+SHARE = Number(float, 0, below=1)  # of the frame: 1 would move or scale the person out of it
+DEGREES = Number(float, 0, 180)
 FACE_SIDE = Number(int, 8, 8192, unit="pixels")
 
 POSE, FACE, BOTH = ("train",), ("train-face",), ("train", "train-face")
@@ -162,6 +165,19 @@ class TrainConfig:
                              "processes", ("none", "linear"))
     tensorboard: bool | str = option("auto", "TensorBoard events (losses, lr, step time, samples) in "
                                      "OUT_DIR/tensorboard; auto: when the package is installed", SWITCH, resume=True)
+    # Training-data augmentation of the pose GAN (pipeline.gan.augment; 0 turns each off)
+    mirror: float = option(0.0, "probability that a training pair is mirrored (stick figures re-drawn with left and "
+                           "right exchanged)", PROBABILITY, POSE, ablation=True)
+    jitter_scale: float = option(0.0, "each pair scaled by 1 +- up to this (frames, plate, stick figures alike)", SHARE,
+                                 POSE, ablation=True)
+    jitter_shift: float = option(0.0, "each pair shifted by up to this share of the frame's width and height", SHARE,
+                                 POSE, ablation=True)
+    jitter_rotation: float = option(0.0, "each pair rotated by up to this many degrees about the frame's centre",
+                                    DEGREES, POSE, ablation=True)
+    pose_drop: float = option(0.0, "probability that an input stick figure loses a joint (and its hand), as a "
+                              "detector does; the real frames are not touched", PROBABILITY, POSE, ablation=True)
+    pose_noise: float = option(0.0, "input stick figures' joints moved by a normal draw of this share of the height",
+                               SHARE, POSE, ablation=True)
 
     def __post_init__(self) -> None:
         bad = [why for f, o in options(type(self))
@@ -222,6 +238,11 @@ class FaceConfig(TrainConfig):
     face_n_blocks: int = option(5, "face generator residual blocks", BLOCKS, FACE, config="face.n_blocks", demo=3)
     face_size: int | None = option(None, "face box side in model pixels (default: height / 4, 128 at 512)", FACE_SIDE,
                                    FACE, config="face.size")
+    # A majority of the samples must show the face the residual is to learn: a crop without face
+    # landmarks has no face drawn in its stick figure, so nothing tells the residual where eyes and mouth go.
+    face_min_landmarks: float = option(0.5, "write face.pt without a face GAN (transfer and evaluation then apply "
+                                       "none) when face landmarks are found on fewer of the training frames than "
+                                       "this share", PROBABILITY, FACE, config="face.min_landmarks")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
+from pipeline.gan.augment import Augmentation
 from pipeline.gan.checkpoint import tensors_sha256
 from pipeline.gan.data import Clip, PairDataset, load_clip
 from pipeline.gan.engine import run_training
@@ -138,7 +139,7 @@ def run_stage(stage: str, out_dir: str | Path, clips: Sequence[ClipFiles], cfg: 
             loaded = [load_clip(*c) for c in clips]
             excluded = qc_exclusions(clips, clip_qc)
             dataset = PairDataset(loaded, cfg.width, cfg.height, cfg.holdout, **(dataset_options or {}),
-                                  excluded=excluded)
+                                  excluded=excluded, augment=Augmentation.of(cfg))
             task = make_task(cfg, rt)
             run_record = {**(record or {}), "params": cfg.as_dict(), "vgg_loss_requested": requested,
                           "vgg_off_reason": no_vgg, "model_config": task.model_config,

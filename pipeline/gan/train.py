@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.gan.augment import Augmentation
 from pipeline.gan.checkpoint import tensors_sha256
 from pipeline.gan.memory import pose_step_memory
 from pipeline.gan.models.discriminator import MultiscaleDiscriminator
@@ -32,7 +33,7 @@ from pipeline.gan.networks import TemporalPair, init_local_from_global, initiali
 from pipeline.gan.options import TrainConfig, config_from_args
 from pipeline.gan.runtime import Runtime
 from pipeline.gan.stage import ClipFiles, run_stage
-from pipeline.gan.task import GANTask, to_model_range
+from pipeline.gan.task import GANTask, batch_to_device, to_model_range
 
 
 class PoseTask(GANTask):
@@ -72,7 +73,9 @@ class PoseTask(GANTask):
     def step(self, batch: dict[str, torch.Tensor], visuals: bool = False
              ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor] | None]:
         pose_t, pose_t1, real_t, real_t1 = self.inputs(batch, "pose_t", "pose_t1", "real_t", "real_t1")
-        plate = sample_plates(self.G, batch.get("clip"))  # a plate generator: each sample's own clip's plate
+        # a plate generator: each sample's own clip's plate, as augmentation moved it when it did
+        plate = batch_to_device(batch["plate"], self.rt) if "plate" in batch else \
+            sample_plates(self.G, batch.get("clip"))
         mask_terms = isinstance(self.G, PlateComposite) and (
             self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0 or self.cfg.lambda_mask > 0)
         if mask_terms:
@@ -80,7 +83,8 @@ class PoseTask(GANTask):
         with self.rt.autocast():
             fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
         extra = self.mask_losses(self.G.parts, [pose_t, pose_t1][-len(self.G.parts):],
-                                 [real_t, real_t1][-len(self.G.parts):], plate, batch.get("clip")) if mask_terms else {}
+                                 [real_t, real_t1][-len(self.G.parts):], plate, batch.get("clip"),
+                                 batch.get("plate_unknown")) if mask_terms else {}
         if mask_terms:
             self.G.parts = None
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
@@ -97,17 +101,21 @@ class PoseTask(GANTask):
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
 
     def mask_losses(self, parts: list[tuple[torch.Tensor, torch.Tensor]], poses: list[torch.Tensor],
-                    reals: list[torch.Tensor], plate: torch.Tensor, clips: Any) -> dict[str, torch.Tensor]:
+                    reals: list[torch.Tensor], plate: torch.Tensor, clips: Any,
+                    unknown: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The plate generator's own terms, summed over its passes: the foreground against the real frame in
         the person's box (from the stick figure), the mask's binarisation prior, and the mask against where
-        the real frame differs from the plate (the plate's inpainted pixels left out)."""
+        the real frame differs from the plate (the plate's inpainted pixels left out: ``unknown``, the
+        batch's own when augmentation moved the plates, else each clip's)."""
         from pipeline.gan.plate import foreground_target, stick_figure_region
 
         cfg, out = self.cfg, {}
         # the person's box of each pass, shared by the two terms that need it
         regions = [stick_figure_region(pose) for pose in poses] if cfg.lambda_mask > 0 or cfg.lambda_fg > 0 else []
         if cfg.lambda_mask > 0:
-            known = 1.0 - self.plate_unknown[torch.as_tensor(clips, device=self.plate_unknown.device)].float()
+            unknown = self.plate_unknown[torch.as_tensor(clips, device=self.plate_unknown.device)] if unknown is None \
+                else self.rt.tensor(unknown)
+            known = 1.0 - unknown.float()
             out["G_MASK_PLATE"] = cfg.lambda_mask * sum(
                 masked_l1_loss(mask, foreground_target(real, plate, region), known)
                 for (_, mask), region, real in zip(parts, regions, reals))
@@ -134,6 +142,7 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
 
         inputs["init_global_sha256"] = tensors_sha256(load_generator(cfg.init_global)[0].state_dict())
     make_task: Callable[[TrainConfig, Runtime], GANTask] = PoseTask
+    dataset_options = None
     if cfg.background == "plate":
         plates = load_plates(clip_plate, len(clips), cfg.width, cfg.height)
         inputs["plates_sha256"] = tensors_sha256({"plates": plates})
@@ -142,10 +151,13 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
             unknown = load_plate_unknown(clip_plate, cfg.width, cfg.height)
             inputs["plates_unknown_sha256"] = tensors_sha256({"unknown": unknown})
         make_task = functools.partial(PoseTask, plates=plates, plate_unknown=unknown)
+        if Augmentation.of(cfg).active:  # the samples carry their plates, moved with their frames
+            dataset_options = {"plates": plates, "plate_unknown": unknown}
     elif clip_plate:
         raise ValueError("--clip-plate is for --background plate")
     memory = functools.partial(pose_step_memory, n_plates=len(clips) if cfg.background == "plate" else 1)
     return run_stage("train", out_dir, clips, cfg, make_task, model_path=model_path, inputs=inputs or None,
+                     dataset_options=dataset_options,
                      clip_qc=clip_qc, record={"plates": [str(p) for p in clip_plate or []]}, memory=memory)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -34,6 +35,8 @@ from pipeline.gan.options import FaceConfig, config_from_args
 from pipeline.gan.runtime import Runtime
 from pipeline.gan.stage import ClipFiles, run_stage
 from pipeline.gan.task import GANTask
+
+log = logging.getLogger(__name__)
 
 
 class FaceTask(GANTask):
@@ -78,10 +81,47 @@ class FaceTask(GANTask):
         return losses, [pose_f[0], gen_f[0], face[0], real_f[0]] if visuals else None
 
 
+def face_landmark_share(clips: Sequence[ClipFiles], holdout: float) -> float:
+    """The share of the clips' training frames (before each held-out tail) with face landmarks."""
+    from pipeline.gan.data import split_holdout
+    from pipeline.pose.keypoints import FACE, read_keypoints
+
+    counts = []
+    for clip in clips:
+        data = read_keypoints(clip[2]).data
+        data = data[split_holdout(len(data), holdout)[0]]
+        counts.append(((data[:, FACE, 2] > 0).any(axis=1).sum(), len(data)))
+    frames = sum(n for _, n in counts)
+    return float(sum(k for k, _ in counts) / frames) if frames else 0.0
+
+
+def skip_face(model_path: Path, share: float, cfg: FaceConfig, clips: Sequence[ClipFiles]) -> dict[str, Any]:
+    """Write ``face.pt`` holding no face GAN, with the reason (:func:`pipeline.gan.models.face.face_skipped`)."""
+    from pipeline.gan.checkpoint import sealed
+    from pipeline.provenance import atomic_path, provenance
+
+    reason = (f"face landmarks on {share:.0%} of the target's training frames, fewer than the "
+              f"{cfg.face_min_landmarks:.0%} a face GAN needs (train: face: min_landmarks); no face GAN is "
+              "trained or applied")
+    record = {"skipped": reason, "face_landmark_share": share, "min_landmarks": cfg.face_min_landmarks,
+              "provenance": provenance("train-face", {"clips": [[str(p) for p in c] for c in clips],
+                                                      "holdout": cfg.holdout,
+                                                      "min_landmarks": cfg.face_min_landmarks})}
+    with atomic_path(model_path) as tmp:
+        torch.save(sealed(record), tmp)
+    log.warning("%s: %s", model_path, reason)
+    return record
+
+
 def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[ClipFiles], cfg: FaceConfig,
                model_path: str | Path | None = None, clip_qc: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train the face GAN against the frozen ``generator_path``; writes ``out_dir``'s run files and
-    the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`."""
+    the face generator to ``model_path`` (default ``out_dir/face.pt``). Resumes like :func:`train`.
+    With face landmarks on fewer training frames than ``cfg.face_min_landmarks``, writes a face.pt
+    that holds no face GAN and says why (:func:`skip_face`)."""
+    share = face_landmark_share(clips, cfg.holdout)
+    if share < cfg.face_min_landmarks:
+        return skip_face(Path(model_path or Path(out_dir) / "face.pt"), share, cfg, clips)
     generator, gen_config = load_generator(generator_path)
     if "width" not in gen_config or "height" not in gen_config:
         raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")

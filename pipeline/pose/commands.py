@@ -78,6 +78,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("paper", "retarget"), default="paper")
     p.add_argument("--center-x", action="store_true",
                    help="shift x so the source's mean position lands on the target's")
+    p.add_argument("--keep-in-view", action=argparse.BooleanOptionalAction, default=True,
+                   help="shift frames smoothly so the whole body stays inside the target's frame (default: on)")
     p.add_argument("--qc", type=Path, default=None,
                    help="`edn qc` verdicts of SOURCE: frames not ok are repaired (interpolated or held)")
     p.add_argument("--max-repaired-share", type=fraction, default=0.1,

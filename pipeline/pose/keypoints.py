@@ -78,6 +78,25 @@ def _side_swap() -> np.ndarray:
 
 SIDE_SWAP = _side_swap()  # data[..., SIDE_SWAP, :] is the same pose labelled the other way round
 
+
+def _face_mirror() -> np.ndarray:
+    """The face 70's order seen in a mirror: each point's left/right counterpart (jaw 0 <-> 16, brows
+    17 <-> 26, nostrils 31 <-> 35, eye corners 36 <-> 45 and 39 <-> 42, mouth corners 48 <-> 54 and
+    60 <-> 64, pupils 68 <-> 69); points on the midline (nose bridge, lip centres) map to themselves."""
+    order = np.arange(N_FACE)
+    pairs = [(i, 16 - i) for i in range(8)] + [(17 + i, 26 - i) for i in range(5)] + [(31, 35), (32, 34)]
+    pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes: corner, top, corner, bottom
+    pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58), (60, 64), (61, 63), (65, 67), (68, 69)]
+    for a, b in pairs:
+        order[a], order[b] = b, a
+    return order
+
+
+# data[..., MIRROR_SWAP, :] relabels a horizontally mirrored pose: a person's left side shows as the right
+# in a mirror, so each joint takes its counterpart's (body pairs, the two hands, the face's own left/right).
+MIRROR_SWAP = SIDE_SWAP.copy()
+MIRROR_SWAP[FACE] = FACE.start + _face_mirror()
+
 METADATA_KEY = b"edn"
 # Bounds a keypoint file is checked against on read, so a corrupt value is named, not allocated.
 MAX_FRAMES = 1_000_000  # frame files are numbered with six digits (000000.jpg ... 999999.jpg)

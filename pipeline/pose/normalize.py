@@ -58,6 +58,14 @@ sampling; the ankles are the ankles, not the left ear).
   named in a warning with the side it left by and the likely cause (``--center-x`` off with
   frames of other widths, a source moving wider than the target frame, stats that disagree);
   ``outside_frame`` in the metadata records the frames, the side, the cause and the warning.
+* **Keeping the person in view** (``keep_in_view``, the default). A source that moves further
+  sideways, up or down than the target's frame holds would be cut off: after the mapping, each
+  frame's body (its present keypoints, widened by ``VIEW_MARGIN`` of its reference height for the
+  head above the nose and a hand beyond its wrist) gets the smallest shift that brings it inside the
+  frame, and that shift is eased in and out over ``VIEW_EASE_S`` seconds either side (a running
+  maximum, then a Gaussian; a last clip keeps every frame inside), like a camera following the
+  dancer. The pose itself is unchanged. ``keep_in_view`` in the metadata records the frames moved
+  and the largest shift; a body larger than the frame is centred on it and named in the warning.
 """
 
 from __future__ import annotations
@@ -71,7 +79,8 @@ import numpy as np
 from pipeline.pose.keypoints import KeypointTrack, chain_provenance, mark_missing, present, read_keypoints, \
     write_keypoints
 from pipeline.pose.retarget import bone_length_ratios, retarget_track
-from pipeline.pose.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats
+from pipeline.pose.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats, \
+    reference_height
 from pipeline.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -82,6 +91,12 @@ P_MIN, P_MAX = -1.0, 2.0
 OUTSIDE_SHARE = 0.5
 K_FLOOR = 0.1
 METHODS = ("paper", "retarget")
+# The top of the head lies ~0.10 H above the nose (1.000 against ~0.90 H above the floor) and a hand
+# reaches ~0.11 H beyond its wrist (anthropometry, docs/pose-qc.md): the drawn body's margin around
+# its keypoints, in body heights.
+VIEW_MARGIN = 0.1
+# A shift that keeps the body in view starts this long before it is needed and ends this long after.
+VIEW_EASE_S = 0.5
 
 
 def compute_mapping(source: KeypointTrack, source_stats: dict[str, Any], target_stats: dict[str, Any],
@@ -262,6 +277,66 @@ def repaired_frames(track: KeypointTrack) -> set[int]:
     return {int(f) for kind in ("interpolated", "held") for f in record.get(kind, [])}
 
 
+def view_shift(lo: np.ndarray, hi: np.ndarray, ease: float) -> np.ndarray:
+    """A smooth per-frame shift inside each frame's allowed band ``[lo, hi]`` (NaN: any shift), zero where
+    zero is allowed and far from any frame that needs one; ``ease`` frames of ramp either side."""
+    from scipy.ndimage import gaussian_filter1d, maximum_filter1d
+
+    lo = np.where(np.isfinite(lo), lo, -np.inf)
+    hi = np.where(np.isfinite(hi), hi, np.inf)
+    crowded = lo > hi  # the body is larger than the frame: centre it
+    mid = np.where(crowded, (lo + hi) / 2, 0.0)
+    lo, hi = np.where(crowded, mid, lo), np.where(crowded, mid, hi)
+    need = np.clip(0.0, lo, hi)
+    if not need.any():
+        return need
+    size = 2 * int(round(2 * ease)) + 1
+    # The largest push each way within +-2 sigma, then smoothed: the plateau keeps the peak's value.
+    up = gaussian_filter1d(maximum_filter1d(np.maximum(need, 0), size, mode="nearest"), ease, mode="nearest")
+    down = -gaussian_filter1d(maximum_filter1d(np.maximum(-need, 0), size, mode="nearest"), ease, mode="nearest")
+    return np.clip(up + down, lo, hi)
+
+
+def keep_in_view(track: KeypointTrack, width: int, height: int, heights: np.ndarray, fps: float
+                 ) -> tuple[KeypointTrack, dict[str, Any]]:
+    """``track`` shifted, smoothly, so each frame's body (keypoints plus ``VIEW_MARGIN`` x ``heights``, its
+    reference height in pixels) lies inside the ``width`` x ``height`` frame; and the record of what moved."""
+    from pipeline.pose.quality import frame_ranges
+
+    ok = present(track.data)
+    seen = ok.any(axis=1)
+    pad = VIEW_MARGIN * np.asarray(heights, dtype=np.float64)
+
+    def extent(axis: int) -> tuple[np.ndarray, np.ndarray]:
+        v = track.data[..., axis].astype(np.float64)
+        low, high = np.where(ok, v, np.inf).min(axis=1), np.where(ok, v, -np.inf).max(axis=1)
+        return np.where(seen, low - pad, np.nan), np.where(seen, high + pad, np.nan)
+
+    (x0, x1), (y0, y1) = extent(0), extent(1)
+    ease = max(1.0, VIEW_EASE_S * (fps or 30.0))
+    dx, dy = view_shift(-x0, width - x1, ease), view_shift(-y0, height - y1, ease)
+    out = track.copy()
+    out.data[..., 0] += dx[:, None].astype(np.float32)
+    out.data[..., 1] += dy[:, None].astype(np.float32)
+    out.data = mark_missing(out.data)
+    moved = (np.abs(dx) > 0.5) | (np.abs(dy) > 0.5)
+    larger = seen & (((x1 - x0) > width) | ((y1 - y0) > height))
+    frames = track.frames[moved].tolist()
+    record: dict[str, Any] = {"frames": frames, "max_shift_x": round(float(np.abs(dx).max(initial=0)), 1),
+                              "max_shift_y": round(float(np.abs(dy).max(initial=0)), 1),
+                              "larger_than_frame": track.frames[larger].tolist(), "margin": VIEW_MARGIN,
+                              "ease_seconds": VIEW_EASE_S, "warning": None}
+    if frames:
+        record["warning"] = (
+            f"the source moves further than the target's {width}x{height} frame holds: {len(frames)} of "
+            f"{len(track.frames)} frames ({frame_ranges(frames)}) were moved, by up to {record['max_shift_x']:.0f} px "
+            f"sideways and {record['max_shift_y']:.0f} px up or down, easing in and out over {VIEW_EASE_S:g} s, "
+            "so the whole body stays in view (normalize: keep_in_view; false keeps the mapped positions)"
+            + (f"; frames {frame_ranges(record['larger_than_frame'])}: the body is larger than the frame and was "
+               "centred" if record["larger_than_frame"] else ""))
+    return out, record
+
+
 def outside_frame(track: KeypointTrack, width: int, height: int, center_x: bool, source_width: int | None
                   ) -> dict[str, Any]:
     """The frames of ``track`` that fall outside a ``width`` x ``height`` frame (more than
@@ -303,12 +378,13 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
                     center_x: bool = False, method: str = "paper", qc: dict[str, np.ndarray] | None = None,
                     max_repair_gap: int = DEFAULT_MAX_REPAIR_GAP,
                     qc_thresholds: dict[str, float] | None = None,
-                    max_repaired_share: float = DEFAULT_MAX_REPAIRED_SHARE) -> KeypointTrack:
+                    max_repaired_share: float = DEFAULT_MAX_REPAIRED_SHARE, view: bool = False) -> KeypointTrack:
     """Map ``source`` into the target's frame by the paper's global pose normalization.
 
     ``method='retarget'`` follows the mapping with :func:`pipeline.pose.retarget.retarget_track`
     (target limb proportions). ``qc`` (the source's QC columns) repairs the frames it does
-    not call ok first. See the module docstring for the rules and the metadata.
+    not call ok first. ``view`` keeps the whole body in the target's frame (:func:`keep_in_view`).
+    See the module docstring for the rules and the metadata.
     """
     if method not in METHODS:
         raise ValueError(f"normalize: method must be one of {METHODS}, got {method!r}")
@@ -332,13 +408,14 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
 
     keys = ("ankle_far", "ankle_near", "height_far", "height_near", "ankle_x_mean")
     params = {
-        "method": method, "center_x": bool(center_x), "p_min": P_MIN, "p_max": P_MAX, "k_floor": K_FLOOR,
+        "method": method, "center_x": bool(center_x), "keep_in_view": bool(view), "p_min": P_MIN, "p_max": P_MAX, "k_floor": K_FLOOR,
         "source": {k: source_stats.get(k) for k in keys},
         "target": {k: target_stats.get(k) for k in keys},
         "shift_x": float(mapping["shift_x"][0]) if len(mapping["shift_x"]) else 0.0,
         "n_frames": int(len(source.frames)), "n_valid_frames": int(mapping["valid"].sum()),
     }
-    out.meta = chain_provenance(out.meta, provenance("normalize", {"method": method, "center_x": bool(center_x)}))
+    out.meta = chain_provenance(out.meta, provenance("normalize", {"method": method, "center_x": bool(center_x),
+                                                                     "keep_in_view": bool(view)}))
     out.meta["normalize"] = params
     if repair is not None:
         from pipeline.pose.quality import quality_scores
@@ -358,6 +435,17 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
     out.meta["mapping"] = _as_lists({k: v for k, v in mapping.items() if k != "shift_x"})
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])
+    if view:
+        _, ankle_y = ankle_points(out.data)
+        found = np.isfinite(ankle_y)
+        ankle_y = carry_valid(ankle_y, found) if found.any() else np.full(len(ankle_y), target_stats["ankle_near"])
+        heights = reference_height(ankle_y, target_stats)
+        moved, record = keep_in_view(out, out.meta["width"], out.meta["height"], heights,
+                                     float(source.meta.get("fps") or 0))
+        out.data = moved.data
+        out.meta["keep_in_view"] = record
+        if record["warning"]:
+            log.warning("%s", record["warning"])
     out.meta["outside_frame"] = outside_frame(out, out.meta["width"], out.meta["height"], center_x,
                                               source_stats.get("frame_width"))
     if out.meta["outside_frame"]["warning"]:
@@ -387,7 +475,7 @@ def cli(args: argparse.Namespace) -> int:
         out = normalize_track(source, source_stats, target_stats, center_x=args.center_x, method=args.method,
                               qc=qc, max_repair_gap=args.max_repair_gap,
                               qc_thresholds=qc_meta.get("thresholds") if qc is not None else None,
-                              max_repaired_share=args.max_repaired_share)
+                              max_repaired_share=args.max_repaired_share, view=args.keep_in_view)
     except ValueError as exc:
         raise ValueError(f"{args.source}: {exc}") from exc
     out.meta["provenance"]["params"].update({

@@ -154,6 +154,7 @@ rule normalize:
     params:
         method=config["normalize"]["method"],
         center="--center-x" if config["normalize"]["center_x"] else "",
+        view="--keep-in-view" if config["normalize"]["keep_in_view"] else "--no-keep-in-view",
         max_repair_gap=config["qc"]["max_repair_gap"],
         max_repaired_share=config["qc"]["max_repaired_share"],
     conda:
@@ -163,7 +164,7 @@ rule normalize:
     benchmark:
         "results/benchmarks/normalize/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli normalize --method {params.method} {params.center} --qc {input.source_qc:q}"
+        "python -m pipeline.cli normalize --method {params.method} {params.center} {params.view} --qc {input.source_qc:q}"
         " --max-repair-gap {params.max_repair_gap} --max-repaired-share {params.max_repaired_share}"
         " -- {input.source:q} {input.source_stats:q} {input.target_stats:q} {output:q} > {log} 2>&1"
         # its warnings (poses outside the frame, QC repairs) also reach the run's own output
@@ -204,3 +205,54 @@ rule render_transfer:
         "results/benchmarks/render_transfer/{source}_{subject}.tsv"
     shell:
         "python -m pipeline.cli render {params.flags} -- {input.keypoints:q} {output:q} > {log} 2>&1"
+
+
+# Pose coverage, before any training: how far each source frame's limbs are from the nearest the
+# target's training frames show (docs/evaluation.md, "Pose coverage"); and the target alone, what it
+# never shows ("what to film more of").
+rule coverage:
+    input:
+        target=subject_keypoints,
+        source="results/normalized/{source}/{subject}.parquet",
+        code=stage_code("coverage"),
+    output:
+        report(
+            "results/coverage/{source}/{subject}.json",
+            caption="../report/coverage.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+    params:
+        holdout=config["train"]["holdout"],
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/coverage/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/coverage/{source}_{subject}.tsv"
+    shell:
+        "python -m pipeline.cli coverage --holdout {params.holdout} --source {input.source:q} --target {input.target:q}"
+        " -- {output:q} > {log} 2>&1"
+
+
+rule coverage_target:
+    input:
+        target=subject_keypoints,
+        code=stage_code("coverage"),
+    output:
+        report(
+            "results/coverage/target/{subject}.json",
+            caption="../report/coverage_target.rst",
+            category="Keypoints",
+            subcategory="{subject}",
+        ),
+    params:
+        holdout=config["train"]["holdout"],
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/coverage_target/{subject}.log",
+    benchmark:
+        "results/benchmarks/coverage_target/{subject}.tsv"
+    shell:
+        "python -m pipeline.cli coverage --holdout {params.holdout} --target {input.target:q} -- {output:q} > {log} 2>&1"

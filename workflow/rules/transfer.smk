@@ -8,11 +8,13 @@
 include: "helpers/transfer.smk"
 
 
-# The paper's frame-by-frame baseline: the same training without the previous-frame input.
-# Trained only when config evaluate: rows lists frame_by_frame.
+# The paper's frame-by-frame baseline: the same training (background plate included) without the
+# previous-frame input, so the two rows differ in that alone, as in the paper. Trained only when
+# config evaluate: rows lists frame_by_frame.
 use rule train_generator as train_frame_by_frame with:
     input:  # from scratch: the global phase's generator takes the previous frame, this one does not
         unpack(train_inputs),
+        plates=plate_inputs,
         code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
@@ -20,9 +22,9 @@ use rule train_generator as train_frame_by_frame with:
         run_dir="results/models/{subject}/frame_by_frame",
         clips=train_clip_flags,
         qc=train_qc_flags,
-        options=train_flags("generator") + " --no-temporal --niter-fix-global 0 --background none",
+        plates=train_plate_flags,
+        options=train_flags("generator") + " --no-temporal --niter-fix-global 0",
         init_global="",
-        plates="",
     resources:
         **train_resources("train_frame_by_frame"),
     log:
@@ -70,13 +72,7 @@ rule transfer:
             category="Transfer",
             subcategory="{source} -> {subject}",
         ),
-        side_by_side=report(
-            "results/transfer/{source}/{subject}_side_by_side.mp4",
-            caption="../report/transfer_side_by_side.rst",
-            category="Transfer",
-            subcategory="{source} -> {subject}",
-        ),
-        record="results/transfer/{source}/{subject}.json",
+        record="results/transfer/{source}/{subject}_generation.json",
     params:
         models=model_flags,
         device=config["transfer"]["device"],
@@ -95,16 +91,75 @@ rule transfer:
         "results/benchmarks/transfer/{source}_{subject}.tsv"
     shell:
         "python -m pipeline.cli transfer --generator {input.generator:q} {params.models}"
-        " --side-by-side {output.side_by_side:q} --record {output.record:q} --device {params.device}"
+        " --record {output.record:q} --device {params.device}"
         " --crf {params.crf} --precision {params.precision}"
         " --compile {params.compile} {params.audio}"
         " -- {input.normalized:q} {input.render:q} {input.source_frames:q} {output.video:q} > {log} 2>&1"
+
+
+# Every transfer measures itself: the video's poses re-detected against the poses it was given, beside
+# the source's coverage by the target's training frames; the side-by-side video marks the frames that
+# lose the body. The transfer's JSON is this record (the generation record of `edn transfer` inside).
+rule measure_transfer:
+    input:
+        video="results/transfer/{source}/{subject}.mp4",
+        generation="results/transfer/{source}/{subject}_generation.json",
+        normalized="results/normalized/{source}/{subject}.parquet",
+        render="results/render_transfer/{source}/{subject}",
+        source_frames="results/frames/{source}",
+        coverage="results/coverage/{source}/{subject}.json",
+        code=stage_code("measure-transfer"),
+    output:
+        record="results/transfer/{source}/{subject}.json",
+        per_frame="results/transfer/{source}/{subject}_fidelity.parquet",
+        side_by_side=report(
+            "results/transfer/{source}/{subject}_side_by_side.mp4",
+            caption="../report/transfer_side_by_side.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+    params:
+        crf=config["transfer"]["crf"],
+        audio="--audio" if config["transfer"]["audio"] else "--no-audio",
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/measure_transfer/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/measure_transfer/{source}_{subject}.tsv"
+    shell:
+        "python -m pipeline.cli measure-transfer --record {output.record:q} --per-frame {output.per_frame:q}"
+        " --side-by-side {output.side_by_side:q} --coverage {input.coverage:q} --crf {params.crf} {params.audio}"
+        " -- {input.video:q} {input.generation:q} {input.normalized:q} {input.render:q} {input.source_frames:q}"
+        " > {log} 2>&1"
+
+
+rule plot_transfer:
+    input:
+        record="results/transfer/{source}/{subject}.json",
+        code=stage_code("plot", "transfer"),
+    output:
+        report(
+            "results/plots/transfer/{source}/{subject}.png",
+            caption="../report/transfer_fidelity.rst",
+            category="Transfer",
+            subcategory="{source} -> {subject}",
+        ),
+    conda:
+        "../../envs/pose.yaml"
+    log:
+        "results/logs/plot_transfer/{source}_{subject}.log",
+    benchmark:
+        "results/benchmarks/plot_transfer/{source}_{subject}.tsv"
+    shell:
+        "python -m pipeline.cli plot transfer -- {input.record:q} {output:q} > {log} 2>&1"
 
 
 rule evaluate:
     input:
         unpack(train_inputs),
         unpack(evaluate_models),
+        transfers=subject_transfers,
         code=stage_code("evaluate"),
     output:
         tables=report(
@@ -128,6 +183,7 @@ rule evaluate:
         clips=train_clip_flags,
         models=model_flags,
         ablations=ablation_flags,
+        transfers=transfer_flags,
         options=evaluate_flags(),
     threads: TORCH_THREADS
     resources:
@@ -140,7 +196,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{subject}.tsv"
     shell:
         "python -m pipeline.cli evaluate {params.clips} --generator {input.generator:q}"
-        " {params.models} {params.ablations} {params.options} -- {params.out_dir:q} > {log} 2>&1"
+        " {params.models} {params.ablations} {params.transfers} {params.options} -- {params.out_dir:q} > {log} 2>&1"
 
 
 rule plot_losses:
@@ -168,7 +224,7 @@ rule plot_losses:
 
 rule plot_stability:
     input:
-        record="results/transfer/{source}/{subject}.json",
+        record="results/transfer/{source}/{subject}_generation.json",
         real=subject_frames,
         code=stage_code("plot", "stability"),
     output:

@@ -123,6 +123,16 @@ FACE_SCHEMA: dict[str, tuple[Any, ...]] = {
 }
 
 
+def face_skipped(path: str | Path) -> str | None:
+    """Why ``face.pt`` holds no face GAN (``edn train-face`` found too few faces), or None for a trained one."""
+    from pipeline.gan.checkpoint import load_tensor_file, verify_contents
+
+    state = load_tensor_file(path, "face generator")
+    verify_contents(Path(path), state, "face generator")
+    reason = state.get("skipped")
+    return str(reason) if reason else None
+
+
 def load_face_generator(path: str | Path, device: str | torch.device = "cpu", extras: dict[str, Any] | None = None
                         ) -> tuple[FaceResidualGenerator, dict[str, Any]]:
     """Rebuild the face generator from ``face.pt``; returns (model in eval mode, config with box_size)."""

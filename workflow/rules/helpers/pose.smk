@@ -43,7 +43,14 @@ def pose_targets():
     targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
     targets += [f"results/plate/{v}/plate.json" for v in TARGETS.index]  # shown in the report
     targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
+    targets += [f"results/coverage/{s}/{t}.json" for s, t in transfer_pairs()]
+    targets += [f"results/coverage/target/{t}.json" for t in SUBJECTS]
     return targets
+
+
+def subject_keypoints(wildcards):
+    """The smoothed keypoints of every clip of the subject, in the training's clip order."""
+    return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
 
 
 def qc_flags():

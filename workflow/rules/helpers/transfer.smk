@@ -48,6 +48,16 @@ def ablation_flags(wildcards):
     return " ".join(f"--ablation {shlex.quote(f'{name}={path}')}" for name, path in models.items())
 
 
+def subject_transfers(wildcards):
+    """The transfer records (edn measure-transfer) of every source onto the subject."""
+    return [f"results/transfer/{s}/{t}.json" for s, t in transfer_pairs() if t == wildcards.subject]
+
+
+def transfer_flags(wildcards, input):
+    """`--transfer SOURCE=RECORD` for each transfer onto the subject: the evaluation's transfer table."""
+    return " ".join(f"--transfer {shlex.quote(f'{Path(p).parent.name}={p}')}" for p in input.transfers)
+
+
 def evaluate_flags():
     options = config["evaluate"]
     flags = ["--rows", *options["rows"], "--samples", str(options["samples"]), "--clip-batch",
@@ -90,6 +100,7 @@ def transfer_targets():
     for source, subject in transfer_pairs():
         targets += [f"results/transfer/{source}/{subject}{suffix}" for suffix in (".mp4", "_side_by_side.mp4")]
         targets.append(f"results/plots/stability/{source}/{subject}.png")
+        targets.append(f"results/plots/transfer/{source}/{subject}.png")
     for subject in SUBJECTS:
         targets += [f"results/evaluation/{subject}/{name}" for name in ("tables.md", "samples.png")]
         targets.append(f"results/plots/losses/{subject}.png")
