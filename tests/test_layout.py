@@ -90,3 +90,17 @@ def test_no_module_imports_itself_through_others():
     for module in sorted(modules):
         if module not in state:
             visit(module, [module])
+
+
+def test_no_module_over_600_lines_and_no_function_over_80():
+    """A reader takes in a module and a function whole: long ones are split by concern."""
+    long_files, long_functions = [], []
+    for path in sorted(PIPELINE.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > 600:
+            long_files.append(f"{path.relative_to(PIPELINE.parent)} ({len(text.splitlines())} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long_functions.append(f"{path.relative_to(PIPELINE.parent)}::{node.name} "
+                                      f"({node.end_lineno - node.lineno + 1} lines)")
+    assert not long_files and not long_functions, long_files + long_functions

@@ -45,6 +45,52 @@ def check_crop(info: VideoInfo, rotation: int | None, crop: tuple[int, int, int,
         raise ValueError(f"{info.path}: crop box {tuple(crop)} lies outside the {disp_w}x{disp_h} frame")
 
 
+def _decoding(info: Any, out_fps: float, height: int, rotation: int | None, crop: tuple[int, int, int, int] | None,
+              start: float | None, end: float | None) -> tuple[Any, Any]:
+    """The ffmpeg input (trimmed to the span, the file's rotation replaced when ``rotation`` is given) and
+    its video stream resampled to ``out_fps``, rotated, cropped and scaled to ``height``."""
+    import ffmpeg
+
+    input_args: dict[str, Any] = {}
+    if start:
+        input_args["ss"] = f"{start:.6f}"  # an input seek, then decoding: the first frame at or after start
+    if end is not None:
+        input_args["t"] = f"{end - (start or 0.0):.6f}"
+    if rotation is not None:
+        if rotation not in _ROTATE_FILTERS:
+            raise ValueError(f"extract: rotation must be 0, 90, 180 or 270, got {rotation}")
+        input_args["noautorotate"] = None
+    source = ffmpeg.input(_SOURCE, **input_args)
+    stream = source.video
+    # The fps filter resamples to a constant rate, so frame i is at time i / fps.
+    stream = stream.filter("fps", fps=out_fps)
+    if rotation is not None:
+        for name, arg in _ROTATE_FILTERS[rotation]:
+            stream = stream.filter(name, arg) if arg else stream.filter(name)
+    if crop is not None:
+        check_crop(info, rotation, crop)
+        stream = stream.crop(*crop)
+    stream = stream.filter("scale", -2, height, flags="area")
+    return source, stream
+
+
+def _image_output(image_format: str, max_frames: int | None) -> dict[str, Any]:
+    """ffmpeg's options for the numbered images of ``image_format``."""
+    output_args: dict[str, Any] = {"start_number": 0}
+    if image_format == "jpg":
+        # Huffman tables: ffmpeg's default ones, not the per-image optimal ones (a second pass
+        # over each image): the same pixels, ~5% less CPU, ~2% larger files.
+        output_args["q:v"] = 2
+        output_args["huffman"] = "default"
+    elif image_format == "png":
+        output_args["compression_level"] = 1
+    else:
+        raise ValueError(f"extract: unknown image format {image_format!r}")
+    if max_frames is not None:
+        output_args["frames:v"] = max_frames
+    return output_args
+
+
 def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None = None,
                    height: int = 512, rotation: int | None = None,
                    crop: tuple[int, int, int, int] | None = None, image_format: str = "jpg",
@@ -72,41 +118,10 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
     out_fps = float(fps or info.fps)
     check_span(info.duration, start, end, str(video))
 
-    input_args: dict[str, Any] = {}
-    if start:
-        input_args["ss"] = f"{start:.6f}"  # an input seek, then decoding: the first frame at or after start
-    if end is not None:
-        input_args["t"] = f"{end - (start or 0.0):.6f}"
-    if rotation is not None:
-        if rotation not in _ROTATE_FILTERS:
-            raise ValueError(f"extract: rotation must be 0, 90, 180 or 270, got {rotation}")
-        input_args["noautorotate"] = None
-    source = ffmpeg.input(_SOURCE, **input_args)
-    stream = source.video
-    # The fps filter resamples to a constant rate, so frame i is at time i / fps.
-    stream = stream.filter("fps", fps=out_fps)
-    if rotation is not None:
-        for name, arg in _ROTATE_FILTERS[rotation]:
-            stream = stream.filter(name, arg) if arg else stream.filter(name)
-    if crop is not None:
-        check_crop(info, rotation, crop)
-        stream = stream.crop(*crop)
-    stream = stream.filter("scale", -2, height, flags="area")
+    source, stream = _decoding(info, out_fps, height, rotation, crop, start, end)
 
     with atomic_dir(out_dir, "extract", FRAME_FILES, inputs=(video,)) as tmp:
-        output_args: dict[str, Any] = {"start_number": 0}
-        if image_format == "jpg":
-            # Huffman tables: ffmpeg's default ones, not the per-image optimal ones (a second pass
-            # over each image): the same pixels, ~5% less CPU, ~2% larger files.
-            output_args["q:v"] = 2
-            output_args["huffman"] = "default"
-        elif image_format == "png":
-            output_args["compression_level"] = 1
-        else:
-            raise ValueError(f"extract: unknown image format {image_format!r}")
-        if max_frames is not None:
-            output_args["frames:v"] = max_frames
-        cmd = stream.output(_FRAMES, **output_args)
+        cmd = stream.output(_FRAMES, **_image_output(image_format, max_frames))
         if not start:
             # Without a seek this run decodes the source's first frame anyway: a second output logs
             # its time (meta's video_start), sharing the decoder, instead of an ffmpeg run of its own.
