@@ -47,6 +47,18 @@ def prepare(base: Path, out: Path, seed: int, options: dict[str, object]) -> Pat
     return out / "overlay.yaml"
 
 
+def targets(sheet: Path) -> list[str]:
+    """Each transfer's record and each subject's evaluation: what a row reads."""
+    import csv
+
+    lines = [line for line in sheet.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    rows = list(csv.DictReader(lines, delimiter="\t"))
+    sources = [r["name"] for r in rows if r["role"] == "source"]
+    subjects = sorted({r["subject"] for r in rows if r["role"] == "target"})
+    return ([f"results/transfer/{s}/{t}.json" for s in sources for t in subjects]
+            + [f"results/evaluation/{t}/tables.md" for t in subjects])
+
+
 def summary(out: Path) -> dict[str, object]:
     import pandas as pd
 
@@ -85,7 +97,8 @@ def main() -> int:
     snakemake = Path(sys.executable).parent / "snakemake"
     done = subprocess.run([str(snakemake), "-s", str(REPO / "Snakefile"), "--configfile",
                            str(REPO / "config" / "config.yaml"), str(overlay), "--cores", str(args.cores),
-                           "--rerun-triggers", "input", "params", "--quiet", "rules", "all"],
+                           *targets(REPO / "config" / "videos.tsv"), "--rerun-triggers", "input", "params",
+                           "--quiet", "rules"],
                           cwd=args.out, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's code, whatever is installed
     if done.returncode != 0:

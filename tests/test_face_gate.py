@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 
+from pipeline.evaluation.plots import plot_losses
 from pipeline.gan.generate import load_models
 from pipeline.gan.models.face import face_skipped
 from pipeline.gan.train import TrainConfig, train
@@ -55,6 +57,11 @@ def test_no_face_gan_without_faces_and_everyone_says_why(tmp_path, generator) ->
     reason = face_skipped(face_pt)
     assert reason and "38%" in reason and "min_landmarks" in reason and record["skipped"] == reason
     assert not (tmp_path / "face" / "checkpoint.pt").exists()  # nothing was trained
+    assert json.loads((tmp_path / "face" / "run.json").read_text())["skipped"] == reason
+    plot_losses([("pose GAN", gen.parent), ("face GAN", tmp_path / "face")], tmp_path / "losses.png")
+    assert (tmp_path / "losses.png").stat().st_size > 5000
+    with pytest.raises(FileNotFoundError, match="loss log not found"):  # a run that was not skipped still needs its log
+        plot_losses([("pose GAN", tmp_path / "nothing")], tmp_path / "none.png")
     models = load_models(gen, face_pt, "cpu")
     assert models.face is None and models.records["face"]["skipped"] == reason
     # Enough faces (a lower bar): a real face GAN is trained and loaded.

@@ -211,9 +211,16 @@ def plot_losses(runs: Sequence[tuple[str, str | Path]], out: str | Path) -> None
     """Per training run (``losses.csv``): generator losses and discriminator losses against the step."""
     import pandas as pd
 
-    tables = []
+    import json
+
+    tables, skipped = [], []
     for name, run_dir in runs:
         path = Path(run_dir) / "losses.csv"
+        run = Path(run_dir) / "run.json"
+        reason = json.loads(run.read_text()).get("skipped") if not path.is_file() and run.is_file() else None
+        if reason:  # a run that decided not to train (no Face GAN without faces): said on the figure
+            skipped.append(f"{name}: not trained ({reason})")
+            continue
         if not path.is_file():
             raise FileNotFoundError(f"{path}: loss log not found (written by `edn train` / `edn train-face`)")
         table = pd.read_csv(path)
@@ -221,7 +228,10 @@ def plot_losses(runs: Sequence[tuple[str, str | Path]], out: str | Path) -> None
             raise ValueError(f"{path}: no loss rows")
         tables.append((name, table))
     plt = _pyplot()
-    fig, axes = plt.subplots(len(tables), 2, figsize=(11, 2.8 * len(tables)), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(tables)), 2, figsize=(11, 2.8 * max(1, len(tables))), squeeze=False)
+    if not tables:
+        for ax in axes[0]:
+            ax.set_axis_off()
     for row, (name, table) in enumerate(tables):
         window = max(1, len(table) // 40)  # a running mean shows the trend through the GAN noise
         for col, prefix in enumerate(("G", "D")):
@@ -236,7 +246,7 @@ def plot_losses(runs: Sequence[tuple[str, str | Path]], out: str | Path) -> None
             ax.set_xlabel("step")
             ax.set_yscale("log")  # feature matching is ~10x the other terms
             ax.legend(fontsize=7, ncol=2)
-    fig.suptitle("Training losses (light: every step)")
+    fig.suptitle("Training losses (light: every step)" + "".join(f"\n{line}" for line in skipped), fontsize=9)
     fig.tight_layout()
     _save(fig, out)
 

@@ -95,10 +95,12 @@ def face_landmark_share(clips: Sequence[ClipFiles], holdout: float) -> float:
     return float(sum(k for k, _ in counts) / frames) if frames else 0.0
 
 
-def skip_face(model_path: Path, share: float, cfg: FaceConfig, clips: Sequence[ClipFiles]) -> dict[str, Any]:
-    """Write ``face.pt`` holding no face GAN, with the reason (:func:`pipeline.gan.models.face.face_skipped`)."""
+def skip_face(out_dir: Path, model_path: Path, share: float, cfg: FaceConfig, clips: Sequence[ClipFiles]
+              ) -> dict[str, Any]:
+    """Write ``face.pt`` holding no face GAN, with the reason (:func:`pipeline.gan.models.face.face_skipped`),
+    and the run folder's ``run.json`` with the same record."""
     from pipeline.gan.checkpoint import sealed
-    from pipeline.provenance import atomic_path, provenance
+    from pipeline.provenance import atomic_path, provenance, write_json
 
     reason = (f"face landmarks on {share:.0%} of the target's training frames, fewer than the "
               f"{cfg.face_min_landmarks:.0%} a face GAN needs (train: face: min_landmarks); no face GAN is "
@@ -109,6 +111,7 @@ def skip_face(model_path: Path, share: float, cfg: FaceConfig, clips: Sequence[C
                                                       "min_landmarks": cfg.face_min_landmarks})}
     with atomic_path(model_path) as tmp:
         torch.save(sealed(record), tmp)
+    write_json(Path(out_dir) / "run.json", record)  # the run folder says why it holds no losses
     log.warning("%s: %s", model_path, reason)
     return record
 
@@ -121,7 +124,7 @@ def train_face(out_dir: str | Path, generator_path: str | Path, clips: Sequence[
     that holds no face GAN and says why (:func:`skip_face`)."""
     share = face_landmark_share(clips, cfg.holdout)
     if share < cfg.face_min_landmarks:
-        return skip_face(Path(model_path or Path(out_dir) / "face.pt"), share, cfg, clips)
+        return skip_face(Path(out_dir), Path(model_path or Path(out_dir) / "face.pt"), share, cfg, clips)
     generator, gen_config = load_generator(generator_path)
     if "width" not in gen_config or "height" not in gen_config:
         raise ValueError(f"{generator_path}: generator file lacks its training resolution (width, height)")

@@ -224,6 +224,7 @@ rule coverage:
         ),
     params:
         holdout=config["train"]["holdout"],
+        mirror="--mirror" if config["train"]["mirror"] > 0 else "",
     conda:
         "../../envs/pose.yaml"
     log:
@@ -231,7 +232,7 @@ rule coverage:
     benchmark:
         "results/benchmarks/coverage/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli coverage --holdout {params.holdout} --source {input.source:q} --target {input.target:q}"
+        "python -m pipeline.cli coverage --holdout {params.holdout} {params.mirror} --source {input.source:q} --target {input.target:q}"
         " -- {output:q} > {log} 2>&1"
 
 
@@ -248,6 +249,7 @@ rule coverage_target:
         ),
     params:
         holdout=config["train"]["holdout"],
+        mirror="--mirror" if config["train"]["mirror"] > 0 else "",
     conda:
         "../../envs/pose.yaml"
     log:
@@ -255,4 +257,5 @@ rule coverage_target:
     benchmark:
         "results/benchmarks/coverage_target/{subject}.tsv"
     shell:
-        "python -m pipeline.cli coverage --holdout {params.holdout} --target {input.target:q} -- {output:q} > {log} 2>&1"
+        "python -m pipeline.cli coverage --holdout {params.holdout} {params.mirror} --target {input.target:q}"
+        " -- {output:q} > {log} 2>&1"
