@@ -109,7 +109,8 @@ def test_editing_a_stage_module_reruns_that_stage_and_what_follows(workflow_run)
     rules = planned_rules(done.stdout + done.stderr)
     downstream = {"render_target", "render_transfer", "train_generator", "train_face", "transfer", "evaluate"}
     assert downstream <= set(rules), rules
-    assert not {"extract", "detect", "smooth", "qc", "normalize", "plate"} & set(rules), rules
+    # (the plate reruns too: it reads frames through pipeline/gan/data.py, whose augmentation draws stick figures)
+    assert not {"extract", "detect", "smooth", "qc", "normalize"} & set(rules), rules
     again = snakemake(workflow_run, "-n")  # the module back as it was: nothing to do again
     assert "Nothing to be done" in again.stdout + again.stderr
 
