@@ -50,9 +50,11 @@ demo: setup
 	@echo "Evaluation tables: $$(ls results/evaluation/*/tables.md | tr '\n' ' ')"
 	@echo "Report (open in a browser): results/report.html"
 
-# Snakemake's HTML report of what the workflow made (figures, tables, videos with captions).
+# Snakemake's HTML report of what the workflow made (figures, tables, videos with captions), for the
+# config files the run was made with: `make report CONFIG="config/paper.yaml config/my.yaml"`.
+CONFIG ?=
 report: setup
-	$(VENV)/bin/snakemake --workflow-profile profiles/default --report results/report.html
+	$(VENV)/bin/snakemake --workflow-profile profiles/default$(if $(CONFIG), --configfile $(CONFIG)) --report results/report.html
 
 # Everything but the real-SLURM tests, which are opt-in: they install Debian's slurmctld, slurmd and
 # munge through apt when missing (as root) and start them; see docs/testing.md.

@@ -7,7 +7,7 @@ min_version("9.20")
 
 # Beside this Snakefile, not in the working folder: read first wherever Snakemake starts (-s, --directory,
 # a SLURM job); a missing one stops the run, naming it.
-from pipeline.plan_checks import base_config
+from pipeline.plan.checks import base_config
 
 
 configfile: base_config(workflow.basedir)

@@ -291,7 +291,7 @@ def format_table(rows: list[Row]) -> str:
 
 
 def cli(args: argparse.Namespace) -> int:
-    from pipeline.plan_checks import repository_base_config
+    from pipeline.plan.checks import repository_base_config
 
     # as the workflow does: its own config/config.yaml (beside the Snakefile, wherever this runs), then each
     # --configfile merged over it

@@ -50,7 +50,7 @@ def samples_per_second(width: int, height: int, n_images: int = 24, seconds: flo
 
     from pipeline.gan.data import fit_to_size, read_rgb
 
-    cv2.setNumThreads(1)  # as pipeline.gan.train's worker_init_fn sets it
+    cv2.setNumThreads(1)  # as pipeline.gan.engine's worker_init_fn sets it
     with tempfile.TemporaryDirectory() as tmp:
         frames, poses = _write_images(Path(tmp), width, height, n_images)
         done, start = 0, time.perf_counter()

@@ -28,8 +28,9 @@ def measure(width: int, height: int, vgg_weights: str | None) -> dict[str, objec
     import torch
 
     from pipeline.gan.memory import pose_step_memory
+    from pipeline.gan.options import TrainConfig
     from pipeline.gan.runtime import Runtime
-    from pipeline.gan.train import PoseTask, TrainConfig
+    from pipeline.gan.train import PoseTask
 
     torch.set_num_threads(1)
     cfg = TrainConfig(width=width, height=height, vgg_loss=vgg_weights is not None, vgg_weights=vgg_weights, **MODEL)

@@ -41,7 +41,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from gpu_check import bf16_peak, first_step_seconds, interleaved_seconds  # noqa: E402  (this folder)
 from pipeline.gan.compiled import compile_in_place  # noqa: E402
 from pipeline.gan.runtime import Runtime, choose_precision, cpu_bf16_feature  # noqa: E402
-from pipeline.gan.train import PoseTask, TrainConfig, resolve_vgg  # noqa: E402
+from pipeline.gan.options import TrainConfig  # noqa: E402
+from pipeline.gan.stage import resolve_vgg  # noqa: E402
+from pipeline.gan.train import PoseTask  # noqa: E402
 
 PAPER_MODEL = dict(ngf=64, n_downsample=4, n_blocks=9, ndf=64, n_layers_d=3, num_d=3)
 

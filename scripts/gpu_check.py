@@ -95,8 +95,9 @@ def first_step_seconds(call: Any, device: Any) -> float:
 
 def train_task(net: dict[str, Any], width: int, height: int, precision: str, device: Any) -> Any:
     """The pose GAN of one row (VGG off), on ``device`` in ``precision``."""
+    from pipeline.gan.options import TrainConfig
     from pipeline.gan.runtime import Runtime
-    from pipeline.gan.train import PoseTask, TrainConfig
+    from pipeline.gan.train import PoseTask
 
     cfg = TrainConfig(width=width, height=height, vgg_loss=False, workers=0, precision=precision, **net)
     return PoseTask(cfg, Runtime(0, 1, device, precision=precision))

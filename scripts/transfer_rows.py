@@ -97,8 +97,8 @@ def main() -> int:
     snakemake = Path(sys.executable).parent / "snakemake"
     done = subprocess.run([str(snakemake), "-s", str(REPO / "Snakefile"), "--configfile",
                            str(REPO / "config" / "config.yaml"), str(overlay), "--cores", str(args.cores),
-                           "--rerun-triggers", "input", "params", "--quiet", "rules",
-                           *targets(REPO / "config" / "videos.tsv")],
+                           *targets(REPO / "config" / "videos.tsv"), "--rerun-triggers", "input", "params",
+                           "--quiet", "rules"],
                           cwd=args.out, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's code, whatever is installed
     if done.returncode != 0:

@@ -147,5 +147,7 @@ def test_compiled_generation_matches_eager(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="pipeline.gan.compiled"):
         frames = list(generate_frames(fast, poses))
     assert sum("the generator compiled in" in r.getMessage() for r in caplog.records) == 1
-    for a, b in zip(generate_frames(eager, poses), frames):
+    reference = list(generate_frames(eager, poses))
+    assert len(frames) == len(reference) == len(poses)  # every frame came out, of both
+    for a, b in zip(reference, frames):
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 frames: at most one level of rounding

@@ -123,3 +123,13 @@ def test_cli_with_and_without_source(tmp_path) -> None:
     record = json.loads((tmp_path / "cov.json").read_text())
     assert record["source"]["uncovered_ranges"] == "8-9"
     assert record["provenance"]["stage"] == "coverage"
+
+
+def test_mirrored_training_poses_cover_the_other_side() -> None:
+    from pipeline.evaluation.coverage import with_mirrored
+
+    target = np.stack([raise_arm(pose(300, 450, 250), "R", d) for d in range(0, 180, 10)])  # right arm only
+    source = track([raise_arm(pose(300, 450, 250), "L", 170)] * 3)  # the left arm up
+    assert coverage(source, target)["uncovered"] == 3
+    assert coverage(source, with_mirrored(target))["uncovered"] == 0
+    assert len(with_mirrored(target)) == 2 * len(target)

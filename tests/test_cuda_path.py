@@ -15,7 +15,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from pipeline.gan.runtime import Runtime
-from pipeline.gan.train import PoseTask, TrainConfig
+from pipeline.gan.options import TrainConfig
+from pipeline.gan.train import PoseTask
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -339,7 +340,7 @@ def test_fp32_is_ieee_and_tf32_is_asked_for(monkeypatch, tmp_path):
 
 
 def test_the_vgg_decision_must_be_the_same_on_every_rank(monkeypatch):
-    import pipeline.gan.train as train
+    import pipeline.gan.stage as train
 
     rt = Runtime(0, 3, torch.device("cpu"))
     monkeypatch.setattr(train, "all_gather", lambda obj, rt: [(True, None), obj, (True, None)])

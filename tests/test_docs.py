@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import glob
 import re
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 
@@ -273,3 +274,12 @@ def test_the_checks_catch_planted_bad_names():
 def test_the_key_check_catches_an_undocumented_key():
     text = (REPO / "config" / "README.md").read_text()
     assert undocumented_keys(text.replace("`train.channels_last`", "channels_last")) == ["train.channels_last"]
+
+
+def test_make_report_reports_the_run_of_the_users_config_files():
+    """The README's step 7: `make report CONFIG=...` makes the report of the run those files made."""
+    dry = subprocess.run(["make", "-n", "report", "CONFIG=config/paper.yaml config/my.yaml"], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    assert "--configfile config/paper.yaml config/my.yaml --report results/report.html" in dry
+    plain = subprocess.run(["make", "-n", "report"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert "--configfile" not in plain and "--report results/report.html" in plain

@@ -522,7 +522,7 @@ def test_a_data_worker_keeps_the_trainer_hanging_up_out_of_the_terminal(capsys):
     # Multiprocessing's descriptor-sharing server in a data worker prints through sys.excepthook when the
     # trainer, stopped by Ctrl-C, hangs up mid-handover ("Connection reset by peer"): that goes to the
     # debug log. Other errors are printed as ever.
-    from pipeline.gan.train import _trainer_hung_up
+    from pipeline.gan.engine import _trainer_hung_up
 
     for error in (ConnectionResetError(104, "Connection reset by peer"), ValueError("bad batch")):
         try:

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.evaluation.evaluate import ROWS, evaluate, result_tables, tables_markdown
+from pipeline.evaluation.evaluate import evaluate
 from pipeline.evaluation.metrics import missed_detections, pose_distance
+from pipeline.evaluation.tables import ROWS, result_tables, tables_markdown
 from pipeline.gan.train import TrainConfig, train
 from pipeline.gan.train_face import FaceConfig, train_face
 from pipeline.pose.keypoints import LEFT_HAND, RIGHT_HAND, empty_track
@@ -157,7 +158,7 @@ def test_tables_show_the_values_and_say_what_is_missing():
 
 
 def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint_counts():
-    from pipeline.evaluation.evaluate import JOINT_NOTE, _intro
+    from pipeline.evaluation.tables import JOINT_NOTE, intro_lines
 
     metrics = pd.DataFrame([
         {"table": "pose_distance", "ablation": r, "metric": "body", "value": 3.0} for r in ROWS] + [
@@ -175,7 +176,7 @@ def test_tables_put_the_papers_numbers_beside_ours_with_our_resolution_and_joint
     assert "pix2pixHD" not in only_ours and only_ours.count("paper (their data") == 4
     record = {"held_out": [{"frames_dir": "x/c", "frames": [3, 4]}], "n_frames": 2, "size": [128, 256],
               "lpips": True, "real_faces_detected": 1}
-    assert JOINT_NOTE in _intro(record, ["temporal"]) and "LSmallToe and RSmallToe" in JOINT_NOTE
+    assert JOINT_NOTE in intro_lines(record, ["temporal"]) and "LSmallToe and RSmallToe" in JOINT_NOTE
 
 
 @pytest.mark.slow
@@ -192,6 +193,7 @@ def test_face_row_is_the_face_gan_on_the_temporal_rows_frames_from_one_pass(tmp_
     plain = list(generate_frames(models, poses, boxes, use_face=False))
     refined = list(generate_frames(models, poses, boxes, use_face=True))
     pairs = list(generate_frames(models, poses, boxes, with_plain=True))
+    assert len(plain) == len(refined) == len(pairs) == len(poses) > 0
     assert all(np.array_equal(a, p) and np.array_equal(b, r) for (a, b), p, r in zip(pairs, plain, refined))
     assert any(not np.array_equal(p, r) for p, r in zip(plain, refined))  # the face GAN changes something
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.evaluation.evaluate import transfer_tables
 from pipeline.evaluation.fidelity import MAIN, MIN_BODY_JOINTS, PCK_THRESHOLD, compare, coverage_relation, \
     measure_transfer, summarize
+from pipeline.evaluation.tables import transfer_tables
 from pipeline.pose.keypoints import J, KeypointTrack, write_keypoints
 from test_stats import pose
 

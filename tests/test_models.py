@@ -11,7 +11,7 @@ from pipeline.gan.models.discriminator import TEMPORAL_NC, MultiscaleDiscriminat
 from pipeline.gan.models.face import build_face_generator, default_face_config
 from pipeline.gan.models.generator import GlobalGenerator, LocalEnhancer, load_generator
 from pipeline.gan.models.losses import VGGLoss, VGGWeightsNotFound, feature_matching_loss, lsgan_loss
-from pipeline.gan.train import TemporalPair
+from pipeline.gan.networks import TemporalPair
 
 
 def n_params(model: torch.nn.Module) -> int:

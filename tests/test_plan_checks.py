@@ -1,4 +1,4 @@
-"""What the workflow checks when it plans (pipeline/plan_checks.py): the base config found beside the
+"""What the workflow checks when it plans (pipeline/plan/checks.py): the base config found beside the
 Snakefile wherever Snakemake starts, the sheet's numbers against its videos, lost parts of finished outputs
 made again; and the data workers capped at the cores."""
 
@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from pipeline import plan_checks
+from pipeline.plan import checks as plan_checks
 from pipeline.footage.extract import extract_frames
 from pipeline.footage.media import VideoInfo, ffmpeg_exe
 from pipeline.footage.timespan import check_span_frames

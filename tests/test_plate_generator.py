@@ -107,7 +107,7 @@ def test_training_with_plates_stores_each_clips_plate_and_logs_l1(tmp_path, synt
 
 
 def test_each_training_sample_is_composited_over_its_own_clips_plate():
-    from pipeline.gan.train import TemporalPair
+    from pipeline.gan.networks import TemporalPair
 
     g = build_generator(default_generator_config(ngf=4, n_downsample=2, n_blocks=1, width=16, height=8,
                                                  background="plate", n_plates=2))
@@ -154,6 +154,7 @@ def test_a_batch_of_sequences_equals_each_sequence_alone_with_its_own_plate(tmp_
     for c, sequence in poses.items():
         select_plate(models.generator, c)
         alone[c] = list(generate_frames(models, sequence, use_face=False))
+        assert len(alone[c]) == len(sequence)
     batch = SequenceBatch(models, plates=[0, 1])
     together = {c: [] for c in poses}
     for t in range(4):

@@ -255,7 +255,7 @@ def test_stages_check_their_numbers_too(tmp_path, clip_frames):
     """Called from Python, not only through the CLI: the same ranges, named."""
     from pipeline.footage.extract import extract_frames
     from pipeline.footage.video import VideoEncoder
-    from pipeline.gan.train import TrainConfig
+    from pipeline.gan.options import TrainConfig
     from pipeline.pose.detect import detect_mediapipe
 
     with pytest.raises(ValueError, match="extract: fps must be a finite number from 1 to 1000"):
@@ -281,7 +281,7 @@ DEMO_MODEL = {k: DEMO_TRAIN[k] for k in ("width", "height", "ngf", "n_downsample
 
 def test_training_step_estimate_follows_the_architecture():
     from pipeline.gan.memory import pose_step_memory
-    from pipeline.gan.train import TrainConfig
+    from pipeline.gan.options import TrainConfig
 
     demo = pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False))
     assert 0 < demo.total < 2 ** 30  # the demo model: well under 1 GiB
@@ -300,7 +300,7 @@ def test_the_demo_size_fits_and_a_huge_one_is_refused_with_the_estimate(monkeypa
     import torch
 
     from pipeline.gan import memory
-    from pipeline.gan.train import TrainConfig
+    from pipeline.gan.options import TrainConfig
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: (4 * 2 ** 30, "test machine"))
     cpu = torch.device("cpu")

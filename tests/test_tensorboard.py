@@ -9,7 +9,8 @@ import pytest
 
 from pipeline.cli import build_parser, main
 from pipeline.gan import tensorboard_log
-from pipeline.gan.train import TrainConfig, config_from_args, train
+from pipeline.gan.options import TrainConfig, config_from_args
+from pipeline.gan.train import train
 from pipeline.gan.train_face import FaceConfig, train_face
 
 pytest.importorskip("tensorboard")

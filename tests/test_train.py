@@ -20,7 +20,10 @@ from pipeline.cli import build_parser, main
 from pipeline.gan.checkpoint import load_checkpoint
 from pipeline.gan.models.generator import load_generator
 from pipeline.gan.models.losses import VGG19_FILE, VGGWeightsNotFound
-from pipeline.gan.train import TrainConfig, _decay_factor, config_from_args, resolve_vgg, train
+from pipeline.gan.engine import _decay_factor
+from pipeline.gan.options import TrainConfig, config_from_args
+from pipeline.gan.stage import resolve_vgg
+from pipeline.gan.train import train
 from pipeline.gan.train_face import FaceConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,14 +171,14 @@ def _random_loss_weights(monkeypatch) -> None:
 
     import numpy as np
 
-    import pipeline.gan.train
+    import pipeline.gan.task
 
-    lsgan = pipeline.gan.train.lsgan_loss
+    lsgan = pipeline.gan.task.lsgan_loss
 
     def drawing(pred, real):
         return lsgan(pred, real) * (1 + 0.1 * (random.random() + float(np.random.rand()) + float(torch.rand(()))))
 
-    monkeypatch.setattr(pipeline.gan.train, "lsgan_loss", drawing)
+    monkeypatch.setattr(pipeline.gan.task, "lsgan_loss", drawing)
 
 
 @pytest.mark.slow
@@ -201,7 +204,7 @@ def test_resume_repeats_the_uninterrupted_run_exactly(tmp_path, synthetic_clip, 
     # a checkpoint of other settings never blocks: the run starts over, says why, and ends as a fresh run
     (tmp_path / "parts" / "samples").mkdir(exist_ok=True)
     (tmp_path / "parts" / "samples" / "step_0000002.png").write_bytes(b"an old run's grid")
-    with caplog.at_level(logging.WARNING, logger="pipeline.gan.train"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.gan.engine"):
         record = train(tmp_path / "parts", [synthetic_clip], TrainConfig(**{**cfg, "ngf": 4, "max_steps": 3}))
     assert "checkpoint was made with other settings (ngf 8 -> 4): starting over" in caplog.text
     assert record["resumed_from_step"] is None and not (tmp_path / "parts" / "samples" / "step_0000002.png").exists()
@@ -373,7 +376,7 @@ def test_a_global_generator_that_does_not_fit_is_refused(tmp_path):
 
 def test_learning_rate_rule_and_a_checkpoint_of_another_gpu_count_is_not_continued(tmp_path):
     from pipeline.gan.runtime import Runtime
-    from pipeline.gan.train import checkpoint_mismatch, scaled_lr
+    from pipeline.gan.engine import checkpoint_mismatch, scaled_lr
 
     assert scaled_lr(TrainConfig(batch_size=2), 8) == 2e-4  # none (default): lr whatever the GPU count
     assert scaled_lr(TrainConfig(batch_size=2, lr_scaling="linear"), 8) == pytest.approx(2e-4 * 16)
@@ -394,7 +397,7 @@ def test_learning_rate_rule_and_a_checkpoint_of_another_gpu_count_is_not_continu
 def test_workers_get_uint8_images_each_decoded_once(synthetic_clip, monkeypatch):
     import pipeline.gan.data as data
     from pipeline.gan.runtime import Runtime
-    from pipeline.gan.train import batch_to_device
+    from pipeline.gan.task import batch_to_device
 
     dataset = data.PairDataset([data.load_clip(*synthetic_clip)], 64, 128, 0.2)
     reads: list[Path] = []
@@ -532,7 +535,7 @@ def test_timed_checkpoints_come_on_the_clock_not_only_on_the_step_count(tmp_path
     # advances 100 s per reading makes every step due with checkpoint_minutes=1, none with 0.
     import itertools
 
-    import pipeline.gan.train as train_module
+    import pipeline.gan.engine as train_module
 
     saved: list[int] = []
     real_save = train_module.save_checkpoint

@@ -11,12 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.gan.checkpoint import load_checkpoint, load_tensor_file
+from pipeline.gan.engine import _step_decay_factor
 from pipeline.gan.models.face import FaceResidualGenerator
 from pipeline.gan.models.generator import GlobalGenerator, PlateComposite, build_generator, \
     default_generator_config, init_weights
 from pipeline.gan.models.losses import mask_binary_prior, masked_l1_loss, multiscale_l1_loss
+from pipeline.gan.options import TrainConfig
 from pipeline.gan.plate import stick_figure_region
-from pipeline.gan.train import TrainConfig, WeightEMA, _step_decay_factor, train
+from pipeline.gan.task import WeightEMA
+from pipeline.gan.train import train
 
 TINY = dict(width=64, height=128, ngf=8, n_downsample=2, n_blocks=1, ndf=8, n_layers_d=2, num_d=2, workers=0,
             vgg_loss=False, sample_every=0, deterministic=True, device="cpu")
@@ -129,6 +132,71 @@ def test_step_schedule_and_ema_in_a_run_and_the_saved_model_is_the_average(tmp_p
     average = {k[len("average."):]: v for k, v in state["models"]["G_ema"].items() if k.startswith("average.")}
     assert all(torch.equal(saved["state_dict"][k], v) for k, v in average.items())
     assert any(not torch.equal(saved["state_dict"][k], state["models"]["G"][k]) for k in average)
+    # ... and it is an average of the trained weights, not the initial ones kept under that name: the same
+    # run stopped before its first step saves them
+    train(tmp_path / "initial", [synthetic_clip], TrainConfig(**TINY, epochs=2, niter_decay=1, lr_schedule="step",
+                                                              ema_decay=0.9, weight_init="normal", max_steps=0))
+    initial = load_tensor_file(tmp_path / "initial" / "generator.pt", "generator")["state_dict"]
+    moved = [k for k, v in average.items() if v.is_floating_point() and not torch.equal(initial[k], v)]
+    assert len(moved) == len([k for k in average if average[k].is_floating_point()]), "weights the EMA left as they were"
+    assert int(state["models"]["G_ema"]["updates"]) == len(rows)  # one update per step
+
+
+def _one_step(synthetic_clip, plates: bool = False, **options) -> tuple[dict[str, float], list[torch.Tensor],
+                                                                       list[torch.Tensor]]:
+    """One training step of a freshly seeded pose GAN on the clip's first pair: its logged losses, the
+    generator's gradients, and the two frames it made before the step."""
+    from torch.utils.data import default_collate
+
+    from pipeline.gan.data import PairDataset, load_clip
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.task import batch_to_device
+    from pipeline.gan.train import PoseTask
+
+    dataset = PairDataset([load_clip(*synthetic_clip)], 64, 128, 0.2)
+    batch = default_collate([dataset[0]])
+    torch.manual_seed(0)
+    cfg = TrainConfig(**{**TINY, "background": "plate" if plates else "none", **options})
+    rt = Runtime(0, 1, torch.device("cpu"))
+    task = PoseTask(cfg, rt, plates=batch["real_t"][:1].clone() if plates else None)
+    poses = [batch_to_device(batch[k], rt) for k in ("pose_t", "pose_t1")]
+    with torch.no_grad():
+        fakes = task.pair(*poses, *([task.G.plate[:1]] if plates else []))
+    losses, _ = task.step(batch)
+    return {k: float(v.detach()) for k, v in losses.items()}, [p.grad.clone() for p in task.G.parameters()], list(fakes)
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_the_l1_scales_set_the_loss_and_the_generators_gradient(synthetic_clip):
+    from torch.utils.data import default_collate
+
+    from pipeline.gan.data import PairDataset, load_clip
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.task import batch_to_device
+
+    one, grad_one, fakes = _one_step(synthetic_clip, lambda_l1=10.0, l1_scales=1)
+    three, grad_three, _ = _one_step(synthetic_clip, lambda_l1=10.0, l1_scales=3)
+    rt = Runtime(0, 1, torch.device("cpu"))
+    batch = default_collate([PairDataset([load_clip(*synthetic_clip)], 64, 128, 0.2)[0]])
+    reals = torch.cat([batch_to_device(batch[k], rt) for k in ("real_t", "real_t1")])
+    for scales, logged in ((1, one), (3, three)):
+        assert logged["G_L1"] == pytest.approx(10.0 * float(multiscale_l1_loss(torch.cat(fakes), reals, scales)),
+                                               rel=1e-5)
+    assert one["G_GAN"] == three["G_GAN"] and not _same(grad_one, grad_three)  # the same forward, another pull
+    none, grad_none, _ = _one_step(synthetic_clip, lambda_l1=0.0)
+    assert "G_L1" not in none and not _same(grad_none, grad_one)
+
+
+def test_the_foreground_weight_scales_its_loss_and_changes_the_generators_gradient(synthetic_clip):
+    five, grad_five, _ = _one_step(synthetic_clip, plates=True, lambda_fg=5.0)
+    ten, grad_ten, _ = _one_step(synthetic_clip, plates=True, lambda_fg=10.0)
+    off, grad_off, _ = _one_step(synthetic_clip, plates=True, lambda_fg=0.0)
+    assert ten["G_FG"] == pytest.approx(2 * five["G_FG"], rel=1e-5) and five["G_FG"] > 0 and "G_FG" not in off
+    assert five["G_GAN"] == off["G_GAN"]  # the same forward pass ...
+    assert not _same(grad_five, grad_off) and not _same(grad_five, grad_ten)  # ... pulled by the weighted term
 
 
 @pytest.mark.slow

@@ -95,6 +95,7 @@ def test_transfer_is_the_generator_fed_its_own_output(tmp_path, models):
 
     record = json.loads(out.with_suffix(".json").read_text())
     bgr = [cv2.cvtColor(e, cv2.COLOR_RGB2BGR) for e in generate_frames(loaded, poses)]
+    assert len(bgr) == 10
     assert record["consecutive_differences"] == pytest.approx(consecutive_differences(bgr), abs=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.json", "plain.mp4"]  # no temp frames written
 
@@ -211,6 +212,7 @@ def test_transfer_in_reduced_precision_runs_the_autocast_path_on_cpu(tmp_path, m
     poses = [model_pose(p, (64, 128)) for p in sorted(render.glob("*.png"))][:3]
     exact = list(generate_frames(load_models(generator, None, "cpu", "fp32"), poses))
     low = list(generate_frames(load_models(generator, None, "cpu", precision), poses))
+    assert len(exact) == len(low) == len(poses) == 3
     errors = [np.abs(a.astype(float) - b).mean() for a, b in zip(exact, low)]
     assert 0 < max(errors) < 8, errors  # autocast really ran (not bit-identical), close to fp32
 

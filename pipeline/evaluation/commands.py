@@ -71,10 +71,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", type=Path, nargs="+", required=True, help="the target subject's keypoint files")
     p.add_argument("--source", type=Path, default=None,
                    help="the source's keypoints (normalized or raw); without it: the target's gaps alone")
+    p.add_argument("--mirror", action="store_true",
+                   help="the training poses' mirror images count as trained on (training with train: mirror > 0)")
     p.add_argument("--holdout", type=HOLDOUT, default=0.2,
                    help="the last share of each target clip kept out of training (train: holdout)")
     p.set_defaults(func=handler("pipeline.evaluation.coverage", "cli"))
+    add_plot_commands(sub)
 
+
+def add_plot_commands(sub: argparse._SubParsersAction) -> None:
+    """``edn plot FIGURE``: one subcommand per figure of the report."""
     p = sub.add_parser("plot", help="diagnostic figures (PNG) for the report")
     plots = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     # Figures whose arguments are only paths: name, help, positional paths (the last is the PNG), handler.

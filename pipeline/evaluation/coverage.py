@@ -20,6 +20,9 @@ and scale: the image direction of each body segment.
 * **Threshold.** A frame is *uncovered* when any chain's distance exceeds 1: some limb points where
   none of the target's frames had it, by more than the limb's own width. No footage's values enter.
 
+With ``--mirror`` (the workflow passes it when ``train: mirror`` > 0) the training poses' mirror images
+count too: the generator was trained on them.
+
 ``edn coverage`` needs keypoints only: a source (normalized or raw: directions do not change under
 the normalization's scale and shift) against a target's training frames, or a target alone
 ("what to film more of": the directions each segment never reached).
@@ -178,6 +181,16 @@ def training_rows(tracks: Sequence[KeypointTrack], holdout: float) -> np.ndarray
     return np.concatenate(parts) if parts else np.zeros((0, 137, 3), np.float32)
 
 
+def with_mirrored(train: np.ndarray) -> np.ndarray:
+    """The training poses and their mirror images (x negated, left and right relabelled), as a generator
+    trained with ``train: mirror`` sees them; directions do not depend on where the mirror's axis lies."""
+    from pipeline.pose.keypoints import MIRROR_SWAP
+
+    mirrored = np.array(train, dtype=np.float64, copy=True)[:, MIRROR_SWAP]
+    mirrored[..., 0] = -mirrored[..., 0]
+    return np.concatenate([np.asarray(train, dtype=np.float64), mirrored])
+
+
 def coverage(source: KeypointTrack, train: np.ndarray) -> dict[str, Any]:
     """Per-frame coverage of ``source`` by the training keypoints ``train`` ((n, 137, 3)): the record
     ``edn coverage`` writes (summary, uncovered frame ranges with their limbs in words, per-frame lists)."""
@@ -245,8 +258,10 @@ def cli(args: argparse.Namespace) -> int:
     train = training_rows(tracks, args.holdout)
     if not len(train):
         raise ValueError(f"{', '.join(map(str, args.target))}: no training frames (holdout {args.holdout})")
+    if args.mirror:
+        train = with_mirrored(train)
     record: dict[str, Any] = {"provenance": provenance("coverage", {
-        "target": [str(p) for p in args.target], "holdout": args.holdout,
+        "target": [str(p) for p in args.target], "holdout": args.holdout, "mirror": args.mirror,
         "source": str(args.source) if args.source else None, "threshold": THRESHOLD}),
         "target": target_gaps(train)}
     for line in record["target"]["film_more"]:

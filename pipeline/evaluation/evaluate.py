@@ -34,8 +34,6 @@ and temporary disk therefore do not grow with the clips' length.
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import logging
 import math
 import os
@@ -47,35 +45,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from pipeline.evaluation.tables import PARTS, ROW_SOURCES, ROWS, _bgr, intro_lines, result_tables, tables_html, \
+    tables_markdown, transfer_summaries, transfer_tables, write_samples
 from pipeline.gan.data import Clip, fit_keypoints, fit_to_size, load_clip, read_rgb
 from pipeline.provenance import atomic_dir, provenance, write_json
 
 log = logging.getLogger(__name__)
 
-ROWS = {
-    "frame_by_frame": "Frame-by-frame (separate model, no previous-frame input)",
-    "temporal": "Temporal smoothing",
-    "temporal_face": "Temporal smoothing + Face GAN",
-}
-# Which loaded model makes each row and whether the face GAN refines its frames: rows of one model
-# come from one generator pass (temporal_face is the face GAN on the temporal row's frames).
-ROW_SOURCES = {"frame_by_frame": ("frame_by_frame", False), "temporal": ("temporal", False),
-               "temporal_face": ("temporal", True)}
-PARTS = ("body", "face", "hands", "overall")
 BODY_MARGIN = 0.1  # the body crop: keypoints' bounding box grown by this fraction of its size
-# Our joint counts beside the paper's (23 body, 70 face, 21 per hand, 135 overall): MediaPipe has no
-# small toes, so our body is BODY_25 less LSmallToe/RSmallToe (23; the paper does not name its two);
-# face 70 = 68 OpenPose points mapped from the face mesh + 2 pupils; hands 2 x 21; overall 135 found
-# of the 137 columns.
-JOINT_NOTE = ("Joint counts: the paper counts body 23 (BODY_25 less two joints it does not name), face 70, "
-              "hands 21 per hand, overall 135. Ours: body 23 = BODY_25 less LSmallToe and RSmallToe, which "
-              "MediaPipe does not detect; face 70 = the 68 OpenPose face points mapped from MediaPipe's face "
-              "mesh plus 2 pupils (iris centres); hands 2 x 21 from MediaPipe's hand models; overall 135 "
-              "(137 columns less the two small toes). Our keypoints come from MediaPipe, theirs from OpenPose.")
-PAPER_NOTE = ("Rows labelled 'paper (their data, 1024x512)' are the published values of Chan et al. 2019, "
-              "Tables 1-4, for pix2pixHD (beside our frame-by-frame row), T.S. (temporal) and T.S. + Face "
-              "(temporal + face GAN): their own subjects, ~20 min targets at 120 fps, many GPU-days; a "
-              "reference, not a target. Their pose distances' resolution is not stated (model 1024x512).")
 
 
 @dataclass
@@ -183,7 +160,7 @@ def held_out_frames(model: str | Path, clips: Sequence[tuple[str | Path, str | P
 def check_same_clips(model: Path, clips: list[Clip], record: dict[str, Any] | None = None) -> None:
     """The clips must be the ones the model's training split (frame count, first frame, size, keypoint values),
     by the fingerprints the model file itself records."""
-    from pipeline.gan.train import clip_inputs
+    from pipeline.gan.stage import clip_inputs
 
     record = stored_record(model) if record is None else record
     inputs = record.get("training_inputs", record.get("inputs"))
@@ -215,10 +192,6 @@ def load_held_out(clips: Sequence[tuple[str | Path, str | Path, str | Path]], he
         h.positions = [position[f] for f in h.frames]
         h.keypoints = fit_keypoints(h.clip.keypoints[h.positions], h.clip.width, h.clip.height, *size)
     return out
-
-
-def _bgr(image: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(image[..., ::-1])
 
 
 def _image_scores(real: np.ndarray, fake: np.ndarray, box: Any, lpips: Any) -> tuple[float, Any]:
@@ -306,24 +279,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
 
     from pipeline.evaluation.metrics import LPIPS
 
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown or not (rows or ablations):
-        raise ValueError(f"unknown or no evaluation rows {unknown or list(rows)} (choose from {list(ROWS)})")
-    clashing = [name for name in ablations if name in ROWS or not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
-    if clashing:
-        raise ValueError(f"ablation row names {clashing} must be lower-case identifiers other than {list(ROWS)}")
-    if "temporal_face" in rows and face is None:
-        raise ValueError("row temporal_face needs the face GAN (--face face.pt)")
-    from pipeline.gan.models.face import face_skipped
-
-    no_face = face_skipped(face) if face is not None else None
-    if no_face:  # face.pt records why there is no face GAN: the row is left out, and the tables say why
-        rows, face = [r for r in rows if r != "temporal_face"], None
-    if "frame_by_frame" in rows and frame_by_frame is None:
-        raise ValueError("row frame_by_frame needs the model trained without temporal input "
-                         "(--frame-by-frame, made by `edn train --no-temporal`)")
-    if clip_batch < 1:
-        raise ValueError(f"clip_batch must be at least 1, got {clip_batch}")
+    rows, face, no_face = _checked_rows(rows, ablations, face, frame_by_frame, clip_batch)
     started = time.perf_counter()
     torch.manual_seed(0)
     others = ({"frame_by_frame": Path(frame_by_frame)} if "frame_by_frame" in rows else {}) | ablations
@@ -335,19 +291,7 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         specs = [Row(r.name, frame_by_frame_label(main_record, models[r.name].records["generator"]), r.model, r.face)
                  if r.name == "frame_by_frame" else r for r in specs]
     size = models["temporal"].size
-    # Every model's own training record: the same held-out frames of the same clips.
-    checked = {Path(generator): main_record} | {path: models[name].records["generator"]
-                                                 for name, path in others.items()}
-    if face is not None:
-        checked[Path(face)] = models["temporal"].records["face"]
-    held, _ = held_out_frames(generator, clips, main_record)
-    for path, model_record in list(checked.items())[1:]:
-        if held_out_frames(path, clips, model_record)[0] != held:
-            raise ValueError(f"{path}: held-out frames differ from {generator}'s; train both with the same holdout "
-                             "on the same clips")
-    data = load_held_out(clips, held, Path(generator), size, main_record)
-    for path, model_record in list(checked.items())[1:]:
-        check_same_clips(path, [h.clip for h in data], model_record)
+    data = _shared_held_out(Path(generator), clips, face, others, models, size)
     for m in models.values():
         m.use_compile(compile, sum(len(h.frames) for h in data))
     lpips = LPIPS.load(lpips_weights, device=str(models["temporal"].device))
@@ -372,21 +316,75 @@ def evaluate(out_dir: str | Path, clips: Sequence[tuple[str | Path, str | Path, 
         "transfers": transfer_summaries(transfers or {}),
     }
     out_dir = Path(out_dir)
-    labels = {r.name: r.label for r in specs}
+    _write_evaluation(out_dir, inputs, {r.name: r.label for r in specs}, table, per_frame, scores.samples, record)
+    log.info("%s: evaluated %d held-out frames in %.0f s", out_dir, record["n_frames"], record["seconds"])
+    return record
+
+
+
+def _checked_rows(rows: Sequence[str], ablations: dict[str, Path], face: str | Path | None,
+                  frame_by_frame: str | Path | None, clip_batch: int
+                  ) -> tuple[list[str], str | Path | None, str | None]:
+    """The rows to evaluate, the face GAN and why there is none (a face.pt that records it: its row is left
+    out); a row without its model, an unknown row or a badly named ablation is an error."""
+    import re
+
+    from pipeline.gan.models.face import face_skipped
+
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown or not (rows or ablations):
+        raise ValueError(f"unknown or no evaluation rows {unknown or list(rows)} (choose from {list(ROWS)})")
+    clashing = [name for name in ablations if name in ROWS or not re.fullmatch(r"[a-z][a-z0-9_]*", name)]
+    if clashing:
+        raise ValueError(f"ablation row names {clashing} must be lower-case identifiers other than {list(ROWS)}")
+    if "temporal_face" in rows and face is None:
+        raise ValueError("row temporal_face needs the face GAN (--face face.pt)")
+    no_face = face_skipped(face) if face is not None else None
+    rows = list(rows)
+    if no_face:  # face.pt records why there is no face GAN: the row is left out, and the tables say why
+        rows, face = [r for r in rows if r != "temporal_face"], None
+    if "frame_by_frame" in rows and frame_by_frame is None:
+        raise ValueError("row frame_by_frame needs the model trained without temporal input "
+                         "(--frame-by-frame, made by `edn train --no-temporal`)")
+    if clip_batch < 1:
+        raise ValueError(f"clip_batch must be at least 1, got {clip_batch}")
+    return rows, face, no_face
+
+
+def _shared_held_out(generator: Path, clips: Sequence[tuple[str | Path, str | Path, str | Path]],
+                     face: str | Path | None, others: dict[str, Path], models: dict[str, Any],
+                     size: tuple[int, int]) -> list[HeldOutClip]:
+    """The held-out frames of the main generator's training record, which every other model's own record
+    must name too (the same frames of the same clips)."""
+    main_record = models["temporal"].records["generator"]
+    checked = {generator: main_record} | {path: models[name].records["generator"] for name, path in others.items()}
+    if face is not None:
+        checked[Path(face)] = models["temporal"].records["face"]
+    held, _ = held_out_frames(generator, clips, main_record)
+    for path, model_record in list(checked.items())[1:]:
+        if held_out_frames(path, clips, model_record)[0] != held:
+            raise ValueError(f"{path}: held-out frames differ from {generator}'s; train both with the same holdout "
+                             "on the same clips")
+    data = load_held_out(clips, held, generator, size, main_record)
+    for path, model_record in list(checked.items())[1:]:
+        check_same_clips(path, [h.clip for h in data], model_record)
+    return data
+
+
+def _write_evaluation(out_dir: Path, inputs: tuple[Path, ...], labels: dict[str, str], table: Any, per_frame: Any,
+                      samples: list[dict[str, np.ndarray]], record: dict[str, Any]) -> None:
+    """metrics.parquet, frames.parquet, tables.md, tables.html, samples.png and evaluation.json, all at once."""
     with atomic_dir(out_dir, "evaluate", _OWNED, inputs=inputs, marker="evaluation.json") as tmp_dir:
         for frame, name in ((table, "metrics.parquet"), (per_frame, "frames.parquet")):
             with open(tmp_dir / name, "wb") as f:  # a file object: pyarrow reads a name as a URI
                 frame.to_parquet(f, index=False)
-        tables = result_tables(table, list(labels), lpips is not None, size, labels)
+        tables = result_tables(table, list(labels), record["lpips"], tuple(record["size"]), labels)
         tables += transfer_tables(record["transfers"])
-        intro = _intro(record, list(labels))
+        intro = intro_lines(record, list(labels))
         (tmp_dir / "tables.md").write_text(tables_markdown(tables, intro))
         (tmp_dir / "tables.html").write_text(tables_html(tables, intro))
-        write_samples(tmp_dir / "samples.png", scores.samples, list(labels))
+        write_samples(tmp_dir / "samples.png", samples, list(labels))
         write_json(tmp_dir / "evaluation.json", record)
-    log.info("%s: evaluated %d held-out frames in %.0f s", out_dir, record["n_frames"], record["seconds"])
-    return record
-
 
 @dataclass
 class StreamScores:
@@ -573,182 +571,6 @@ def _metric_rows(scores: StreamScores, specs: list[Row], lpips: bool) -> list[di
 
 
 # ------------------------------------------------------------------------------------------ tables
-
-Table = tuple[str, list[str], list[list[str]]]  # title, header, rows of cells
-
-
-def _fmt(value: float, digits: int) -> str:
-    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
-
-
-def result_tables(metrics: Any, rows: Sequence[str], lpips: bool,
-                  size: tuple[int, int] | None = None, labels: dict[str, str] | None = None) -> list[Table]:
-    """The paper's four tables (and what we add: bodies found, temporal instability, colour noise) as text
-    cells, the paper's rows beside ours.
-
-    ``size`` (width, height) is the resolution our pixel distances were measured at; Table 3 then
-    also gives them scaled to 512 px height (the height of the paper's model). ``labels`` names rows
-    beyond :data:`ROWS` (ablations).
-    """
-    from pipeline.evaluation.paper_tables import PAPER_LABEL, PAPER_NAMES, paper_cell, paper_value
-
-    names = {**ROWS, **(labels or {})}
-
-    def value(table: str, row: str, metric: str) -> float:
-        hit = metrics[(metrics["table"] == table) & (metrics["ablation"] == row) & (metrics["metric"] == metric)]
-        return float(hit["value"].iloc[0]) if len(hit) else math.nan
-
-    def paper_rows(table: str, metrics_: Sequence[str]) -> list[list[str]]:
-        return [[f"{PAPER_LABEL}: {PAPER_NAMES[r]}"] + [paper_cell(paper_value(table, r, m)) for m in metrics_]
-                for r in rows if r in PAPER_NAMES]
-
-    tables: list[Table] = []
-    for number, table, where in ((1, "body", "the crop to the body's bounding box"), (2, "face", "the face box")):
-        cells = [[names[r], _fmt(value(table, r, "ssim"), 4),
-                  _fmt(value(table, r, "lpips"), 4) if lpips else "unavailable"] for r in rows]
-        tables.append((f"Table {number}: images, {where}", ["", "SSIM (higher is better)",
-                                                            "LPIPS (lower is better)"],
-                       cells + paper_rows(table, ("ssim", "lpips"))))
-    header = ["", "Body (23)", "Face (70)", "Hands (2 x 21)", "Overall (135)"]
-    at = f"at {size[0]}x{size[1]}" if size else "in model pixels"
-    distance = [[f"{names[r]} ({at})"] + [_fmt(value("pose_distance", r, p), 2) for p in PARTS] for r in rows]
-    if size:
-        scale = 512 / size[1]
-        distance += [[f"{names[r]} (scaled to 512 px height, x{scale:.3g})"]
-                     + [_fmt(value("pose_distance", r, p) * scale, 2) for p in PARTS] for r in rows]
-    tables.append((f"Table 3: pose distance (mean L2 in pixels, lower is better; ours measured {at})", header,
-                   distance + paper_rows("pose_distance", PARTS)))
-    tables.append(("Table 4: missed detections per image (lower is better)", header,
-                   [[names[r]] + [_fmt(value("missed_detections", r, p), 2) for p in PARTS] for r in rows]
-                   + paper_rows("missed_detections", PARTS)))
-    tables.append(("Beyond the paper: frames where MediaPipe finds a body (%, higher is better)",
-                   ["", "Generated (of the frames with a body found in the real frame)", "Real footage"],
-                   [[names[r], _fmt(value("bodies_found", r, "generated"), 1),
-                     _fmt(value("bodies_found", r, "real"), 1)] for r in rows]))
-    tables.append(("Beyond the paper: temporal instability (mean absolute difference of consecutive frames, "
-                   "0-255)", ["", "Generated", "Real footage"],
-                   [[names[r], _fmt(value("temporal_instability", r, "generated"), 2),
-                     _fmt(value("temporal_instability", r, "real"), 2)] for r in rows]))
-    tables.append(("Beyond the paper: colour noise in the body box (high-band chroma energy: mean squared "
-                   "Laplacian of Cr and Cb; lower is better, real footage is the floor)",
-                   ["", "Generated", "Real footage", "Generated / real"],
-                   [[names[r], _fmt(value("chroma_noise", r, "generated"), 2),
-                     _fmt(value("chroma_noise", r, "real"), 2), _fmt(value("chroma_noise", r, "ratio"), 2)]
-                    for r in rows]))
-    return tables
-
-
-def _intro(record: dict[str, Any], rows: Sequence[str]) -> list[str]:
-    clips = "; ".join(f"{Path(h['frames_dir']).name}: frames {h['frames'][0]}-{h['frames'][-1]}"
-                      for h in record["held_out"])
-    lines = [f"{record['n_frames']} held-out frames that training never saw ({clips}), generated from the "
-             f"target's own poses and compared with the real frames at the model's resolution "
-             f"({record['size'][0]}x{record['size'][1]}). Each clip's sequence starts from a zero previous frame."]
-    if "frame_by_frame" in rows:
-        lines.append("Frame-by-frame is a separate generator trained without the previous-frame input "
-                     "(`edn train --no-temporal`, single-frame discriminator), as the paper's baseline.")
-    if not record["lpips"]:
-        lines.append("LPIPS is unavailable: the pretrained AlexNet weights were not found (see the log); it is "
-                     "never computed with random weights.")
-    ablations = [r for r in rows if r not in ROWS]
-    if ablations:
-        lines.append("Ablation rows (" + ", ".join(ablations) + ") are generators trained on the same clips, held-out "
-                     "frames and budget with the options their label names changed; they are generated like the "
-                     "temporal row.")
-    if record.get("no_face_gan"):
-        lines.append(f"No Face GAN row: {record['no_face_gan']}.")
-    if record["real_faces_detected"] == 0:
-        lines.append("No face keypoints were found on the real frames, so face pose distance and misses are n/a.")
-    lines += [PAPER_NOTE, JOINT_NOTE]
-    return lines
-
-
-def transfer_summaries(records: dict[str, str | Path]) -> dict[str, Any]:
-    """Each source's transfer fidelity and coverage summary, read from its transfer record."""
-    out = {}
-    for name, path in records.items():
-        try:
-            record = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: cannot read the transfer record ({exc})") from exc
-        fidelity = record.get("fidelity")
-        if not fidelity:
-            raise ValueError(f"{path}: the transfer record has no fidelity (written by `edn measure-transfer`?)")
-        out[name] = {"fidelity": {k: v for k, v in fidelity.items() if k != "per_frame"},
-                     "coverage": record.get("coverage")}
-    return out
-
-
-def transfer_tables(summaries: dict[str, Any]) -> list[Table]:
-    """The transfers' fidelity (re-detected poses against the poses given) and coverage, a row per source."""
-    if not summaries:
-        return []
-
-    def pct(value: float | None) -> str:
-        return "n/a" if value is None else f"{100 * value:.0f}"
-
-    rows, relation_rows = [], []
-    for name, s in summaries.items():
-        f, c = s["fidelity"], s["coverage"] or {}
-        rows.append([name, str(f["frames"]), pct(f["body_found_share"]), pct(f["pck"]),
-                     _fmt(f["median_joint_error"], 3), pct(c.get("uncovered_share"))])
-        r = f.get("coverage_relation")
-        if r:
-            relation_rows.append([name, f"{pct(r['covered']['body_found_share'])} / {pct(r['uncovered']['body_found_share'])}",
-                                  f"{_fmt(r['covered']['median_joint_error'], 3)} / "
-                                  f"{_fmt(r['uncovered']['median_joint_error'], 3)}",
-                                  f"{r['covered']['frames']} / {r['uncovered']['frames']}",
-                                  _fmt(r["spearman_distance_error"], 2)])
-    tables: list[Table] = [(
-        "Transfer: poses re-detected on the generated frames against the poses given (no real frame exists)",
-        ["source", "frames", "body found %", "PCK@0.1 %", "median joint error (body heights)",
-         "frames uncovered by the target's poses %"], rows)]
-    if relation_rows:
-        tables.append(("Transfer: do uncovered poses fail? (covered / uncovered frames)",
-                       ["source", "body found %", "median joint error", "frames", "rank correlation of coverage "
-                        "distance and error"], relation_rows))
-    return tables
-
-
-def tables_markdown(tables: list[Table], intro: list[str]) -> str:
-    out = ["# Evaluation on held-out frames", "", *[f"{line}\n" for line in intro]]
-    for title, header, cells in tables:
-        out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(row) + " |" for row in cells]
-        out.append("")
-    return "\n".join(out)
-
-
-def tables_html(tables: list[Table], intro: list[str]) -> str:
-    style = ("body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}"
-             "td,th{border:1px solid #bbb;padding:.3em .7em;text-align:right}td:first-child{text-align:left}")
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation</title><style>{style}</style>"
-             "</head><body><h1>Evaluation on held-out frames</h1>"]
-    parts += [f"<p>{html.escape(line)}</p>" for line in intro]
-    for title, header, cells in tables:
-        parts.append(f"<h2>{html.escape(title)}</h2><table><tr>"
-                     + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells]
-        parts.append("</table>")
-    return "\n".join(parts + ["</body></html>\n"])
-
-
-def write_samples(path: Path, samples: list[dict[str, np.ndarray]], rows: Sequence[str]) -> None:
-    """A grid of held-out frames: stick figure | each row's result | real frame, labelled on top."""
-    import cv2
-
-    from pipeline.footage.images import write_image
-    from pipeline.footage.video import side_by_side
-
-    grid = np.vstack([side_by_side(*[_bgr(frames[k]) for k in ["pose", *rows, "real"]]) for frames in samples])
-    width = samples[0]["pose"].shape[1]
-    label = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    for k, name in enumerate(["pose", *rows, "real"]):
-        cv2.putText(label, name.replace("_", " "), (k * width + 4, 19), cv2.FONT_HERSHEY_SIMPLEX,
-                    min(0.5, width / 260), (0, 0, 0), 1, cv2.LINE_AA)
-    if not write_image(path, np.vstack([label, grid])):
-        raise RuntimeError(f"{path}: cannot write sample grid")
-
 
 def parse_ablations(values: Sequence[str] | None, option: str = "--ablation", path_is: str = "GENERATOR_PT"
                     ) -> dict[str, Path]:

@@ -53,39 +53,11 @@ def check_crop(info: VideoInfo, rotation: int | None, crop: tuple[int, int, int,
         raise ValueError(f"{info.path}: crop box {tuple(crop)} lies outside the {disp_w}x{disp_h} frame")
 
 
-def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None = None,
-                   height: int = 512, rotation: int | None = None,
-                   crop: tuple[int, int, int, int] | None = None, image_format: str = "jpg",
-                   max_frames: int | None = None, start: float | None = None,
-                   end: float | None = None, damaged: str = "fail") -> dict[str, Any]:
-    """Write ``out_dir/000000.jpg ...`` and ``out_dir/meta.json``; return the metadata.
-
-    ``start`` and ``end`` (seconds of the source) trim it: frames, metadata and the soundtrack a
-    transfer takes from ``meta.json`` follow the span.
-
-    ``rotation`` (clockwise degrees) replaces the file's own rotation metadata when given;
-    otherwise ffmpeg applies the display matrix. ``crop`` is x, y, w, h in displayed source
-    pixels and is applied before scaling. The folder appears only when complete.
-
-    A video that does not decode cleanly (ffmpeg's decoder reports errors: the frames it conceals or
-    repeats are not the footage) fails with the first bad frame and ffmpeg's message; ``damaged="keep"``
-    extracts it anyway, with a warning and the count in ``meta.json`` (``decode_errors``).
-    """
+def _decoding(info: Any, out_fps: float, height: int, rotation: int | None, crop: tuple[int, int, int, int] | None,
+              start: float | None, end: float | None) -> tuple[Any, Any]:
+    """The ffmpeg input (trimmed to the span, the file's rotation replaced when ``rotation`` is given) and
+    its video stream resampled to ``out_fps``, rotated, cropped and scaled to ``height``."""
     import ffmpeg
-
-    video, out_dir = Path(video), Path(out_dir)
-    header = read_header(video)  # one ffmpeg -i for the video's and the soundtrack's properties
-    info = probe_video(video, count_frames=False, header=header)
-    FRAME_HEIGHT.check(height, "extract: height")
-    if fps is not None:
-        FRAME_RATE.check(fps, "extract: fps")
-    if max_frames is not None and max_frames <= 0:
-        raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
-    if damaged not in DAMAGED_CHOICES:
-        raise ValueError(f"extract: damaged must be one of {DAMAGED_CHOICES}, got {damaged!r}")
-    out_fps = float(fps or info.fps)
-    check_span(info.duration, start, end, str(video))
-    check_span_frames(info, start, end, fps)
 
     input_args: dict[str, Any] = {}
     if start:
@@ -107,29 +79,68 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         check_crop(info, rotation, crop)
         stream = stream.crop(*crop)
     stream = stream.filter("scale", -2, height, flags="area")
+    return source, stream
+
+
+def _image_output(image_format: str, max_frames: int | None) -> dict[str, Any]:
+    """ffmpeg's options for the numbered images of ``image_format``."""
+    output_args: dict[str, Any] = {"start_number": 0}
+    if image_format == "jpg":
+        # Huffman tables: ffmpeg's default ones, not the per-image optimal ones (a second pass
+        # over each image): the same pixels, ~5% less CPU, ~2% larger files.
+        output_args["q:v"] = 2
+        output_args["huffman"] = "default"
+    elif image_format == "png":
+        output_args["compression_level"] = 1
+    else:
+        raise ValueError(f"extract: unknown image format {image_format!r}")
+    if max_frames is not None:
+        output_args["frames:v"] = max_frames
+    return output_args
+
+
+def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None = None,
+                   height: int = 512, rotation: int | None = None,
+                   crop: tuple[int, int, int, int] | None = None, image_format: str = "jpg",
+                   max_frames: int | None = None, start: float | None = None,
+                   end: float | None = None, damaged: str = "fail") -> dict[str, Any]:
+    """Write ``out_dir/000000.jpg ...`` and ``out_dir/meta.json``; return the metadata.
+
+    ``start`` and ``end`` (seconds of the source) trim it: frames, metadata and the soundtrack a
+    transfer takes from ``meta.json`` follow the span.
+
+    ``rotation`` (clockwise degrees) replaces the file's own rotation metadata when given;
+    otherwise ffmpeg applies the display matrix. ``crop`` is x, y, w, h in displayed source
+    pixels and is applied before scaling. The folder appears only when complete.
+    A video whose decoder reports errors fails naming the first bad frame (``damaged="keep"``: a warning).
+    """
+    import ffmpeg
+
+    video, out_dir = Path(video), Path(out_dir)
+    header = read_header(video)  # one ffmpeg -i for the video's and the soundtrack's properties
+    info = probe_video(video, count_frames=False, header=header)
+    FRAME_HEIGHT.check(height, "extract: height")
+    if fps is not None:
+        FRAME_RATE.check(fps, "extract: fps")
+    if max_frames is not None and max_frames <= 0:
+        raise ValueError(f"extract: max_frames must be positive, got {max_frames}")
+    if damaged not in DAMAGED_CHOICES:
+        raise ValueError(f"extract: damaged must be one of {DAMAGED_CHOICES}, got {damaged!r}")
+    out_fps = float(fps or info.fps)
+    check_span(info.duration, start, end, str(video))
+    check_span_frames(info, start, end, fps)
+
+    source, stream = _decoding(info, out_fps, height, rotation, crop, start, end)
 
     with atomic_dir(out_dir, "extract", FRAME_FILES, inputs=(video,)) as tmp:
-        output_args: dict[str, Any] = {"start_number": 0}
-        if image_format == "jpg":
-            # Huffman tables: ffmpeg's default ones, not the per-image optimal ones (a second pass
-            # over each image): the same pixels, ~5% less CPU, ~2% larger files.
-            output_args["q:v"] = 2
-            output_args["huffman"] = "default"
-        elif image_format == "png":
-            output_args["compression_level"] = 1
-        else:
-            raise ValueError(f"extract: unknown image format {image_format!r}")
-        if max_frames is not None:
-            output_args["frames:v"] = max_frames
-        cmd = stream.output(_FRAMES, **output_args)
+        cmd = stream.output(_FRAMES, **_image_output(image_format, max_frames))
         if not start:
             # Without a seek this run decodes the source's first frame anyway: a second output logs
             # its time (meta's video_start), sharing the decoder, instead of an ffmpeg run of its own.
             # The trim matters: without it showinfo checksums every frame (+25% CPU on the demo clips).
             first = source.video.filter("trim", end_frame=1).filter("showinfo")
             cmd = ffmpeg.merge_outputs(cmd, first.output("-", format="null", **{"frames:v": 1}))
-        # level+verbose: showinfo's line (info), the errors' levels (ffmpeg_cause), and the closing counts
-        # of decoding errors and of the fps filter's dropped and repeated frames (verbose; a few dozen lines)
+        # level+verbose: showinfo (info), error levels (ffmpeg_cause), decoding and fps filter counts (verbose)
         cmd = cmd.global_args("-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+verbose")
         # Our own subprocess call (not ffmpeg-python's run): ffmpeg must die with this process.
         paths = {_SOURCE: ffmpeg_file(video), _FRAMES: ffmpeg_sequence(tmp, f"%06d.{image_format}")}
@@ -144,9 +155,8 @@ def extract_frames(video: str | Path, out_dir: str | Path, *, fps: float | None 
         span = (end if end is not None else info.duration) - (start or 0.0)
         _check_frame_count(video, len(frames), span if info.duration > 0 or end is not None else 0.0, out_fps,
                            max_frames)
-        decoding = read_decoding(log_text)  # after the count: a cut-off file is named as such
-        decode_errors = _check_decoding(video, decoding, input_args, damaged)
-        resampling = _report_resampling(video, decoding, info, out_fps)
+        decode_errors, resampling = _check_decoding(video, info, read_decoding(log_text), start, end, out_fps,
+                                                    damaged)  # after the count: a cut-off file is named as such
         timing = probe_audio(video, header=header,
                              video_start=None if start else first_pts_time(log_text))
         out_w, out_h = image_size(frames[0])
@@ -205,11 +215,12 @@ def read_decoding(log_text: str) -> Decoding:
                     frames_in, frames_out, dropped, duplicated)
 
 
-def first_bad_frame(video: Path, input_args: dict[str, Any]) -> tuple[int, float] | None:
-    """The first source frame (index, seconds) that does not decode: a second decode, one thread and
-    ``-err_detect explode`` (a damaged frame is dropped, not concealed), lists each frame's time in order
-    (``framecrc``); the first gap in them is the frame. None when that decode loses no frame."""
-    seek = [a for k, v in input_args.items() if k in ("ss", "t") for a in (f"-{k}", v)]
+def first_bad_frame(video: Path, start: float | None, end: float | None) -> tuple[int, float] | None:
+    """The first source frame (index, seconds) between ``start`` and ``end`` that does not decode: a second
+    decode, one thread and ``-err_detect explode`` (a damaged frame is dropped, not concealed), lists each
+    frame's time in order (``framecrc``); the first gap in them is the frame. None when that decode loses
+    no frame."""
+    seek = (["-ss", f"{start:.6f}"] if start else []) + (["-t", f"{end - (start or 0.0):.6f}"] if end else [])
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "quiet", "-threads", "1", "-err_detect",
                "explode", *seek, "-i", ffmpeg_file(video), "-map", "0:v:0", "-f", "framecrc", "-"]
     done = subprocess.run(command, capture_output=True, text=True, errors="replace", **child_process_options())
@@ -225,25 +236,25 @@ def first_bad_frame(video: Path, input_args: dict[str, Any]) -> tuple[int, float
             expected = pts + duration
     else:
         return None
-    seconds = float(input_args.get("ss", 0.0)) + expected * time_base
+    seconds = (start or 0.0) + expected * time_base
     return round(seconds / (max(duration, 1) * time_base)), seconds
 
 
-def _check_decoding(video: Path, decoding: Decoding, input_args: dict[str, Any], damaged: str) -> int:
+def _check_decoding(video: Path, info: VideoInfo, decoding: Decoding, start: float | None, end: float | None,
+                    out_fps: float, damaged: str) -> tuple[int, dict[str, Any] | None]:
     """Fail on a damaged video (``damaged="fail"``), naming it, where the damage starts and ffmpeg's
-    message; with ``"keep"`` warn instead. Returns the error count for meta.json."""
-    if not decoding.errors:
-        return 0
-    where = first_bad_frame(video, input_args)
-    at = f"the first at source frame {where[0]} ({where[1]:.3f} s)" if where else "none lost a whole frame"
-    what = (f"{video}: damaged video: {decoding.errors} decoding errors, {at}: "
-            f"{(decoding.first_error or 'undecodable packets').rstrip('.')}")
-    if damaged == "fail":
-        raise ValueError(f"{what}; the frames ffmpeg would conceal or repeat there are not the footage: "
-                         "re-download or re-encode the file, trim the damaged part away (start/end), or "
-                         "extract it anyway with --damaged keep (config extract: damaged: keep)")
-    log.warning("%s; extracted anyway (--damaged keep): the frames there are concealed or repeated", what)
-    return decoding.errors
+    message; with ``"keep"`` warn instead. Returns the error count and the resampling counts for meta.json."""
+    if decoding.errors:
+        where = first_bad_frame(video, start, end)
+        at = f"the first at source frame {where[0]} ({where[1]:.3f} s)" if where else "none lost a whole frame"
+        what = (f"{video}: damaged video: {decoding.errors} decoding errors, {at}: "
+                f"{(decoding.first_error or 'undecodable packets').rstrip('.')}")
+        if damaged == "fail":
+            raise ValueError(f"{what}; the frames ffmpeg would conceal or repeat there are not the footage: "
+                             "re-download or re-encode the file, trim the damaged part away (start/end), or "
+                             "extract it anyway with --damaged keep (config extract: damaged: keep)")
+        log.warning("%s; extracted anyway (--damaged keep): the frames there are concealed or repeated", what)
+    return decoding.errors, _report_resampling(video, decoding, info, out_fps)
 
 
 def _report_resampling(video: Path, decoding: Decoding, info: VideoInfo, out_fps: float) -> dict[str, Any] | None:

@@ -18,9 +18,10 @@ from typing import Any, Callable, Iterable, TypeVar
 import torch
 from torch import nn
 
+from pipeline.gan.options import COMPILE_MODES
+
 log = logging.getLogger(__name__)
 
-COMPILE_MODES = ("auto", "on", "off")
 # The backend handed to torch.compile; tests replace it to make a first call fail.
 BACKEND: str | Callable[..., Any] = "inductor"
 

@@ -189,7 +189,7 @@ class PairDataset:
     """Samples (t, t+1) of consecutive training frames of all clips, at the model resolution.
 
     Each item is a dict: ``pose_t, pose_t1, real_t, real_t1`` uint8 (3, H, W) tensors (a quarter
-    of float32's bytes between the workers and the GPU; ``pipeline.gan.train.batch_to_device`` makes
+    of float32's bytes between the workers and the GPU; ``pipeline.gan.task.batch_to_device`` makes
     them float in [-1, 1] on the device), each of the four images decoded once; ``box_t1`` int64 (4,) face box of frame t+1 (-1s when none); ``has_face``;
     ``clip`` and ``frame`` (index of frame t) for bookkeeping.
 

@@ -116,10 +116,10 @@ def gan_step_memory(generator_activations: int, trained: Sequence[nn.Module], di
 
 
 def pose_step_memory(cfg: Any, half: bool = False, n_plates: int = 1) -> StepMemory:
-    """The training step of `edn train` (a :class:`~pipeline.gan.train.TrainConfig`), per process."""
+    """The training step of `edn train` (a :class:`~pipeline.gan.options.TrainConfig`), per process."""
     from pipeline.gan.models.discriminator import MultiscaleDiscriminator
     from pipeline.gan.models.generator import build_generator
-    from pipeline.gan.train import pose_model_configs
+    from pipeline.gan.networks import pose_model_configs
 
     config, d_nc = pose_model_configs(cfg, n_plates)
     b, h, w = cfg.batch_size, cfg.height, cfg.width
@@ -138,7 +138,7 @@ def face_step_memory(cfg: Any, generator_config: dict[str, Any], box: int, half:
     from pipeline.gan.models.discriminator import MultiscaleDiscriminator
     from pipeline.gan.models.face import build_face_generator, default_face_config
     from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, build_generator
-    from pipeline.gan.train_face import FACE_D_NC
+    from pipeline.gan.networks import FACE_D_NC
 
     b = cfg.batch_size
     face_config = default_face_config(ngf=cfg.face_ngf, n_downsample=cfg.face_n_downsample,

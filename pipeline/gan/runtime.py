@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pipeline.gan.options import PRECISIONS
+
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +77,6 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-PRECISIONS = ("auto", "bf16", "fp16", "tf32", "fp32")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

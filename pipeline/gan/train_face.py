@@ -8,7 +8,8 @@ PatchGAN D_f (one scale, n_layers 3) judges (x_F, G(x)_F + r) against (x_F, y_F)
 the main GAN, on the crop: LSGAN + feature matching + VGG19, and the pixel L1 when ``lambda_l1`` > 0
 (the anchor that keeps the residual from drifting off the real face while VGG19 is absent).
 
-Devices, DDP, resume and records are :mod:`pipeline.gan.train`'s engine. The run folder gets its
+Its options are :class:`~pipeline.gan.options.FaceConfig`; devices, DDP, resume and records are those
+of ``edn train`` (:mod:`pipeline.gan.stage`, :mod:`pipeline.gan.engine`). The run folder gets its
 own checkpoint.pt, run.json, losses.csv and samples/; the model is face.pt.
 """
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,41 +26,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.gan.checkpoint import tensors_sha256
+from pipeline.gan.memory import face_step_memory
 from pipeline.gan.models.discriminator import MultiscaleDiscriminator
 from pipeline.gan.models.face import build_face_generator, crop_boxes, default_face_config, face_box_size
-from pipeline.gan.memory import face_step_memory
-from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, is_temporal, load_generator, sample_plates
+from pipeline.gan.models.generator import is_temporal, load_generator, sample_plates
+from pipeline.gan.networks import FACE_D_NC, TemporalPair, initialise
+from pipeline.gan.options import FaceConfig, config_from_args
 from pipeline.gan.runtime import Runtime
-from pipeline.gan.train import ClipFiles, GANTask, TemporalPair, TrainConfig, config_from_args, initialise, \
-    run_stage
+from pipeline.gan.stage import ClipFiles, run_stage
+from pipeline.gan.task import GANTask
 
-FACE_D_NC = POSE_NC + IMAGE_NC  # stick-figure crop + face crop
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FaceConfig(TrainConfig):
-    """:class:`TrainConfig` plus the face generator; the main generator's fields come from generator.pt."""
-
-    epochs: int = 5  # config/paper.yaml's train: face: schedule
-    niter_decay: int = 2
-    num_d: int = 1  # one 70x70 PatchGAN: the crop is small
-    face_ngf: int = 32
-    face_n_downsample: int = 3
-    face_n_blocks: int = 5
-    face_size: int | None = None  # box side in model pixels; None: height / 4 (128 at 512)
-    # A majority of the samples must show the face the residual is to learn: a crop without face
-    # landmarks has no face drawn in its stick figure, so nothing tells the residual where eyes and mouth go.
-    face_min_landmarks: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        divisor = 2 ** self.face_n_downsample
-        if min(self.face_ngf, self.face_n_downsample, self.face_n_blocks) < 1:
-            raise ValueError("face_ngf, face_n_downsample and face_n_blocks must be >= 1")
-        if self.face_size is not None and (self.face_size < divisor or self.face_size % divisor):
-            raise ValueError(f"--face-size {self.face_size} must be a positive multiple of {divisor} "
-                             f"(the face generator downsamples {self.face_n_downsample} times)")
 
 
 class FaceTask(GANTask):

@@ -64,6 +64,42 @@ def label_follows(panel: np.ndarray, share: float) -> np.ndarray:
     return panel
 
 
+def _transfer_inputs(normalized: Path, render_dir: Path) -> tuple[Any, tuple[int, int], float, list[Path]]:
+    """The normalized keypoints, their frame size and rate, and their stick figures, which must be drawn at
+    that size."""
+    track = read_keypoints(normalized)
+    missing = [k for k in ("width", "height", "fps") if not track.meta.get(k)]
+    if missing:
+        raise ValueError(f"{normalized}: keypoint metadata lacks {missing} (not written by `edn normalize`?)")
+    frame_size = (int(track.meta["width"]), int(track.meta["height"]))
+    poses = _indexed(render_dir, track.frames, "stick-figure")
+    first = read_rgb(poses[0])
+    if (first.shape[1], first.shape[0]) != frame_size:
+        raise ValueError(f"{poses[0]}: stick figure is {first.shape[1]}x{first.shape[0]} but {normalized} is in "
+                         f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
+    return track, frame_size, float(track.meta["fps"]), poses
+
+
+def _panel(source_path: Path, pose: np.ndarray, result: np.ndarray, repaired: bool, follows: float | None,
+           height: int) -> np.ndarray:
+    """source | stick figure | result (BGR): the stick figure marked where pose QC repaired the frame, and
+    labelled with the share of frames that follow the source when any was repaired."""
+    import cv2
+
+    from pipeline.footage.images import read_image
+    from pipeline.footage.video import side_by_side
+
+    source = read_image(source_path)
+    if source is None:
+        raise ValueError(f"{source_path}: cannot read source frame")
+    pose_bgr = cv2.cvtColor(pose, cv2.COLOR_RGB2BGR)
+    if repaired:
+        mark_repaired(pose_bgr)
+    if follows is not None:
+        label_follows(pose_bgr, follows)
+    return side_by_side(source, pose_bgr, result, height=height)
+
+
 def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str | Path, generator: str | Path,
              out: str | Path, *, face: str | Path | None = None, side_by_side_out: str | Path | None = None,
              record_out: str | Path | None = None, device: str = "auto", crf: int = 18,
@@ -76,27 +112,14 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
     import torch
     from tqdm import tqdm
 
-    from pipeline.footage.images import read_image
     from pipeline.footage.media import probe_video
-    from pipeline.footage.streams import consecutive_differences
-    from pipeline.footage.streams import prefetch
-    from pipeline.footage.video import VideoEncoder, side_by_side
+    from pipeline.footage.streams import consecutive_differences, prefetch
+    from pipeline.footage.video import VideoEncoder
     from pipeline.gan.generate import face_boxes, generate_frames, load_models, model_pose
 
     normalized, render_dir, source_frames, out = Path(normalized), Path(render_dir), Path(source_frames), Path(out)
-    track = read_keypoints(normalized)
-    missing = [k for k in ("width", "height", "fps") if not track.meta.get(k)]
-    if missing:
-        raise ValueError(f"{normalized}: keypoint metadata lacks {missing} (not written by `edn normalize`?)")
-    frame_size = (int(track.meta["width"]), int(track.meta["height"]))
-    fps = float(track.meta["fps"])
-    poses = _indexed(render_dir, track.frames, "stick-figure")
+    track, frame_size, fps, poses = _transfer_inputs(normalized, render_dir)
     sources = _indexed(source_frames, track.frames, "source frame") if side_by_side_out else []
-    first = read_rgb(poses[0])
-    if (first.shape[1], first.shape[0]) != frame_size:
-        raise ValueError(f"{poses[0]}: stick figure is {first.shape[1]}x{first.shape[0]} but {normalized} is in "
-                         f"{frame_size[0]}x{frame_size[1]} frames (render it with `edn render` from this file)")
-
     repaired = repaired_frames(track)  # source frames pose QC repaired (edn normalize --qc)
     follows = 1 - len(repaired) / len(track.frames)
     torch.manual_seed(0)  # inference is deterministic; fixed anyway so nothing random slips in unseen
@@ -129,15 +152,8 @@ def transfer(normalized: str | Path, render_dir: str | Path, source_frames: str 
                 result = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
                 main.write(result)
                 if panel_video is not None:
-                    source = read_image(sources[i])
-                    if source is None:
-                        raise ValueError(f"{sources[i]}: cannot read source frame")
-                    pose_bgr = cv2.cvtColor(pose, cv2.COLOR_RGB2BGR)
-                    if int(track.frames[i]) in repaired:
-                        mark_repaired(pose_bgr)
-                    if repaired:
-                        label_follows(pose_bgr, follows)
-                    panel_video.write(side_by_side(source, pose_bgr, result, height=models.size[1]))
+                    panel_video.write(_panel(sources[i], pose, result, int(track.frames[i]) in repaired,
+                                             follows if repaired else None, models.size[1]))
                 yield result
 
         differences = consecutive_differences(written())  # two frames held at a time

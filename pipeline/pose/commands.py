@@ -69,7 +69,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("out", type=Path)
     p.set_defaults(func=handler("pipeline.pose.stats", "cli"))
+    add_mapping_commands(sub)
 
+
+def add_mapping_commands(sub: argparse._SubParsersAction) -> None:
+    """normalize and render: the source's poses into the target's frame, and keypoints into stick figures."""
     p = sub.add_parser("normalize", help="map source poses into the target's frame")
     p.add_argument("source", type=Path)
     p.add_argument("source_stats", type=Path)

@@ -285,6 +285,31 @@ def _spikes(frames: np.ndarray, xy: np.ndarray, size: np.ndarray, fps: float,
     return ratio, worst
 
 
+def _breaks(motion: _Motion, has_body: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Temporal checks on the frames as the detector labelled them, except that a frame whose left/right
+    relabelling continues the motion (and the plain one breaks it) is relabelled: MediaPipe confuses a
+    body's front and back, most often while it turns. Per frame: jump, scale change, moved share, whether
+    it jumped, switched person or was swapped, and the last frame with a body before it."""
+    n = len(has_body)
+    jump, scale_change, moved = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    jumped, switched, swapped = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    previous = np.full(n, -1)  # the last row with a body before each row with a body
+    prev = -1
+    for t in np.flatnonzero(has_body):
+        if prev >= 0:  # against the last frame with a body (a gap does not hide a switch), per second elapsed
+            jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
+            jumped[t], switched[t] = motion.is_break(jump[t], scale_change[t], moved[t])
+            if (jumped[t] or switched[t]) and motion.swap_if_it_continues(prev, t):
+                swapped[t] = True
+                jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
+                jumped[t], switched[t] = False, False
+        previous[t] = prev
+        prev = t
+    if swapped.sum() > has_body.sum() / 2:  # the clip's first frames were the odd ones out
+        swapped = has_body & ~swapped
+    return jump, scale_change, moved, jumped, switched, swapped, previous
+
+
 def quality_scores(track: KeypointTrack, thresholds: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """Per-frame QC columns (:data:`COLUMNS`) of ``track``; see the module docstring."""
     th = check_thresholds(thresholds or {})
@@ -310,26 +335,8 @@ def quality_scores(track: KeypointTrack, thresholds: dict[str, float] | None = N
     box = hi - lo
     box_ratio = box.max(axis=1) / size
 
-    # Temporal checks on the frames as the detector labelled them, except that a frame whose
-    # left/right relabelling continues the motion (and the plain one breaks it) is relabelled:
-    # MediaPipe confuses a body's front and back, most often while it turns.
     motion = _Motion(track, xy.copy(), seen.copy(), lengths.copy(), size, fps, th)
-    jump, scale_change, moved = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
-    jumped, switched, swapped = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    previous = np.full(n, -1)  # the last row with a body before each row with a body
-    prev = -1
-    for t in np.flatnonzero(has_body):
-        if prev >= 0:  # against the last frame with a body (a gap does not hide a switch), per second elapsed
-            jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
-            jumped[t], switched[t] = motion.is_break(jump[t], scale_change[t], moved[t])
-            if (jumped[t] or switched[t]) and motion.swap_if_it_continues(prev, t):
-                swapped[t] = True
-                jump[t], scale_change[t], moved[t] = motion.measure(prev, t)
-                jumped[t], switched[t] = False, False
-        previous[t] = prev
-        prev = t
-    if swapped.sum() > has_body.sum() / 2:  # the clip's first frames were the odd ones out
-        swapped = has_body & ~swapped
+    jump, scale_change, moved, jumped, switched, swapped, previous = _breaks(motion, has_body)
     spike, spike_joint = _spikes(track.frames, motion.xy, size, fps, th["spike_accel"])
     other = _excursions(jumped | switched, previous, track.frames, fps, motion)
     jumped[other["cleared"]] = switched[other["cleared"]] = False

@@ -230,6 +230,42 @@ def _finite_list(values: np.ndarray, digits: int = 3) -> list[float | None]:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in values]
 
 
+def _heights_by_depth(f: np.ndarray, body: np.ndarray, ground: np.ndarray, label: str
+                      ) -> tuple[float, float, float, float, tuple[float, float] | None, bool, str | None, np.ndarray]:
+    """The far and near ankle rows of the grounded frames and the body height at each: from a line through
+    the heights against the ankle row, else one height for every depth, with the reason (logged). Also
+    whether the ankle range is degenerate and which frames are grounded with a height."""
+    fg = f[ground]
+    far, near = (float(np.percentile(fg, q)) for q in (FAR_PERCENTILE, NEAR_PERCENTILE))
+    degenerate = near - far < MIN_SPAN_PX
+    with_height = ground & np.isfinite(body)
+    if not with_height.any():
+        raise ValueError(f"{label}: no grounded frame shows a head joint, cannot measure height")
+    line = None if degenerate else _height_line(f[with_height], body[with_height], far, near)
+    if degenerate:
+        far = near = float(np.median(fg))
+    fallback = None
+    if degenerate:
+        fallback = f"ankle range degenerate (near - far < {MIN_SPAN_PX:g} px): one position, constant scale"
+    elif line is None:
+        fallback = "heads seen at fewer than two depths: constant scale"
+    else:
+        h_far, h_near = (line[0] * v + line[1] for v in (far, near))
+        if h_near <= h_far:
+            # Nearer the camera a person looks taller; the opposite (one person on a box, a
+            # tilted camera, mixed-up detections) would make the mapping shrink what comes close.
+            fallback = (f"near height {h_near:.1f} px <= far height {h_far:.1f} px "
+                        "(expected taller when nearer): constant scale")
+            line = None
+    if line is None:
+        # One depth, heads at too few depths, or heights inverted: one height for all depths
+        # (the ankle positions still map when they span a range).
+        h_far = h_near = float(np.percentile(body[with_height], HEIGHT_PERCENTILE))
+    if fallback is not None:
+        log.warning("%s: %s", label, fallback)
+    return far, near, h_far, h_near, line, degenerate, fallback, with_height
+
+
 def compute_stats(tracks: Sequence[KeypointTrack], names: Sequence[str] | None = None) -> dict[str, Any]:
     """Ankle/height statistics of one subject from all its clips (see the module docstring).
 
@@ -266,33 +302,7 @@ def compute_stats(tracks: Sequence[KeypointTrack], names: Sequence[str] | None =
         ground[sel] = _ground_flags(frame[sel], f[sel], fps, margin)
 
     fg = f[ground]
-    far, near = (float(np.percentile(fg, q)) for q in (FAR_PERCENTILE, NEAR_PERCENTILE))
-    degenerate = near - far < MIN_SPAN_PX
-    with_height = ground & np.isfinite(body)
-    if not with_height.any():
-        raise ValueError(f"{label}: no grounded frame shows a head joint, cannot measure height")
-    line = None if degenerate else _height_line(f[with_height], body[with_height], far, near)
-    if degenerate:
-        far = near = float(np.median(fg))
-    fallback = None
-    if degenerate:
-        fallback = f"ankle range degenerate (near - far < {MIN_SPAN_PX:g} px): one position, constant scale"
-    elif line is None:
-        fallback = "heads seen at fewer than two depths: constant scale"
-    else:
-        h_far, h_near = (line[0] * v + line[1] for v in (far, near))
-        if h_near <= h_far:
-            # Nearer the camera a person looks taller; the opposite (one person on a box, a
-            # tilted camera, mixed-up detections) would make the mapping shrink what comes close.
-            fallback = (f"near height {h_near:.1f} px <= far height {h_far:.1f} px "
-                        "(expected taller when nearer): constant scale")
-            line = None
-    if line is None:
-        # One depth, heads at too few depths, or heights inverted: one height for all depths
-        # (the ankle positions still map when they span a range).
-        h_far = h_near = float(np.percentile(body[with_height], HEIGHT_PERCENTILE))
-    if fallback is not None:
-        log.warning("%s: %s", label, fallback)
+    far, near, h_far, h_near, line, degenerate, fallback, with_height = _heights_by_depth(f, body, ground, label)
 
     stats: dict[str, Any] = {
         "ankle_far": far, "ankle_near": near, "height_far": float(h_far), "height_near": float(h_near),

@@ -29,7 +29,7 @@ rule fetch_demo:
 checkpoint extract:
     input:
         video=video_path,
-        code=stage_code("footage/extract"),
+        code=stage_code("extract"),
     output:
         directory("results/frames/{video}"),
     params:

@@ -7,7 +7,7 @@ rule plate:
     input:
         frames="results/frames/{video}",
         keypoints="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("gan/plate"),
+        code=stage_code("plate"),
     output:
         plate=report(
             "results/plate/{video}/plate.png",

@@ -3,7 +3,7 @@ rule plot_tracks:
     input:
         raw="results/keypoints/{video}/raw.parquet",
         smooth="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "tracks"),
     output:
         report(
             "results/plots/tracks/{video}.png",
@@ -26,7 +26,7 @@ rule plot_normalization:
         normalized="results/normalized/{source}/{subject}.parquet",
         source_stats="results/stats/video/{source}.json",
         target_stats="results/stats/subject/{subject}.json",
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "normalization"),
     output:
         report(
             "results/plots/normalization/{source}/{subject}.png",
@@ -49,7 +49,7 @@ rule plot_bone_ratios:
     input:
         normalized="results/normalized/{source}/{subject}.parquet",
         target_stats="results/stats/subject/{subject}.json",
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "bones"),
     output:
         report(
             "results/plots/bones/{source}/{subject}.png",
@@ -71,7 +71,7 @@ rule plot_qc:
     input:
         raw="results/qc/{video}/raw.parquet",
         smooth="results/qc/{video}/smooth.parquet",
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "qc"),
     output:
         report(
             "results/plots/qc/{video}.png",

@@ -7,7 +7,7 @@ if config["detect"]["chunk_frames"]:
     rule detect_chunk:
         input:
             frames="results/frames/{video}",
-            code=stage_code("pose/detect"),
+            code=stage_code("detect"),
         output:
             temp("results/keypoints/{video}/chunks/{chunk}.parquet"),
         wildcard_constraints:
@@ -30,7 +30,7 @@ if config["detect"]["chunk_frames"]:
         input:
             frames="results/frames/{video}",
             chunks=detect_chunks,
-            code=stage_code("pose/detect"),
+            code=stage_code("gather-keypoints"),
         output:
             "results/keypoints/{video}/raw.parquet",
         params:
@@ -50,7 +50,7 @@ else:
     rule detect:
         input:
             frames="results/frames/{video}",
-            code=stage_code("pose/detect"),
+            code=stage_code("detect"),
         output:
             "results/keypoints/{video}/raw.parquet",
         params:
@@ -72,7 +72,7 @@ else:
 rule qc:
     input:
         keypoints="results/keypoints/{video}/{stage}.parquet",
-        code=stage_code("pose/quality"),
+        code=stage_code("qc"),
     output:
         "results/qc/{video}/{stage}.parquet",
     wildcard_constraints:
@@ -93,7 +93,7 @@ rule smooth:
     input:
         keypoints="results/keypoints/{video}/raw.parquet",
         qc="results/qc/{video}/raw.parquet",
-        code=stage_code("pose/smooth"),
+        code=stage_code("smooth"),
     output:
         "results/keypoints/{video}/smooth.parquet",
     params:
@@ -113,7 +113,7 @@ rule smooth:
 rule stats_subject:
     input:
         keypoints=subject_clips,
-        code=stage_code("pose/stats"),
+        code=stage_code("stats"),
     output:
         "results/stats/subject/{subject}.json",
     conda:
@@ -129,7 +129,7 @@ rule stats_subject:
 rule stats_video:
     input:
         keypoints="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("pose/stats"),
+        code=stage_code("stats"),
     output:
         "results/stats/video/{video}.json",
     conda:
@@ -148,7 +148,7 @@ rule normalize:
         source_qc="results/qc/{source}/smooth.parquet",
         source_stats="results/stats/video/{source}.json",
         target_stats="results/stats/subject/{subject}.json",
-        code=stage_code("pose/normalize"),
+        code=stage_code("normalize"),
     output:
         "results/normalized/{source}/{subject}.parquet",
     params:
@@ -174,7 +174,7 @@ rule normalize:
 rule render_target:
     input:
         keypoints="results/keypoints/{video}/smooth.parquet",
-        code=stage_code("pose/render"),
+        code=stage_code("render"),
     output:
         directory("results/render/{video}"),
     params:
@@ -192,7 +192,7 @@ rule render_target:
 rule render_transfer:
     input:
         keypoints="results/normalized/{source}/{subject}.parquet",
-        code=stage_code("pose/render"),
+        code=stage_code("render"),
     output:
         directory("results/render_transfer/{source}/{subject}"),
     params:
@@ -214,7 +214,7 @@ rule coverage:
     input:
         target=subject_keypoints,
         source="results/normalized/{source}/{subject}.parquet",
-        code=stage_code("evaluation/coverage"),
+        code=stage_code("coverage"),
     output:
         report(
             "results/coverage/{source}/{subject}.json",
@@ -224,6 +224,7 @@ rule coverage:
         ),
     params:
         holdout=config["train"]["holdout"],
+        mirror="--mirror" if config["train"]["mirror"] > 0 else "",
     conda:
         "../../envs/pose.yaml"
     log:
@@ -231,14 +232,14 @@ rule coverage:
     benchmark:
         "results/benchmarks/coverage/{source}_{subject}.tsv"
     shell:
-        "python -m pipeline.cli coverage --holdout {params.holdout} --source {input.source:q} --target {input.target:q}"
+        "python -m pipeline.cli coverage --holdout {params.holdout} {params.mirror} --source {input.source:q} --target {input.target:q}"
         " -- {output:q} > {log} 2>&1"
 
 
 rule coverage_target:
     input:
         target=subject_keypoints,
-        code=stage_code("evaluation/coverage"),
+        code=stage_code("coverage"),
     output:
         report(
             "results/coverage/target/{subject}.json",
@@ -248,6 +249,7 @@ rule coverage_target:
         ),
     params:
         holdout=config["train"]["holdout"],
+        mirror="--mirror" if config["train"]["mirror"] > 0 else "",
     conda:
         "../../envs/pose.yaml"
     log:
@@ -255,4 +257,5 @@ rule coverage_target:
     benchmark:
         "results/benchmarks/coverage_target/{subject}.tsv"
     shell:
-        "python -m pipeline.cli coverage --holdout {params.holdout} --target {input.target:q} -- {output:q} > {log} 2>&1"
+        "python -m pipeline.cli coverage --holdout {params.holdout} {params.mirror} --target {input.target:q}"
+        " -- {output:q} > {log} 2>&1"

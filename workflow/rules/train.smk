@@ -13,7 +13,7 @@ rule train_generator:
         unpack(train_inputs),
         plates=plate_inputs,
         init_global=global_generator_input,
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/generator.pt",
     params:
@@ -45,7 +45,7 @@ rule train_generator:
 use rule train_generator as train_global with:
     input:
         unpack(train_inputs),
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/global/generator.pt",
     params:
@@ -68,7 +68,7 @@ rule train_face:
     input:
         unpack(train_inputs),
         generator="results/models/{subject}/generator.pt",
-        code=[stage_code("gan/train"), stage_code("gan/train_face"), stage_code("gan/runtime")],
+        code=stage_code("train-face", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/face.pt",
     params:

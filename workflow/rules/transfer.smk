@@ -15,7 +15,7 @@ use rule train_generator as train_frame_by_frame with:
     input:  # from scratch: the global phase's generator takes the previous frame, this one does not
         unpack(train_inputs),
         plates=plate_inputs,
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
     params:
@@ -40,7 +40,7 @@ use rule train_generator as train_ablation with:
     input:
         unpack(train_inputs),
         plates=plate_inputs,
-        code=[stage_code("gan/train"), stage_code("gan/runtime")],
+        code=stage_code("train", runner="pipeline.gan.launch"),
     output:
         "results/models/{subject}/ablations/{ablation}/generator.pt",
     params:
@@ -64,7 +64,7 @@ rule transfer:
         normalized="results/normalized/{source}/{subject}.parquet",
         render="results/render_transfer/{source}/{subject}",
         source_frames="results/frames/{source}",
-        code=[stage_code("gan/transfer"), stage_code("gan/generate"), stage_code("gan/runtime")],
+        code=stage_code("transfer"),
     output:
         video=report(
             "results/transfer/{source}/{subject}.mp4",
@@ -108,7 +108,7 @@ rule measure_transfer:
         render="results/render_transfer/{source}/{subject}",
         source_frames="results/frames/{source}",
         coverage="results/coverage/{source}/{subject}.json",
-        code=[stage_code("evaluation/fidelity"), stage_code("pose/detect")],
+        code=stage_code("measure-transfer"),
     output:
         record="results/transfer/{source}/{subject}.json",
         per_frame="results/transfer/{source}/{subject}_fidelity.parquet",
@@ -137,7 +137,7 @@ rule measure_transfer:
 rule plot_transfer:
     input:
         record="results/transfer/{source}/{subject}.json",
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "transfer"),
     output:
         report(
             "results/plots/transfer/{source}/{subject}.png",
@@ -160,8 +160,7 @@ rule evaluate:
         unpack(train_inputs),
         unpack(evaluate_models),
         transfers=subject_transfers,
-        code=[stage_code("evaluation/evaluate"), stage_code("gan/generate"), stage_code("evaluation/metrics"),
-              stage_code("gan/runtime"), stage_code("gan/models/face")],
+        code=stage_code("evaluate"),
     output:
         tables=report(
             "results/evaluation/{subject}/tables.html",
@@ -203,7 +202,7 @@ rule evaluate:
 rule plot_losses:
     input:
         unpack(loss_models),
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "losses"),
     output:
         report(
             "results/plots/losses/{subject}.png",
@@ -227,7 +226,7 @@ rule plot_stability:
     input:
         record="results/transfer/{source}/{subject}_generation.json",
         real=subject_frames,
-        code=stage_code("evaluation/plots"),
+        code=stage_code("plot", "stability"),
     output:
         report(
             "results/plots/stability/{source}/{subject}.png",

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from pipeline.gan.checkpoint import load_model
-from pipeline.gan.models.generator import CHROMAS, IMAGE_NC, POSE_NC, UPSAMPLINGS, GlobalGenerator, chroma_layer
+from pipeline.gan.models.generator import IMAGE_NC, POSE_NC, GlobalGenerator, chroma_layer
+from pipeline.gan.options import CHROMAS, UPSAMPLINGS
 from pipeline.pose.keypoints import FACE, J, present
 
 Box = tuple[int, int, int, int]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from pipeline.gan.checkpoint import load_model
+from pipeline.gan.options import CHROMAS, UPSAMPLINGS
 
 POSE_NC = 3
 IMAGE_NC = 3
@@ -40,7 +41,6 @@ def _padding(padding_type: str, size: int) -> tuple[list[nn.Module], int]:
     raise ValueError(f"unknown padding {padding_type!r}")
 
 
-UPSAMPLINGS = ("transpose", "resize")
 # Nearest 2x enlargement then a 3x3 tap w[t] (t = 0, 1, 2 on offsets -1, 0, +1) reaches the input pixel
 # i from the output pixels 2i - 1 .. 2i + 2 with the summed taps w2, w1 + w2, w0 + w1, w0 (one axis).
 _RESIZE_TAPS = ((0.0, 0.0, 1.0), (0.0, 1.0, 1.0), (1.0, 1.0, 0.0), (1.0, 0.0, 0.0))
@@ -80,7 +80,6 @@ def upsample_layer(in_nc: int, out_nc: int, upsample: str = "transpose") -> list
     raise ValueError(f"unknown upsampling {upsample!r} (expected one of {', '.join(UPSAMPLINGS)})")
 
 
-CHROMAS = ("full", "half")
 # ITU-R BT.601 luma weights of R, G, B (the evaluation's SSIM and colour-noise measure use the same).
 _LUMA = (0.299, 0.587, 0.114)
 

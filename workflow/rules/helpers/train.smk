@@ -44,35 +44,11 @@ def train_qc_flags(wildcards):
 
 
 def train_flags(stage, overrides=None):
-    """`edn train` (stage "generator") or `edn train-face` (stage "face") options from config['train'],
-    with `overrides` of some of its keys (an ablation's).
+    """`edn train` (stage "generator", "global") or `edn train-face` (stage "face") options from config['train'],
+    with `overrides` of some of its keys (an ablation's); pipeline/plan/train_flags.py."""
+    from pipeline.plan.train_flags import train_flags as flags
 
-    The face run takes the generator's architecture and resolution from generator.pt, and its
-    epochs, network and pixel L1 weight from train: face:.
-    """
-    options = {k: v for k, v in {**config["train"], **(overrides or {})}.items()
-               if k not in ("gpus", "nodes", "cpu_processes", "mem_mb", "face", "global_phase")}
-    if stage == "global":  # the reference schedule's first phase: what the local enhancer's global part is
-        options = {k: v for k, v in options.items() if k not in ("local_enhancer", "niter_fix_global", "n_blocks_local")}
-        options.update(width=options["width"] // 2, height=options["height"] // 2, ngf=2 * options["ngf"],
-                       **(config["train"]["global_phase"] or {}))
-    if stage == "face":
-        options.pop("niter_fix_global", None)
-        generator_only = ("width", "height", "ngf", "n_downsample", "n_blocks", "n_blocks_local", "local_enhancer",
-                          "num_d", "background", "upsample", "chroma", "lambda_l1", "lambda_fg", "lambda_mask_binary", "lambda_mask",
-                          "mask_init", "mirror", "jitter_scale", "jitter_shift", "jitter_rotation", "pose_drop",
-                          "pose_noise")  # augmentation: the pose GAN's data only
-        options = {k: v for k, v in options.items() if k not in generator_only}
-        options.update({k if k in ("epochs", "niter_decay", "lambda_l1") else f"face_{k}": v
-                        for k, v in config["train"]["face"].items()})
-    flags = []
-    for key, value in options.items():
-        if key in ("vgg_loss", "tensorboard", "compile"):
-            value = {True: "on", False: "off"}.get(value, value)
-        if value is False or value in ("", None):
-            continue
-        flags += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
-    return " ".join(shlex.quote(f) for f in flags)
+    return flags(config["train"], stage, overrides)
 
 
 def compile_option():
@@ -137,7 +113,7 @@ def train_threads(wildcards):
     if not on_cluster():
         return TORCH_THREADS
     threads = TRAIN_PROCS * (config["train"]["workers"] + 1)
-    cores = workflow._cores  # --cores (the profile's cores); None when unset
+    cores = workflow.resource_settings.cores  # --cores (the profile's cores); None when unset
     if workflow.non_local_exec and cores is not None and threads > cores:
         raise ValueError(f"config train: {TRAIN_PROCS} process(es) per node x (workers {config['train']['workers']} "
                          f"+ 1) = {threads} CPUs per training job, more than the profile's cores: {cores}; "

@@ -33,7 +33,7 @@ def base_config(workflow_dir: str | Path) -> str:
 
 def repository_base_config() -> str:
     """:func:`base_config` of the workflow this package belongs to (the Snakefile beside ``pipeline/``)."""
-    return base_config(Path(__file__).resolve().parents[1])
+    return base_config(Path(__file__).resolve().parents[2])
 
 
 def _time(text: str) -> float | None:
