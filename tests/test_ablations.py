@@ -98,7 +98,11 @@ def test_an_ablation_with_background_plate_gets_the_plates(tmp_path):
 
 
 def test_no_ablations_plan_no_training_and_no_rows(tmp_path):
-    write_config(tmp_path, ablations={})
+    # In an overlay, null removes the base config's ablations ({} would keep them: mappings merge key by key).
+    write_config(tmp_path)
+    config = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    config["evaluate"]["ablations"] = None
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     planned = plan(tmp_path)
     assert "train_ablation" not in planned and "--ablation" not in planned and "ablations/" not in planned
 
@@ -147,8 +151,9 @@ def test_changing_an_ablation_reruns_only_it_its_row_and_the_loss_figure(tmp_pat
     outputs = [line.split(": ", 1)[1].split(", ") for line in plan(tmp_path).splitlines()
                if line.startswith("    output: ")]
     for path in sum(outputs, []):
-        if re.match(r"results/(frames|render)/", path):  # directory() outputs
+        if re.match(r"results/(frames|render)/", path):  # directory() outputs, whole as far as planning can tell
             (tmp_path / path).mkdir(parents=True, exist_ok=True)
+            (tmp_path / path / "meta.json").write_text('{"frame_count": 0, "format": "jpg"}')
         else:
             (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / path).touch()
