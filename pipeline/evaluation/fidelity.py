@@ -54,17 +54,6 @@ def body_found(keypoints: np.ndarray) -> np.ndarray:
     return (keypoints[:, MAIN, 2] > 0).sum(axis=1) >= MIN_BODY_JOINTS
 
 
-def pose_heights(given: np.ndarray, target: dict[str, Any]) -> np.ndarray:
-    """Per frame: the target's standing height (pixels of ``given``'s frame) at the pose's ankle depth;
-    ``target`` holds ankle_far/near and height_far/near (normalization's record of the target)."""
-    from pipeline.pose.stats import ankle_points, carry_valid, reference_height
-
-    _, ankle_y = ankle_points(given)
-    found = np.isfinite(ankle_y)
-    ankle_y = carry_valid(ankle_y, found) if found.any() else np.full(len(given), float(target["ankle_near"]))
-    return reference_height(ankle_y, target)
-
-
 def compare(given: np.ndarray, found: np.ndarray, heights: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame fidelity of re-detected keypoints ``found`` against the ``given`` ones (both (frames, 137, 3),
     one frame's pixels), with ``heights`` the body height per frame in those pixels."""
@@ -178,6 +167,7 @@ def redetect(video: Path, size: tuple[int, int], n_frames: int) -> np.ndarray:
 def given_poses(normalized: KeypointTrack, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The poses the generator was given, in the model's frame, and each frame's body height there."""
     from pipeline.gan.data import fit_keypoints
+    from pipeline.pose.stats import pose_heights
 
     width, height = int(normalized.meta["width"]), int(normalized.meta["height"])
     target = (normalized.meta.get("normalize") or {}).get("target") or {}

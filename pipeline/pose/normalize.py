@@ -79,8 +79,7 @@ import numpy as np
 from pipeline.pose.keypoints import KeypointTrack, chain_provenance, mark_missing, present, read_keypoints, \
     write_keypoints
 from pipeline.pose.retarget import bone_length_ratios, retarget_track
-from pipeline.pose.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats, \
-    reference_height
+from pipeline.pose.stats import MIN_SPAN_PX, ankle_points, carry_valid, depth_fraction, load_stats, pose_heights
 from pipeline.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -408,7 +407,8 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
 
     keys = ("ankle_far", "ankle_near", "height_far", "height_near", "ankle_x_mean")
     params = {
-        "method": method, "center_x": bool(center_x), "keep_in_view": bool(view), "p_min": P_MIN, "p_max": P_MAX, "k_floor": K_FLOOR,
+        "method": method, "center_x": bool(center_x), "keep_in_view": bool(view), "p_min": P_MIN, "p_max": P_MAX,
+        "k_floor": K_FLOOR,
         "source": {k: source_stats.get(k) for k in keys},
         "target": {k: target_stats.get(k) for k in keys},
         "shift_x": float(mapping["shift_x"][0]) if len(mapping["shift_x"]) else 0.0,
@@ -436,11 +436,7 @@ def normalize_track(source: KeypointTrack, source_stats: dict[str, Any], target_
     out.meta["width"] = int(target_stats["frame_width"])
     out.meta["height"] = int(target_stats["frame_height"])
     if view:
-        _, ankle_y = ankle_points(out.data)
-        found = np.isfinite(ankle_y)
-        ankle_y = carry_valid(ankle_y, found) if found.any() else np.full(len(ankle_y), target_stats["ankle_near"])
-        heights = reference_height(ankle_y, target_stats)
-        moved, record = keep_in_view(out, out.meta["width"], out.meta["height"], heights,
+        moved, record = keep_in_view(out, out.meta["width"], out.meta["height"], pose_heights(out.data, target_stats),
                                      float(source.meta.get("fps") or 0))
         out.data = moved.data
         out.meta["keep_in_view"] = record

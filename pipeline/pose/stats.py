@@ -132,6 +132,15 @@ def reference_height(f: np.ndarray | float, stats: dict[str, Any]) -> np.ndarray
     return np.maximum(h, 1.0)  # a wild extrapolation must not give zero or negative heights
 
 
+def pose_heights(data: np.ndarray, stats: dict[str, Any]) -> np.ndarray:
+    """Per frame of (T, 137, 3) poses: the subject's standing height (px) at the pose's ankle depth
+    (:func:`reference_height`); a frame without ankles takes the last one's, a track without any the near one's."""
+    _, ankle_y = ankle_points(data)
+    found = np.isfinite(ankle_y)
+    ankle_y = carry_valid(ankle_y, found) if found.any() else np.full(len(data), float(stats["ankle_near"]))
+    return reference_height(ankle_y, stats)
+
+
 def bone_lengths(data: np.ndarray) -> np.ndarray:
     """(T, n_bones) lengths of the BODY_25 limbs; NaN where either end is missing."""
     a = np.array([l[0] for l in BODY_25_LIMBS])
