@@ -78,6 +78,9 @@ def test_each_lost_output_is_made_again_by_a_rerun(tmp_path, clip_path):
     done = snakemake(work)
     assert "results/models/subj/generator.pt: its loss log results/models/subj/losses.csv is missing" in done.stderr
     assert run_log.read_text() == logged  # trained again from the start: the same losses, every digit
+    assert (results / "lost/models/subj/generator.pt.json").is_file()  # what was lost, and when
+    done = snakemake(work, "-n")  # made again once: its lost record, now older than the model, reruns nothing
+    assert "Nothing to be done" in done.stdout + done.stderr
 
     frame.unlink()
     done = snakemake(work)

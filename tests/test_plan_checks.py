@@ -126,18 +126,22 @@ def test_lost_parts_of_finished_outputs_are_found(tmp_path, clip_frames, monkeyp
     (run / "run.json").write_text(json.dumps({"status": "running", "model": str(run / "generator.pt")}))
     assert "results/models/s/generator.pt" not in plan_checks.lost_outputs(["v"])
 
-    # Snakemake's DAG settings arrive after the Snakefile is read; the lost paths join its --forcerun then
-    prepared = []
-    workflow = SimpleNamespace(dag_settings=None, is_main_process=True, _prepare_dag=lambda **kw: prepared.append(kw))
-    assert plan_checks.rebuild_lost(workflow, ["v"]) == {"results/frames/v": "results/frames/v/000005.jpg is missing",
-                                                         "results/render/v": "1 of its 24 stick figures are missing"}
-    workflow.dag_settings = SimpleNamespace(forcerun=frozenset({"plot_tracks"}))
-    workflow._prepare_dag(forceall=False)
-    assert workflow.dag_settings.forcerun == {"plot_tracks", "results/frames/v", "results/render/v"}
-    assert prepared == [{"forceall": False}]
-    # a job reading the Snakefile again plans nothing
-    job = SimpleNamespace(dag_settings=None, is_main_process=False, _prepare_dag=None)
-    assert plan_checks.rebuild_lost(job, ["v"]) == {} and job._prepare_dag is None
+    # each lost output gets a record, an input of the job that makes it, newer than the output
+    assert plan_checks.lost_inputs("results/frames/v") == []
+    frames_made = (frames / "meta.json").stat().st_mtime
+    # a cluster job reading the Snakefile again records nothing: the main process planned it
+    assert plan_checks.record_lost(["v"], planning=False) == {} and not Path("results/lost").exists()
+    assert plan_checks.record_lost(["v"]) == {"results/frames/v": "results/frames/v/000005.jpg is missing",
+                                              "results/render/v": "1 of its 24 stick figures are missing"}
+    assert plan_checks.lost_inputs("results/frames/v") == ["results/lost/frames/v.json"]
+    assert plan_checks.lost_inputs("results/render/v") == ["results/lost/render/v.json"]
+    record = json.loads(Path("results/lost/frames/v.json").read_text())
+    assert record["output"] == "results/frames/v" and [e["what"] for e in record["lost"]] == [
+        "results/frames/v/000005.jpg is missing"]
+    assert Path("results/lost/frames/v.json").stat().st_mtime >= frames_made
+    # found again (a dry run, then the run): the history grows, the record stays the newest file
+    plan_checks.record_lost(["v"])
+    assert len(json.loads(Path("results/lost/frames/v.json").read_text())["lost"]) == 2
 
 
 def test_data_workers_beyond_the_cores_are_capped_with_a_line(monkeypatch, caplog):

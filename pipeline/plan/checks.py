@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import datetime, timezone
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from pipeline.provenance import write_json
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +147,7 @@ def check_subject_sizes(clips: Mapping[str, tuple[int, int]], out_height: int) -
 def lost_outputs(videos: Iterable[str], results: str | Path = "results") -> dict[str, str]:
     """Outputs of finished jobs that have lost a part Snakemake cannot see (a file inside an output folder, a
     training's loss log beside its model): path (as the workflow names it) -> what is lost. The workflow makes
-    each again (``forcerun``), and what follows it."""
+    each again, and what follows it (:func:`record_lost`)."""
     from pipeline.footage.extract import missing_frames
 
     results = Path(results)
@@ -193,26 +196,42 @@ def _finished_run_without_log(run_json: Path) -> tuple[str | None, str]:
     return (None if log_path.is_file() else f"its loss log {log_path} is missing"), model
 
 
-def rebuild_lost(workflow: Any, videos: Iterable[str], results: str | Path = "results") -> dict[str, str]:
-    """Have Snakemake make each of :func:`lost_outputs` again, as ``--forcerun PATH`` does, with a line for
-    each; returns them. Only where the run is planned: each job (a SLURM job) reads the Snakefile again, and
-    must not plan the same again.
+LOST_RECORDS = "lost"  # results/lost/<output>.json: the lost parts found in each output
 
-    Snakemake hands the workflow its DAG settings (``--forcerun`` among them) only after reading the
-    Snakefile, and reads them when it prepares the DAG: the lost paths join them there."""
-    if not workflow.is_main_process:
+
+def lost_record(output: str | Path, results: str | Path = "results") -> Path:
+    """Where the lost parts of ``output`` (a path under ``results``, as the workflow names it) are recorded:
+    ``results/lost/<output's path under results>.json``."""
+    return Path(results) / LOST_RECORDS / f"{Path(output).relative_to(results)}.json"
+
+
+def lost_inputs(output: str | Path, results: str | Path = "results") -> list[str]:
+    """The input that makes a rerun make ``output`` again after a part of it was lost: its lost record, when
+    one exists. :func:`record_lost` writes it when the workflow plans, so it is newer than the output and
+    Snakemake runs the job again (an input newer than the output, its oldest rerun rule); once the output is
+    made again it is older than the output and nothing reruns. None for an output never lost, so adding
+    this input changes no existing job."""
+    record = lost_record(output, results)
+    return [str(record)] if record.is_file() else []
+
+
+def record_lost(videos: Iterable[str], results: str | Path = "results", planning: bool = True) -> dict[str, str]:
+    """Find :func:`lost_outputs` and add each to its lost record (what is lost, when it was found), with a
+    warning each; returns them. The record, an input of the job that makes the output (:func:`lost_inputs`),
+    has the output made again, and what follows it. A dry run records too: the record says what is lost,
+    which is true whether or not the run follows. ``planning`` false (a cluster job reading the Snakefile
+    again, the workflow's main process having planned it): nothing is recorded."""
+    if not planning:
         return {}
     lost = lost_outputs(videos, results)
+    found = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for path, why in lost.items():
-        log.warning("%s: %s; it is made again", path, why)
-    if not lost:
-        return lost
-    prepare = workflow._prepare_dag
-
-    def prepare_with_lost(*args: Any, **kwargs: Any) -> Any:
-        settings = workflow.dag_settings
-        settings.forcerun = frozenset(settings.forcerun) | frozenset(lost)
-        return prepare(*args, **kwargs)
-
-    workflow._prepare_dag = prepare_with_lost
+        record = lost_record(path, results)
+        log.warning("%s: %s; it is made again (recorded in %s)", path, why, record)
+        try:
+            history = json.loads(record.read_text())["lost"]
+        except (OSError, ValueError, KeyError, TypeError):
+            history = []
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_json(record, {"output": str(path), "lost": [*history, {"what": why, "found": found}]})
     return lost

@@ -9,7 +9,7 @@ import pandas as pd
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-from pipeline.plan.checks import check_sheet, rebuild_lost
+from pipeline.plan.checks import check_sheet, lost_inputs, record_lost
 from pipeline.plan.sheet import PYTHON_STRINGS, check_config_sizes, check_crops, check_finite, check_frame_rates, \
     check_spans, load_videos
 from pipeline.plan.sheet import transfer_pairs as pairs_of
@@ -37,7 +37,9 @@ check_crops(VIDEOS, config["videos"])
 check_spans(VIDEOS, config["videos"])
 check_frame_rates(VIDEOS, config["videos"])
 check_sheet(VIDEOS, config["videos"], config)
-rebuild_lost(workflow, VIDEOS.index)
+# An output that lost a part Snakemake cannot see (a frame in a folder, a model's loss log) gets a lost record,
+# an input of the job that makes it (lost_inputs): newer than the output, it has the output made again.
+record_lost(VIDEOS.index, planning=workflow.is_main_process)
 TARGETS = VIDEOS[VIDEOS["role"] == "target"]
 SOURCES = VIDEOS[VIDEOS["role"] == "source"]
 SUBJECTS = sorted(TARGETS["subject"].unique())

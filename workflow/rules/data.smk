@@ -30,6 +30,7 @@ checkpoint extract:
     input:
         video=video_path,
         code=stage_code("extract"),
+        lost=lambda wildcards: lost_inputs(f"results/frames/{wildcards.video}"),
     output:
         directory("results/frames/{video}"),
     params:

@@ -175,6 +175,7 @@ rule render_target:
     input:
         keypoints="results/keypoints/{video}/smooth.parquet",
         code=stage_code("render"),
+        lost=lambda wildcards: lost_inputs(f"results/render/{wildcards.video}"),
     output:
         directory("results/render/{video}"),
     params:

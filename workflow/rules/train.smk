@@ -14,6 +14,7 @@ rule train_generator:
         plates=plate_inputs,
         init_global=global_generator_input,
         code=stage_code("train", runner="pipeline.gan.launch"),
+        lost=lambda wildcards: lost_inputs(f"results/models/{wildcards.subject}/generator.pt"),
     output:
         "results/models/{subject}/generator.pt",
     params:
@@ -46,6 +47,7 @@ use rule train_generator as train_global with:
     input:
         unpack(train_inputs),
         code=stage_code("train", runner="pipeline.gan.launch"),
+        lost=lambda wildcards: lost_inputs(f"results/models/{wildcards.subject}/global/generator.pt"),
     output:
         "results/models/{subject}/global/generator.pt",
     params:
@@ -69,6 +71,7 @@ rule train_face:
         unpack(train_inputs),
         generator="results/models/{subject}/generator.pt",
         code=stage_code("train-face", runner="pipeline.gan.launch"),
+        lost=lambda wildcards: lost_inputs(f"results/models/{wildcards.subject}/face.pt"),
     output:
         "results/models/{subject}/face.pt",
     params:

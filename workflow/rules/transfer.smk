@@ -16,6 +16,7 @@ use rule train_generator as train_frame_by_frame with:
         unpack(train_inputs),
         plates=plate_inputs,
         code=stage_code("train", runner="pipeline.gan.launch"),
+        lost=lambda wildcards: lost_inputs(f"results/models/{wildcards.subject}/frame_by_frame/generator.pt"),
     output:
         "results/models/{subject}/frame_by_frame/generator.pt",
     params:
@@ -41,6 +42,7 @@ use rule train_generator as train_ablation with:
         unpack(train_inputs),
         plates=plate_inputs,
         code=stage_code("train", runner="pipeline.gan.launch"),
+        lost=lambda wildcards: lost_inputs(f"results/models/{wildcards.subject}/ablations/{wildcards.ablation}/generator.pt"),
     output:
         "results/models/{subject}/ablations/{ablation}/generator.pt",
     params:
