@@ -1,5 +1,6 @@
 """The options a training rule passes to ``edn train`` or ``edn train-face``, from the config's ``train:``
-section and each option's declaration (pipeline/gan/options.py: which command takes it, from which key)."""
+section and each option's declaration (pipeline/gan/options.py: which command takes it, from which key);
+whether the config trains a global phase first, and the checks of its keys."""
 
 from __future__ import annotations
 
@@ -52,3 +53,29 @@ def command_flags(chosen: dict[str, Any]) -> str:
 def train_flags(train: dict[str, Any], stage: str, overrides: dict[str, Any] | None = None) -> str:
     """The flags of :func:`stage_options`."""
     return command_flags(stage_options(train, stage, overrides))
+
+
+def global_phase(train: dict[str, Any]) -> bool:
+    """Whether the generator is trained in two phases (global, then local from it), from ``train``
+    (config['train']); an error when its keys cannot give such a schedule."""
+    if train["global_phase"] is None:
+        return False
+    if not train["local_enhancer"]:
+        raise ValueError("config train: global_phase needs local_enhancer: true (the global generator "
+                         "initialises the local enhancer's global part)")
+    divisor = 2 ** (train["n_downsample"] + 1)
+    if train["width"] % divisor or train["height"] % divisor:
+        raise ValueError(f"config train: width and height must be multiples of {divisor} (the global phase "
+                         "runs at half of them)")
+    return True
+
+
+def check_ablations(train: dict[str, Any], ablations: dict[str, Any]) -> None:
+    """Refuse ablations (evaluate: ablations) with a global phase. Ablations are trained like the main
+    generator, from scratch; with a global phase that would not be the same schedule, and a global phase
+    of their own (with their options) is not implemented."""
+    if ablations and global_phase(train):
+        raise ValueError("config evaluate.ablations: not supported with train.global_phase (each ablation "
+                         "would need a global phase of its own, trained with its options); set evaluate: "
+                         "ablations to {} (to null in a --configfile merged over config/config.yaml, as "
+                         "config/paper.yaml does)")

@@ -1,7 +1,10 @@
 # Helpers of the data rules (workflow/rules/data.smk): the demo videos, each video's extraction options.
+# What they compute is pipeline/plan/ (targets, flags), tested without Snakemake; these bind it to the run.
+from pipeline.plan import flags as plan_flags
+from pipeline.plan import targets as plan_targets
+
 DEMO_DIR = config.get("demo_dir", "resources/demo")
-DEMO_VIDEOS = [f"{DEMO_DIR}/{s}/{c}.mp4" for s in ("Demo_SinglePerson", "Demo_MultiPerson")
-               for c in ("cam01", "cam02", "cam03", "cam04")]
+DEMO_VIDEOS = plan_targets.demo_videos(DEMO_DIR)
 
 
 def video_path(wildcards):
@@ -9,18 +12,4 @@ def video_path(wildcards):
 
 
 def extract_options(wildcards):
-    """Per-video extraction flags from the sheet (crop, rotation, fps, start, end) and the config (damaged)."""
-    row = VIDEOS.loc[wildcards.video]
-    flags = []
-    if row["crop"]:
-        flags += ["--crop", row["crop"].replace(" ", "")]
-    if row["rotation"]:
-        flags += ["--rotation", row["rotation"]]
-    if row["fps"]:
-        flags += ["--fps", row["fps"]]
-    for key in ("start", "end"):
-        if row[key]:
-            flags += [f"--{key}", row[key]]
-    if config["extract"]["damaged"] != "fail":  # the default adds no flag: existing frames need no rerun
-        flags += ["--damaged", config["extract"]["damaged"]]
-    return " ".join(shlex.quote(f) for f in flags)
+    return plan_flags.extract_options(config, VIDEOS, wildcards.video)

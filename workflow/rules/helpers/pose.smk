@@ -1,71 +1,45 @@
 # Helpers of the pose rules (workflow/rules/pose.smk): detection chunks and options, qc and render flags,
 # and what the pose half makes (pose_targets, the Snakefile's `all` and `pose`).
+# What they compute is pipeline/plan/ (targets, flags), tested without Snakemake; these bind it to the run.
+from pipeline.plan import flags as plan_flags
+from pipeline.plan import targets as plan_targets
 
 
 def detect_options(wildcards):
-    """OpenPose JSON from the sheet wins over the configured backend."""
-    json_dir = VIDEOS.loc[wildcards.video, "openpose_json"]
-    if json_dir:
-        # one word with its option: a folder whose name starts with "-" is not read as an option
-        return f"--backend openpose-json {shlex.quote('--json-dir=' + json_dir)}"
-    return f"--backend {config['detect']['backend']}"
+    return plan_flags.detect_options(config, VIDEOS, wildcards.video)
 
 
 def n_chunks(video):
-    """Detection chunks of a video: its frame count (extract's meta.json, a checkpoint) / chunk_frames."""
-    import json
-
+    """Detection chunks of a video, from its extracted frames: extract is a checkpoint."""
     frames_dir = checkpoints.extract.get(video=video).output[0]
-    n_frames = json.loads((Path(frames_dir) / "meta.json").read_text())["frame_count"]
-    return -(-n_frames // config["detect"]["chunk_frames"])
+    return plan_flags.n_chunks(frames_dir, config["detect"]["chunk_frames"])
 
 
 def detect_chunks(wildcards):
-    return [f"results/keypoints/{wildcards.video}/chunks/{i}.parquet" for i in range(n_chunks(wildcards.video))]
+    return plan_targets.detect_chunks(wildcards.video, n_chunks(wildcards.video))
 
 
 def chunk_range(wildcards):
-    """`--start S --stop E` of chunk i; the last chunk runs to the video's end."""
-    size, i = config["detect"]["chunk_frames"], int(wildcards.chunk)
-    stop = "" if i == n_chunks(wildcards.video) - 1 else f" --stop {(i + 1) * size}"
-    return f"--start {i * size}{stop}"
+    chunk_frames = config["detect"]["chunk_frames"]
+    return plan_flags.chunk_range(chunk_frames, int(wildcards.chunk), n_chunks(wildcards.video))
 
 
 def subject_clips(wildcards):
-    return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
+    return plan_targets.subject_keypoints(TARGETS, wildcards.subject)
 
 
 def pose_targets():
-    """Everything the pose half of the workflow makes."""
-    targets = [f"results/render/{v}" for v in TARGETS.index]
-    targets += [f"results/render_transfer/{s}/{t}" for s, t in transfer_pairs()]
-    targets += [f"results/plots/tracks/{v}.png" for v in VIDEOS.index]
-    targets += [f"results/plots/qc/{v}.png" for v in VIDEOS.index]
-    targets += [f"results/plate/{v}/plate.json" for v in TARGETS.index]  # shown in the report
-    targets += [f"results/plots/{kind}/{s}/{t}.png" for s, t in transfer_pairs() for kind in ("normalization", "bones")]
-    targets += [f"results/coverage/{s}/{t}.json" for s, t in transfer_pairs()]
-    targets += [f"results/coverage/target/{t}.json" for t in SUBJECTS]
-    # The files between them are targets too: one lost is made again by a rerun (Snakemake leaves a missing
-    # file alone while all made from it is there). Frames folders are not: deleting them frees the most space.
-    targets += [f"results/{kind}/{v}/{stage}.parquet" for v in VIDEOS.index for kind in ("keypoints", "qc")
-                for stage in ("raw", "smooth")]
-    targets += [f"results/stats/video/{s}.json" for s in SOURCES.index]
-    targets += [f"results/stats/subject/{t}.json" for t in SUBJECTS]
-    targets += [f"results/normalized/{s}/{t}.parquet" for s, t in transfer_pairs()]
-    return targets
+    return plan_targets.pose_targets(list(VIDEOS.index), list(TARGETS.index), list(SOURCES.index), SUBJECTS,
+                                     transfer_pairs())
 
 
 def subject_keypoints(wildcards):
-    """The smoothed keypoints of every clip of the subject, in the training's clip order."""
-    return [f"results/keypoints/{v}/smooth.parquet" for v in TARGETS.index[TARGETS["subject"] == wildcards.subject]]
+    return plan_targets.subject_keypoints(TARGETS, wildcards.subject)
 
 
 def qc_flags():
-    """`edn qc` thresholds from config['qc'] (max_repair_gap and max_repaired_share are normalize's)."""
-    options = {k: v for k, v in config["qc"].items() if k not in ("max_repair_gap", "max_repaired_share")}
-    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(v))}" for k, v in options.items())
+    return plan_flags.qc_flags(config)
 
 
 def render_flags():
-    flags = [] if config["render"]["face"] else ["--no-face"]
-    return " ".join(flags + ([] if config["render"]["hands"] else ["--no-hands"]))
+    return plan_flags.render_flags(config)
