@@ -168,13 +168,12 @@ class TrainConfig:
     # Training-data augmentation of the pose GAN (pipeline.gan.augment; 0 turns each off)
     mirror: float = option(0.0, "probability that a training pair is mirrored (stick figures re-drawn with left and "
                            "right exchanged)", PROBABILITY, POSE, ablation=True)
-    # The demo trains with jitter: the only candidate better on the transfer on both seeds (docs/evaluation.md).
     jitter_scale: float = option(0.0, "each pair scaled by 1 +- up to this (frames, plate, stick figures alike)", SHARE,
-                                 POSE, ablation=True, demo=0.05)
+                                 POSE, ablation=True)
     jitter_shift: float = option(0.0, "each pair shifted by up to this share of the frame's width and height", SHARE,
-                                 POSE, ablation=True, demo=0.05)
+                                 POSE, ablation=True)
     jitter_rotation: float = option(0.0, "each pair rotated by up to this many degrees about the frame's centre",
-                                    DEGREES, POSE, ablation=True, demo=3.0)
+                                    DEGREES, POSE, ablation=True)
     pose_drop: float = option(0.0, "probability that an input stick figure loses a joint (and its hand), as a "
                               "detector does; the real frames are not touched", PROBABILITY, POSE, ablation=True)
     pose_noise: float = option(0.0, "input stick figures' joints moved by a normal draw of this share of the height",
