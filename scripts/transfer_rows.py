@@ -6,8 +6,9 @@ The folder gets the base run's pose half (frames, keypoints, QC, statistics, pla
 figures, hard-linked: nothing upstream of training is computed again), an overlay config with the
 seed and the options, and runs the workflow (`snakemake -s Snakefile`, the repository's config first)
 up to every transfer's measurement and the held-out evaluation of the temporal row. It prints one
-JSON line: each source's body-found share, PCK and median joint error on the transfer, the held-out
-body SSIM and colour noise, and the training's wall time. The rows in docs/evaluation.md ("Training
+JSON line: each source's body-found share, PCK (of the joints given and of those found) and median
+joint error on the transfer, the held-out body SSIM and colour noise, and the training's wall time.
+The sheet (``--videos``) is by default ``scripts/transfer_rows.tsv``: the demo's target and four sources. The rows in docs/evaluation.md ("Training
 that generalises") were made with it.
 """
 
@@ -26,13 +27,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # What training reads from the base run; normalization, coverage and everything after training are redone.
 UPSTREAM = ("frames", "keypoints", "qc", "stats", "plate", "render")
+# The demo's target and four sources: the demo's two (cameras 3 and 4) and the two other cameras of the
+# same multi-person clip, never used to choose anything.
+FOUR_SOURCES = Path(__file__).with_name("transfer_rows.tsv")
 
 
 def value(text: str) -> object:
     return yaml.safe_load(text)
 
 
-def prepare(base: Path, out: Path, seed: int, options: dict[str, object]) -> Path:
+def prepare(base: Path, out: Path, seed: int, options: dict[str, object], sheet: Path) -> Path:
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
     for name in UPSTREAM:
@@ -41,7 +45,7 @@ def prepare(base: Path, out: Path, seed: int, options: dict[str, object]) -> Pat
     resources = out / "resources"
     if not resources.exists():
         resources.symlink_to((base.parent / "resources").resolve())
-    overlay = {"videos": str(REPO / "config" / "videos.tsv"), "train": {"seed": seed, **options},
+    overlay = {"videos": str(sheet), "train": {"seed": seed, **options},
                "evaluate": {"rows": ["temporal"], "ablations": None}}
     (out / "overlay.yaml").write_text(yaml.safe_dump(overlay))
     return out / "overlay.yaml"
@@ -67,8 +71,8 @@ def summary(out: Path) -> dict[str, object]:
         if record.name.endswith("_generation.json"):
             continue
         f = json.loads(record.read_text())["fidelity"]
-        row[record.parent.name] = {"body_found": f["body_found_share"], "pck": f["pck"],
-                                   "median_joint_error": f["median_joint_error"]}
+        row[record.parent.name] = {"body_found": f["body_found_share"], "pck_given": f["pck_given"],
+                                   "pck": f["pck"], "median_joint_error": f["median_joint_error"]}
     for metrics in (out / "results" / "evaluation").glob("*/metrics.parquet"):
         m = pd.read_parquet(metrics)
         m = m[m["ablation"] == "temporal"]
@@ -91,13 +95,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a train: option")
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--videos", type=Path, default=FOUR_SOURCES,
+                        help="the sheet: its targets trained, each source transferred and measured")
     args = parser.parse_args()
     options = dict(item.split("=", 1) for item in args.set)
-    overlay = prepare(args.base.resolve(), args.out, args.seed, {k: value(v) for k, v in options.items()})
+    sheet = args.videos.resolve()
+    overlay = prepare(args.base.resolve(), args.out, args.seed, {k: value(v) for k, v in options.items()}, sheet)
     snakemake = Path(sys.executable).parent / "snakemake"
     done = subprocess.run([str(snakemake), "-s", str(REPO / "Snakefile"), "--configfile",
                            str(REPO / "config" / "config.yaml"), str(overlay), "--cores", str(args.cores),
-                           *targets(REPO / "config" / "videos.tsv"), "--rerun-triggers", "input", "params",
+                           *targets(sheet), "--rerun-triggers", "input", "params",
                            "--quiet", "rules"],
                           cwd=args.out, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's code, whatever is installed

@@ -32,6 +32,30 @@ def test_known_offsets_give_known_errors_and_pck() -> None:
     assert out["error_left_arm"] == pytest.approx([0.0, 0.05, 0.25], abs=1e-4)
     summary = summarize(out, None)
     assert summary["pck"] == pytest.approx(2 / 3, abs=1e-4) and summary["median_joint_error"] == pytest.approx(0.05, abs=1e-4)
+    assert summary["pck_given"] == summary["pck"]  # every given joint found
+
+
+def test_a_lost_body_is_a_miss_of_pck_given_but_spares_pck_of_the_joints_found() -> None:
+    """Two generators on the same four frames: one draws every pose a little off; the other draws the two easy
+    frames exactly and loses the body on the two hard ones. Measured on what was found, the second looks
+    perfect; over the joints given, it is the worse."""
+    given = frames_of(4)
+    heights = np.full(4, 200.0)
+    off = given.copy()
+    off[:, :, 0] += 0.05 * 200  # within the threshold everywhere
+    off[2:, :, 0] += 0.1 * 200  # beyond it on the hard frames
+    lost = given.copy()
+    lost[2:, MAIN] = (np.nan, np.nan, 0.0)
+    steady, dropping = summarize(compare(given, off, heights), None), summarize(compare(given, lost, heights), None)
+    assert dropping["pck"] == 1.0 and dropping["median_joint_error"] == 0.0 and steady["pck"] == 0.5
+    assert dropping["pck_given"] == 0.5 and steady["pck_given"] == 0.5
+    off[3, :, 0] -= 0.1 * 200  # one hard frame drawn well: only the steady generator gains
+    assert summarize(compare(given, off, heights), None)["pck_given"] == 0.75
+    # a joint the pose does not give is neither a hit nor a miss
+    partial = given.copy()
+    partial[0, MAIN[0]] = (np.nan, np.nan, 0.0)
+    out = compare(partial, given, heights)
+    assert out["joints_given"].tolist() == [len(MAIN) - 1] + [len(MAIN)] * 3 and out["pck_given"].tolist() == [1.0] * 4
 
 
 def test_a_body_needs_most_of_the_main_joints() -> None:

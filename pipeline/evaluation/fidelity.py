@@ -14,7 +14,10 @@ Per frame:
 * ``joint_error``: the median distance, over the main joints present in both, between re-detected
   and given joint, in body heights (the target's standing height at the pose's depth, from the
   target's statistics, as normalization scales it); per limb in ``error_<limb>``;
-* ``pck``: the share of those joints within :data:`PCK_THRESHOLD` body heights.
+* ``pck``: the share of those joints within :data:`PCK_THRESHOLD` body heights;
+* ``pck_given``: the share of the main joints given within it, a joint not re-detected counting as a miss.
+  ``pck`` and ``joint_error`` are measured on what was found, so a generator that loses the body on the
+  hard frames is spared them there; ``pck_given`` is not, and is the measure to compare generators by.
 
 With the source's coverage (:mod:`pipeline.evaluation.coverage`) the relation between a frame's coverage
 distance and its error is reported: whether uncovered frames are the ones that fail.
@@ -57,14 +60,18 @@ def body_found(keypoints: np.ndarray) -> np.ndarray:
 def compare(given: np.ndarray, found: np.ndarray, heights: np.ndarray) -> dict[str, np.ndarray]:
     """Per-frame fidelity of re-detected keypoints ``found`` against the ``given`` ones (both (frames, 137, 3),
     one frame's pixels), with ``heights`` the body height per frame in those pixels."""
-    both = (given[:, MAIN, 2] > 0) & (found[:, MAIN, 2] > 0)
+    present = given[:, MAIN, 2] > 0
+    both = present & (found[:, MAIN, 2] > 0)
     dist = np.linalg.norm(given[:, MAIN, :2] - found[:, MAIN, :2], axis=-1) / heights[:, None]
     dist = np.where(both, dist, np.nan)
-    n = both.sum(axis=1)
+    n, n_given = both.sum(axis=1), present.sum(axis=1)
     with np.errstate(invalid="ignore"), _quiet():
         out = {"body_found": body_found(found), "joints_found": n,
                "joint_error": np.where(n > 0, np.nanmedian(dist, axis=1), np.nan),
-               "pck": np.where(n > 0, (dist <= PCK_THRESHOLD).sum(axis=1) / np.maximum(n, 1), np.nan)}
+               "pck": np.where(n > 0, (dist <= PCK_THRESHOLD).sum(axis=1) / np.maximum(n, 1), np.nan),
+               "joints_given": n_given,
+               "pck_given": np.where(n_given > 0, (dist <= PCK_THRESHOLD).sum(axis=1) / np.maximum(n_given, 1),
+                                     np.nan)}
         for limb, names in LIMBS.items():
             cols = [MAIN_JOINTS.index(name) for name in names]
             part = dist[:, cols]
@@ -82,6 +89,10 @@ def _quiet() -> Iterator[None]:
         yield
 
 
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
 def _round(values: np.ndarray, digits: int = 4) -> list[Any]:
     return [None if not np.isfinite(v) else round(float(v), digits) for v in np.asarray(values, dtype=float)]
 
@@ -94,6 +105,7 @@ def summarize(per_frame: dict[str, np.ndarray], coverage: dict[str, Any] | None)
     summary: dict[str, Any] = {
         "frames": n, "body_found_share": round(float(per_frame["body_found"].mean()), 4) if n else None,
         "pck": round(float((pooled <= PCK_THRESHOLD).mean()), 4) if len(pooled) else None,
+        "pck_given": _pck_given(per_frame),
         "median_joint_error": round(float(np.median(pooled)), 4) if len(pooled) else None,
         "joints_compared": int(len(pooled)), "pck_threshold": PCK_THRESHOLD, "min_body_joints": MIN_BODY_JOINTS,
         "main_joints": list(MAIN_JOINTS), "units": "body heights (the target's standing height at the pose's depth)",
@@ -106,6 +118,15 @@ def summarize(per_frame: dict[str, np.ndarray], coverage: dict[str, Any] | None)
     if coverage is not None:
         summary["coverage_relation"] = coverage_relation(per_frame, coverage)
     return summary
+
+
+def _pck_given(per_frame: dict[str, np.ndarray]) -> float | None:
+    """The share of all given main joints re-detected within the threshold (pooled over frames)."""
+    given = per_frame.get("joints_given")
+    if given is None or not given.sum():
+        return None
+    correct = np.nan_to_num(per_frame["pck_given"]) * given
+    return round(float(correct.sum() / given.sum()), 4)
 
 
 def coverage_relation(per_frame: dict[str, np.ndarray], coverage: dict[str, Any]) -> dict[str, Any]:
@@ -299,9 +320,9 @@ def measure_transfer(video: str | Path, generation_record: str | Path, normalize
                   "coverage": str(coverage) if coverage else None, "min_body_joints": MIN_BODY_JOINTS,
                   "pck_threshold": PCK_THRESHOLD})}
     write_json(record_out, record)
-    log.info("%s: a body in %.0f%% of %d frames, PCK@%g %s, median joint error %s body heights (%.1f frames/s)",
-             video, 100 * summary["body_found_share"], summary["frames"], PCK_THRESHOLD,
-             "n/a" if summary["pck"] is None else f"{summary['pck']:.0%}", summary["median_joint_error"],
+    log.info("%s: a body in %.0f%% of %d frames, PCK@%g %s of the joints given (%s of those found), median joint "
+             "error %s body heights (%.1f frames/s)", video, 100 * summary["body_found_share"], summary["frames"],
+             PCK_THRESHOLD, _percent(summary["pck_given"]), _percent(summary["pck"]), summary["median_joint_error"],
              summary["frames_per_second"] or 0.0)
     relation = summary.get("coverage_relation")
     if relation:

@@ -306,6 +306,10 @@ def cli_stability(args: argparse.Namespace) -> int:
     return 0
 
 
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
 def plot_transfer(record: dict[str, Any], out: str | Path) -> None:
     """A transfer's fidelity over time (body found, PCK, joint error) above its coverage distance."""
     fidelity = record.get("fidelity")
@@ -323,12 +327,14 @@ def plot_transfer(record: dict[str, Any], out: str | Path) -> None:
     fig, axes = plt.subplots(3 if cover else 2, 1, figsize=(11, 6.5 if cover else 4.5), sharex=True)
     ax = axes[0]
     ax.bar(t, np.ones(len(t)), width=1.0, color=np.where(found, "#4caf50", "#e53935"), alpha=0.35)
-    ax.plot(t, values("pck"), color="C0", lw=1, label=f"PCK@{fidelity['pck_threshold']:g} of the joints found")
+    ax.plot(t, values("pck_given"), color="C0", lw=1, label=f"PCK@{fidelity['pck_threshold']:g} of the joints given")
+    ax.plot(t, values("pck"), color="C1", lw=0.8, ls=":", label="of the joints found")
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("share")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title(f"body found (green) or lost (red) in {fidelity['body_found_share']:.0%} of frames, "
-                 f"PCK {fidelity['pck'] if fidelity['pck'] is None else format(fidelity['pck'], '.0%')}", fontsize=9)
+                 f"PCK {_share(fidelity.get('pck_given'))} of the joints given ({_share(fidelity['pck'])} of those "
+                 "found)", fontsize=9)
     ax = axes[1]
     ax.plot(t, values("joint_error"), ".", ms=3, color="C3", label="median joint error")
     ax.axhline(fidelity["pck_threshold"], color="0.4", lw=1, ls="--", label="PCK threshold")

@@ -157,7 +157,7 @@ def transfer_tables(summaries: dict[str, Any]) -> list[Table]:
     rows, relation_rows = [], []
     for name, s in summaries.items():
         f, c = s["fidelity"], s["coverage"] or {}
-        rows.append([name, str(f["frames"]), pct(f["body_found_share"]), pct(f["pck"]),
+        rows.append([name, str(f["frames"]), pct(f["body_found_share"]), pct(f.get("pck_given")), pct(f["pck"]),
                      _fmt(f["median_joint_error"], 3), pct(c.get("uncovered_share"))])
         r = f.get("coverage_relation")
         if r:
@@ -169,7 +169,8 @@ def transfer_tables(summaries: dict[str, Any]) -> list[Table]:
                                   _fmt(r["spearman_distance_error"], 2)])
     tables: list[Table] = [(
         "Transfer: poses re-detected on the generated frames against the poses given (no real frame exists)",
-        ["source", "frames", "body found %", "PCK@0.1 %", "median joint error (body heights)",
+        ["source", "frames", "body found %", "PCK@0.1 of the joints given %", "PCK@0.1 of the joints found %",
+         "median joint error of the joints found (body heights)",
          "frames uncovered by the target's poses %"], rows)]
     if relation_rows:
         tables.append(("Transfer: do uncovered poses fail? (covered / uncovered frames)",
