@@ -186,10 +186,10 @@ def test_rules_that_run_a_network_take_every_core_of_the_run(tmp_path):
 def test_augmentation_keys_reach_the_pose_gans_and_not_the_face_gan(tmp_path):
     """train: augmentation keys become `edn train` flags (an ablation may switch them on); the face GAN,
     trained without augmentation, gets none of them."""
-    write_config(tmp_path, ablations={"mirrored": {"mirror": 0.5, "jitter_rotation": 3.0}}, pose_drop=0.1)
+    write_config(tmp_path, ablations={"unmirrored": {"mirror": 0.0, "jitter_rotation": 3.0}}, pose_drop=0.1)
     blocks = jobs(plan(tmp_path))
-    assert "--mirror 0.0 " in blocks["train_generator"] and "--pose-drop 0.1 " in blocks["train_generator"]
-    ablation = blocks["train_ablation mirrored"]
-    assert "--mirror 0.5 " in ablation and "--jitter-rotation 3.0 " in ablation and "--pose-drop 0.1 " in ablation
+    assert "--mirror 0.5 " in blocks["train_generator"] and "--pose-drop 0.1 " in blocks["train_generator"]
+    ablation = blocks["train_ablation unmirrored"]
+    assert "--mirror 0.0 " in ablation and "--jitter-rotation 3.0 " in ablation and "--pose-drop 0.1 " in ablation
     face = blocks["train_face"]
     assert not re.search(r"--(mirror|jitter-\w+|pose-drop|pose-noise) ", face)
