@@ -89,7 +89,8 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _percent(share: float | None) -> str:
+def percent(share: float | None) -> str:
+    """A share as a whole percentage, or n/a."""
     return "n/a" if share is None else f"{share:.0%}"
 
 
@@ -322,7 +323,7 @@ def measure_transfer(video: str | Path, generation_record: str | Path, normalize
     write_json(record_out, record)
     log.info("%s: a body in %.0f%% of %d frames, PCK@%g %s of the joints given (%s of those found), median joint "
              "error %s body heights (%.1f frames/s)", video, 100 * summary["body_found_share"], summary["frames"],
-             PCK_THRESHOLD, _percent(summary["pck_given"]), _percent(summary["pck"]), summary["median_joint_error"],
+             PCK_THRESHOLD, percent(summary["pck_given"]), percent(summary["pck"]), summary["median_joint_error"],
              summary["frames_per_second"] or 0.0)
     relation = summary.get("coverage_relation")
     if relation:

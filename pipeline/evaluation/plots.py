@@ -306,12 +306,10 @@ def cli_stability(args: argparse.Namespace) -> int:
     return 0
 
 
-def _share(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
-
-
 def plot_transfer(record: dict[str, Any], out: str | Path) -> None:
     """A transfer's fidelity over time (body found, PCK, joint error) above its coverage distance."""
+    from pipeline.evaluation.fidelity import percent
+
     fidelity = record.get("fidelity")
     if not fidelity:
         raise ValueError("the transfer record has no fidelity (not written by `edn measure-transfer`?)")
@@ -333,7 +331,7 @@ def plot_transfer(record: dict[str, Any], out: str | Path) -> None:
     ax.set_ylabel("share")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title(f"body found (green) or lost (red) in {fidelity['body_found_share']:.0%} of frames, "
-                 f"PCK {_share(fidelity.get('pck_given'))} of the joints given ({_share(fidelity['pck'])} of those "
+                 f"PCK {percent(fidelity.get('pck_given'))} of the joints given ({percent(fidelity['pck'])} of those "
                  "found)", fontsize=9)
     ax = axes[1]
     ax.plot(t, values("joint_error"), ".", ms=3, color="C3", label="median joint error")

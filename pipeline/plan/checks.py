@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import datetime, timezone
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
