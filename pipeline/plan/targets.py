@@ -63,9 +63,9 @@ def pose_targets(videos: Sequence[str], targets: Sequence[str], sources: Sequenc
 def train_inputs(targets: pd.DataFrame, subject: str) -> dict[str, list[str]]:
     """Frames, stick figures, smoothed keypoints and their pose check of every clip of the subject."""
     videos = subject_videos(targets, subject)
-    return {"frames": [f"results/frames/{v}" for v in videos],
+    return {"frames": subject_frames(targets, subject),
             "render": [f"results/render/{v}" for v in videos],
-            "keypoints": [f"results/keypoints/{v}/smooth.parquet" for v in videos],
+            "keypoints": subject_keypoints(targets, subject),
             "qc": [f"results/qc/{v}/smooth.parquet" for v in videos]}
 
 

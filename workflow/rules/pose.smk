@@ -112,7 +112,7 @@ rule smooth:
 
 rule stats_subject:
     input:
-        keypoints=subject_clips,
+        keypoints=subject_keypoints,
         code=stage_code("stats"),
     output:
         "results/stats/subject/{subject}.json",

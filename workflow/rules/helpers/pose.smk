@@ -24,10 +24,6 @@ def chunk_range(wildcards):
     return plan_flags.chunk_range(chunk_frames, int(wildcards.chunk), n_chunks(wildcards.video))
 
 
-def subject_clips(wildcards):
-    return plan_targets.subject_keypoints(TARGETS, wildcards.subject)
-
-
 def pose_targets():
     return plan_targets.pose_targets(list(VIDEOS.index), list(TARGETS.index), list(SOURCES.index), SUBJECTS,
                                      transfer_pairs())
