@@ -68,7 +68,7 @@ DEMO_FRAMES, DEMO_MODEL = (288, 512), (144, 256)
 # Each augmentation setting alone at the values docs/method.md gives as examples, then all together.
 AUGMENTATIONS = {"off": {}, "mirror 0.5": {"mirror": 0.5},
                  "jitter": {"jitter_scale": 0.05, "jitter_shift": 0.05, "jitter_rotation": 3.0},
-                 "pose faults": {"pose_drop": 0.1, "pose_noise": 0.005}}
+                 "pose faults": {"pose_drop": 0.1, "pose_noise": 0.005}, "new poses": {"lambda_new_pose": 1.0}}
 AUGMENTATIONS["all"] = {k: v for settings in AUGMENTATIONS.values() for k, v in settings.items()}
 
 

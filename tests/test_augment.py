@@ -226,8 +226,10 @@ def test_options_reach_the_training_config_from_the_command_line():
 
     args = build_parser().parse_args(["train", "o", "--clip", "f", "r", "k", "--mirror", "0.5", "--jitter-scale",
                                       "0.05", "--jitter-shift", "0.04", "--jitter-rotation", "3", "--pose-drop",
-                                      "0.1", "--pose-noise", "0.005", "--seed", "4"])
-    assert Augmentation.of(config_from_args(TrainConfig, args)) == Augmentation(0.5, 0.05, 0.04, 3.0, 0.1, 0.005, 4)
+                                      "0.1", "--pose-noise", "0.005", "--lambda-new-pose", "0.5", "--seed", "4"])
+    assert Augmentation.of(config_from_args(TrainConfig, args)) == Augmentation(
+        mirror=0.5, jitter_scale=0.05, jitter_shift=0.04, jitter_rotation=3.0, pose_drop=0.1, pose_noise=0.005,
+        lambda_new_pose=0.5, seed=4)
 
 
 @pytest.mark.slow
@@ -249,18 +251,121 @@ def test_augmentation_reaches_training_and_never_evaluation_or_transfer(tmp_path
     cfg = TrainConfig(width=64, height=128, ngf=4, n_downsample=2, n_blocks=1, ndf=4, num_d=1, workers=0,
                       vgg_loss=False, sample_every=0, deterministic=True, max_steps=3, device="cpu", mirror=0.5,
                       jitter_scale=0.05, jitter_shift=0.05, jitter_rotation=3.0, pose_drop=0.2, pose_noise=0.005,
-                      background="plate", lambda_mask=1.0, lambda_fg=1.0)
+                      background="plate", lambda_mask=1.0, lambda_fg=1.0, lambda_new_pose=1.0)
     record = train(tmp_path / "run", [small], cfg, clip_plate=[tmp_path / "plate" / "plate.png"])
     assert len(drawn) == 3  # one draw per training sample (batch 1, 3 steps)
     assert record["params"]["mirror"] == 0.5
+    losses = (tmp_path / "run" / "losses.csv").read_text().splitlines()
+    assert {"G_NEW", "D_new"} <= set(losses[0].split(",")) and len(losses) == 4
 
     def refuse(*args, **kwargs):
         raise AssertionError("augmentation used outside training")
 
-    for name in ("draw_sample", "transform_image", "transform_keypoints", "pose_faults"):
+    for name in ("draw_sample", "transform_image", "transform_keypoints", "pose_faults", "turn_limbs"):
         monkeypatch.setattr(augment, name, refuse)
     generator = tmp_path / "run" / "generator.pt"
     frames, render, keypoints = small
     assert main(["transfer", str(keypoints), str(render), str(frames), str(tmp_path / "t.mp4"), "--generator",
                  str(generator)]) == 0
     evaluate(tmp_path / "eval", [small], generator, rows=["temporal"], device="cpu", samples=1)
+
+
+def _standing() -> np.ndarray:
+    """A person standing facing the camera, arms down, with hands and a face."""
+    pose = empty_track(1)[0]
+    body = {"Nose": (72, 40), "Neck": (72, 60), "RShoulder": (56, 60), "RElbow": (52, 90), "RWrist": (50, 118),
+            "LShoulder": (88, 60), "LElbow": (92, 90), "LWrist": (94, 118), "MidHip": (72, 120), "RHip": (64, 120),
+            "RKnee": (63, 160), "RAnkle": (62, 200), "LHip": (80, 120), "LKnee": (81, 160), "LAnkle": (82, 200),
+            "REye": (68, 36), "LEye": (76, 36), "REar": (64, 38), "LEar": (80, 38), "LBigToe": (86, 206),
+            "LSmallToe": (88, 204), "LHeel": (80, 204), "RBigToe": (58, 206), "RSmallToe": (56, 204),
+            "RHeel": (64, 204)}
+    for name, xy in body.items():
+        pose[J[name]] = (*xy, 1.0)
+    pose[FACE, :2] = np.array([72, 40]) + np.random.default_rng(0).normal(0, 3, (FACE.stop - FACE.start, 2))
+    pose[LEFT_HAND, :2] = np.array([94, 124]) + np.random.default_rng(1).normal(0, 3, (21, 2))
+    pose[RIGHT_HAND, :2] = np.array([50, 124]) + np.random.default_rng(2).normal(0, 3, (21, 2))
+    pose[FACE, 2] = pose[LEFT_HAND, 2] = pose[RIGHT_HAND, 2] = 1.0
+    return pose
+
+
+def _turns(**degrees: float) -> np.ndarray:
+    """Turns of LIMB_TURNS by the name of the segment's pivot ("RHip": the right thigh) in degrees."""
+    turns = np.zeros(len(augment.LIMB_TURNS))
+    for i, (pivot, _, _) in enumerate(augment.LIMB_TURNS):
+        turns[i] = np.radians(degrees.get(BODY_25_NAMES[pivot], 0.0))
+    return turns
+
+
+def test_a_turned_thigh_carries_its_shank_and_foot_and_leaves_the_rest_of_the_body():
+    pose = _standing()
+    turned = augment.turn_limbs(pose, _turns(RHip=45.0))  # the right thigh kicked out sideways
+    leg = [J[n] for n in ("RKnee", "RAnkle", "RBigToe", "RSmallToe", "RHeel")]
+    rest = [j for j in range(N_JOINTS) if j not in leg]
+    assert np.array_equal(turned[rest], pose[rest])
+    hip = pose[J["RHip"], :2]
+    # every moved joint keeps its distance from the hip, and the knee's angle is kept
+    assert np.allclose(np.linalg.norm(turned[leg, :2] - hip, axis=1), np.linalg.norm(pose[leg, :2] - hip, axis=1),
+                       atol=1e-3)
+    thigh = turned[J["RKnee"], :2] - hip
+    assert np.degrees(np.arctan2(thigh[1], thigh[0])) == pytest.approx(90 + 1.4 + 45, abs=0.5)  # to the person's right
+    assert turned[J["RKnee"], 0] < pose[J["RKnee"], 0] - 25  # on the picture's left, away from the body
+    def knee(k: np.ndarray) -> float:  # the shank's direction against the thigh's
+        thigh, shank = k[J["RKnee"], :2] - k[J["RHip"], :2], k[J["RAnkle"], :2] - k[J["RKnee"], :2]
+        return float(np.arctan2(np.cross(thigh, shank), np.dot(thigh, shank)))
+
+    assert knee(turned) == pytest.approx(knee(pose), abs=1e-3)
+
+
+def test_a_bent_trunk_carries_head_face_arms_and_hands_and_not_the_legs():
+    pose = _standing()
+    turned = augment.turn_limbs(pose, _turns(MidHip=30.0))
+    legs = [J[n] for n in ("MidHip", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle", "LBigToe", "RHeel")]
+    assert np.array_equal(turned[legs], pose[legs])
+    upper = [J[n] for n in ("Neck", "Nose", "RShoulder", "LWrist")] + [FACE.start, LEFT_HAND.start, RIGHT_HAND.stop - 1]
+    assert (np.abs(turned[upper, :2] - pose[upper, :2]).max(axis=1) > 5).all()
+    # a rigid turn: the shoulder line keeps its length and turns by the same 30 degrees
+    line = lambda k: k[J["LShoulder"], :2] - k[J["RShoulder"], :2]
+    assert np.linalg.norm(line(turned)) == pytest.approx(np.linalg.norm(line(pose)), abs=1e-3)
+    assert np.degrees(np.arctan2(line(turned)[1], line(turned)[0])) == pytest.approx(30.0, abs=1e-3)
+
+
+def test_no_turn_is_the_pose_itself_and_a_missing_pivot_or_joint_stays_as_it_is():
+    pose = _standing()
+    assert np.array_equal(augment.turn_limbs(pose, np.zeros(len(augment.LIMB_TURNS))), pose)
+    pose[J["LShoulder"]] = (np.nan, np.nan, 0.0)  # the pivot of the left upper arm is missing
+    pose[J["RAnkle"]] = (np.nan, np.nan, 0.0)
+    turned = augment.turn_limbs(pose, _turns(LShoulder=60.0, RKnee=40.0))
+    assert np.array_equal(turned[[J["LElbow"], J["LWrist"]]], pose[[J["LElbow"], J["LWrist"]]])
+    assert np.isnan(turned[J["RAnkle"], :2]).all() and turned[J["RAnkle"], 2] == 0
+    assert not np.allclose(turned[J["RBigToe"], :2], pose[J["RBigToe"], :2])  # the foot still turns with the shank
+
+
+def test_new_pose_turns_stay_within_each_joints_range_and_change_no_other_draw(clip):
+    aug = Augmentation(lambda_new_pose=1.0, seed=3)
+    largest = np.radians([t for _, _, t in augment.LIMB_TURNS])
+    draws = np.array([aug.new_pose_turns(epoch, i) for epoch in range(3) for i in range(200)])
+    assert (np.abs(draws) <= largest).all()
+    assert 0.4 < (draws != 0).mean() < 0.6  # each segment turned half the time
+    assert np.array_equal(aug.new_pose_turns(1, 5), Augmentation(lambda_new_pose=2.0, seed=3).new_pose_turns(1, 5))
+    assert not np.array_equal(aug.new_pose_turns(1, 5), aug.new_pose_turns(2, 5))
+    # the pair itself is as mirroring draws it with or without the new pose, which comes on top
+    plain = PairDataset([clip], W, H, holdout=0.0, augment=Augmentation(mirror=0.5, seed=3))[(1, 2)]
+    both = PairDataset([clip], W, H, holdout=0.0, augment=Augmentation(mirror=0.5, lambda_new_pose=1.0, seed=3))[(1, 2)]
+    for key, value in plain.items():
+        assert np.array_equal(np.asarray(value), np.asarray(both[key])), key
+    assert set(both) - set(plain) == {"new_pose_t", "new_pose_t1"}
+    assert not np.array_equal(both["new_pose_t1"].numpy(), both["pose_t1"].numpy())
+
+
+def test_the_new_pose_is_drawn_from_the_pairs_keypoints_with_the_sampled_turns(clip):
+    aug = Augmentation(lambda_new_pose=1.0, seed=0)
+    data = PairDataset([clip], W, H, holdout=0.0, augment=aug)
+    epoch, k = 0, 1
+    c, t = data.items[k]
+    turns = aug.new_pose_turns(epoch, k)
+    from pipeline.gan.data import to_frame_pixels
+
+    for name, i in (("new_pose_t", t), ("new_pose_t1", t + 1)):
+        expected = render_stick_figure(clip, to_frame_pixels(clip, augment.turn_limbs(data.keypoints[c][i], turns),
+                                                             W, H), W, H, *render_settings(clip))
+        assert np.array_equal(numpy_image(data[(epoch, k)][name]), expected), name

@@ -292,6 +292,9 @@ def test_training_step_estimate_follows_the_architecture():
     assert batch.activations == pytest.approx(2 * demo.activations, rel=0.01)
     single = pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False, temporal=False))
     assert single.activations < demo.activations  # one generator pass instead of the temporal pair
+    new_poses = pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False, lambda_new_pose=1.0))
+    # the new poses double the generator's batch and add a discriminator graph; no weights
+    assert new_poses.weights == demo.weights and 1.5 < new_poses.activations / demo.activations < 2.5
     assert pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=True)).activations > demo.activations
     assert pose_step_memory(TrainConfig(**DEMO_MODEL, vgg_loss=False), half=True).activations == demo.activations // 2
 

@@ -286,3 +286,35 @@ def test_a_resumed_run_with_ema_and_the_step_schedule_repeats_the_uninterrupted_
     a = load_tensor_file(tmp_path / "whole" / "generator.pt", "generator")["state_dict"]
     b = load_tensor_file(tmp_path / "parts" / "generator.pt", "generator")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)  # the average, resumed with its update count
+
+
+def test_new_poses_are_judged_by_the_discriminator_alone_and_leave_the_pairs_own_losses(synthetic_clip):
+    """The pair's new pose goes through the generator beside the pair itself: the pair's losses (pixel L1,
+    adversarial, feature matching) are those of a step without it, the new pose's frames add the weighted
+    G_NEW and D_new terms only, and they pull the generator."""
+    from torch.utils.data import default_collate
+
+    from pipeline.gan.augment import Augmentation
+    from pipeline.gan.data import PairDataset, load_clip
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import PoseTask
+
+    clip = load_clip(*synthetic_clip)
+    with_new = default_collate([PairDataset([clip], 64, 128, 0.2, augment=Augmentation(lambda_new_pose=1.0))[(0, 0)]])
+    plain = {k: v for k, v in with_new.items() if not k.startswith("new_pose")}
+    assert not torch.equal(with_new["new_pose_t1"], with_new["pose_t1"])
+
+    def step(batch: dict, weight: float) -> tuple[dict[str, float], list[torch.Tensor]]:
+        torch.manual_seed(0)
+        task = PoseTask(TrainConfig(**TINY, lambda_l1=10.0, lambda_new_pose=weight), Runtime(0, 1, torch.device("cpu")))
+        losses, _ = task.step(batch)
+        return {k: float(v.detach()) for k, v in losses.items()}, [p.grad.clone() for p in task.G.parameters()]
+
+    alone, grad_alone = step(plain, 0.0)
+    one, grad_one = step(with_new, 1.0)
+    two, _ = step(with_new, 2.0)
+    assert "G_NEW" not in alone and "D_new" not in alone
+    for name in ("G_L1", "G_GAN", "G_FM", "L1"):
+        assert one[name] == pytest.approx(alone[name], rel=1e-4), name
+    assert two["G_NEW"] == pytest.approx(2 * one["G_NEW"], rel=1e-5) and one["G_NEW"] > 0 and one["D_new"] > 0
+    assert not _same(grad_one, grad_alone)

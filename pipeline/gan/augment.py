@@ -11,6 +11,10 @@ sample index), so two runs with the same seed see the same samples whatever the 
 * **pose faults**: the detector's faults on the generator's input only (vid2vid's dropped limbs and
   jittered joints): a joint, and what hangs on it, left out, or every joint moved by a few pixels.
   The real frames, the targets, are not touched.
+* **new poses** (``lambda_new_pose``): the pair's stick figures drawn once more with limbs turned about
+  their joints (:func:`turn_limbs`), a pose the target never made and so has no frame of; the generator's
+  frames for it are judged by the discriminator alone (performance cloning's unpaired branch, Aberman et
+  al. 2019), so it learns to draw a plausible person for poses outside the footage.
 
 Stick figures are re-drawn, never warped: a re-drawn figure keeps the line widths every stored
 stick figure has (a figure scaled by 5 % by an image warp would have lines 5 % thicker, which no
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.pose.keypoints import BODY_25_LIMBS, LEFT_HAND, MIRROR_SWAP, RIGHT_HAND, J, present
+from pipeline.pose.keypoints import BODY_25_LIMBS, FACE, LEFT_HAND, MIRROR_SWAP, RIGHT_HAND, J, present
 
 # A joint dropped by a pose fault is the far end of a BODY_25 limb; with a wrist go its hand's 21 points
 # (a detector finds a hand from its wrist), with the nose the face, eyes and ears hang on their own limbs.
@@ -36,6 +40,32 @@ DROPPABLE = tuple(sorted({b for _, b in BODY_25_LIMBS}))
 HANGS_ON = {J["LWrist"]: LEFT_HAND, J["RWrist"]: RIGHT_HAND}
 # Draws per sample, in a fixed order, so switching one setting never changes another's draws.
 _GEOMETRY_DRAWS = 5  # mirror, scale, shift x, shift y, rotation
+# The new pose's draws come from a stream of their own (a fourth seed word), so turning them on changes no
+# other draw of a sample.
+_NEW_POSE_STREAM = 1
+
+
+def _joints(*names: str) -> list[int]:
+    return [J[n] for n in names]
+
+
+_HAND = {"R": list(range(RIGHT_HAND.start, RIGHT_HAND.stop)), "L": list(range(LEFT_HAND.start, LEFT_HAND.stop))}
+_FOOT = {s: _joints(f"{s}BigToe", f"{s}SmallToe", f"{s}Heel") for s in "RL"}
+# The segments a new pose turns, distal first (a turn of a thigh then carries the shank already turned):
+# (pivot joint, the joints that move with the segment, the largest turn in degrees). The largest turn is
+# half the joint's normal range of motion (AAOS; Norkin and White): flexion of the elbow 150 and knee 135
+# degrees, of the shoulder 180; the hip's abduction (45) and the trunk's lateral bend (35) whole, since those
+# move the limb sideways in a frontal camera's picture, where flexion turns it towards the camera.
+LIMB_TURNS: tuple[tuple[int, list[int], float], ...] = tuple(
+    [(J[f"{s}Knee"], [J[f"{s}Ankle"]] + _FOOT[s], 67.5) for s in "RL"]
+    + [(J[f"{s}Hip"], [J[f"{s}Knee"], J[f"{s}Ankle"]] + _FOOT[s], 45.0) for s in "RL"]
+    + [(J[f"{s}Elbow"], [J[f"{s}Wrist"]] + _HAND[s], 75.0) for s in "RL"]
+    + [(J[f"{s}Shoulder"], [J[f"{s}Elbow"], J[f"{s}Wrist"]] + _HAND[s], 90.0) for s in "RL"]
+    + [(J["MidHip"], _joints("Neck", "Nose", "REye", "LEye", "REar", "LEar", "RShoulder", "LShoulder", "RElbow",
+                             "LElbow", "RWrist", "LWrist") + list(range(FACE.start, FACE.stop))
+        + _HAND["R"] + _HAND["L"], 35.0)])
+# Each segment is turned with this probability: on average half the body keeps the target's own pose.
+TURN_PROBABILITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,7 @@ class Augmentation:
     jitter_rotation: float = 0.0  # the rotation, from +- this many degrees
     pose_drop: float = 0.0  # probability that a stick figure loses one joint (and what hangs on it)
     pose_noise: float = 0.0  # each joint moved by a normal draw of this standard deviation, a share of the height
+    lambda_new_pose: float = 0.0  # > 0: each sample also carries its stick figures with limbs turned (a new pose)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,6 +105,14 @@ class Augmentation:
         """The sample's own generator: a function of (seed, epoch, index) alone, so no two samples, epochs
         or data workers share draws, and a resumed or repeated run draws the same."""
         return np.random.default_rng([self.seed, epoch, index])
+
+    def new_pose_turns(self, epoch: int, index: int) -> np.ndarray:
+        """The sample's new-pose turn of each :data:`LIMB_TURNS` segment, radians (0: not turned); one draw for
+        both frames of the pair, so the new pose moves as the target's own did."""
+        rng = np.random.default_rng([self.seed, epoch, index, _NEW_POSE_STREAM])
+        turned = rng.random(len(LIMB_TURNS)) < TURN_PROBABILITY
+        largest = np.radians([t for _, _, t in LIMB_TURNS])
+        return np.where(turned, largest * (2 * rng.random(len(LIMB_TURNS)) - 1), 0.0)
 
 
 @dataclass(frozen=True)
@@ -152,4 +191,20 @@ def pose_faults(keypoints: np.ndarray, aug: Augmentation, rng: np.random.Generat
             ok = present(out)
     if aug.pose_noise > 0:
         out[ok, :2] += (aug.pose_noise * height * noise[ok]).astype(np.float32)
+    return out
+
+
+def turn_limbs(keypoints: np.ndarray, turns: np.ndarray) -> np.ndarray:
+    """A copy of (137, 3) keypoints with each :data:`LIMB_TURNS` segment turned by ``turns`` (radians, image
+    plane, positive clockwise on screen) about its pivot, distal segments first; a segment whose pivot is
+    missing stays as it is, missing joints stay missing."""
+    out = np.array(keypoints, dtype=np.float32, copy=True)
+    xy = out[:, :2].astype(np.float64)
+    for (pivot, moving, _), angle in zip(LIMB_TURNS, turns):
+        if angle == 0 or not np.isfinite(xy[pivot]).all():
+            continue
+        c, s = math.cos(angle), math.sin(angle)
+        d = xy[moving] - xy[pivot]
+        xy[moving] = xy[pivot] + d @ np.array([[c, s], [-s, c]])
+    out[:, :2] = xy.astype(np.float32)
     return out

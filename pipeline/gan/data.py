@@ -200,7 +200,9 @@ class PairDataset:
     stick figures given detector faults as drawn for (seed, epoch, index); the item index may then be
     ``(epoch, index)``. ``plates`` (uint8 (n_clips, 3, H, W)) and ``plate_unknown`` (bool (n_clips, 1, H, W)):
     with augmentation, each item also carries its clip's ``plate`` (and ``plate_unknown``) transformed as
-    its frames are. Without augmentation (or all its settings 0) items are exactly as they always were.
+    its frames are; with ``lambda_new_pose`` also ``new_pose_t, new_pose_t1``, its stick figures with limbs
+    turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its settings 0) items are
+    exactly as they always were.
     """
 
     def __init__(self, clips: list[Clip], width: int, height: int, holdout: float = 0.2,
@@ -276,7 +278,7 @@ class PairDataset:
         transform, the stick figures re-drawn from the transformed keypoints with the input's faults."""
         import torch
 
-        from pipeline.gan.augment import draw_sample, pose_faults, transform_image, transform_keypoints
+        from pipeline.gan.augment import draw_sample, pose_faults, transform_image, transform_keypoints, turn_limbs
         from pipeline.gan.models.face import face_box
 
         aug = self.augment
@@ -298,6 +300,12 @@ class PairDataset:
                 item[name] = self._load(clip.pose_paths[i])  # as drawn: the stored image is the same bytes
             else:
                 item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, faulty, self.width, self.height),
+                                                        self.width, self.height, *self.drawing[c]))
+        if aug.lambda_new_pose > 0:  # the same pair's figures with limbs turned: a pose without a frame
+            turns = aug.new_pose_turns(epoch, k)
+            for name, kp in (("new_pose_t", moved[0]), ("new_pose_t1", moved[1])):
+                item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, turn_limbs(kp, turns), self.width,
+                                                                              self.height),
                                                         self.width, self.height, *self.drawing[c]))
         box = self.boxes[c][t + 1]
         if self.face_box_size is not None and not draw.identity:

@@ -93,17 +93,18 @@ def _vgg_features() -> nn.Module:
 
 def gan_step_memory(generator_activations: int, trained: Sequence[nn.Module], discriminator: nn.Module,
                     d_input: tuple[int, ...], images: tuple[int, ...] | None, frozen: Sequence[nn.Module] = (),
-                    half: bool = False) -> StepMemory:
+                    half: bool = False, unmatched: bool = False) -> StepMemory:
     """The peak of :meth:`GANTask.optimise`: the generator's graph, the discriminator's graph on the
     fakes and its features of the reals (feature matching), and VGG's graph on ``images`` (None: no VGG),
     all alive for the generator's backward. The discriminator's own update (fakes and reals in one
     batch) holds about the same without the generator's graph, so it is never the peak.
 
-    ``half``: bf16/fp16 autocast keeps most activations in 2 bytes instead of 4.
+    ``half``: bf16/fp16 autocast keeps most activations in 2 bytes instead of 4. ``unmatched``: the
+    discriminator's graph on fakes without a real frame (new poses) too.
     """
     with torch.device("meta"):
         d_saved, _ = saved_bytes(discriminator, torch.zeros(d_input))
-        activations = generator_activations + 2 * d_saved
+        activations = generator_activations + (3 if unmatched else 2) * d_saved
         vgg = []
         if images is not None:
             vgg = [_vgg_features()]
@@ -128,8 +129,9 @@ def pose_step_memory(cfg: Any, half: bool = False, n_plates: int = 1) -> StepMem
         discriminator = MultiscaleDiscriminator(d_nc, cfg.ndf, cfg.n_layers_d, cfg.num_d)
         g_saved, _ = saved_bytes(generator, torch.zeros(b, config["input_nc"], h, w))
     passes = 2 if cfg.temporal else 1  # the temporal pair runs the generator on frame t, then on t+1
-    return gan_step_memory(passes * g_saved, [generator], discriminator, (b, d_nc, h, w),
-                           (passes * b, 3, h, w) if cfg.vgg_loss else None, half=half)
+    new_poses = cfg.lambda_new_pose > 0  # the pair's new poses go through the generator in the same batch
+    return gan_step_memory((2 if new_poses else 1) * passes * g_saved, [generator], discriminator, (b, d_nc, h, w),
+                           (passes * b, 3, h, w) if cfg.vgg_loss else None, half=half, unmatched=new_poses)
 
 
 def face_step_memory(cfg: Any, generator_config: dict[str, Any], box: int, half: bool = False) -> StepMemory:

@@ -179,6 +179,10 @@ class TrainConfig:
                               "detector does; the real frames are not touched", PROBABILITY, POSE, ablation=True)
     pose_noise: float = option(0.0, "input stick figures' joints moved by a normal draw of this share of the height",
                                SHARE, POSE, ablation=True)
+    lambda_new_pose: float = option(0.0, "weight of the discriminator's verdict on frames drawn from new poses: each "
+                                    "pair's stick figures with limbs turned within the joints' range of motion (no "
+                                    "frame to match: no pixel, VGG or feature-matching loss)", WEIGHT, POSE,
+                                    ablation=True)
 
     def __post_init__(self) -> None:
         bad = [why for f, o in options(type(self))

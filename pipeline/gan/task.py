@@ -20,8 +20,12 @@ from pipeline.gan.options import TrainConfig
 from pipeline.gan.runtime import Runtime, set_float32_math
 
 
-def _split(pred: list[list[torch.Tensor]], n: int) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
-    return [[f[:n] for f in s] for s in pred], [[f[n:] for f in s] for s in pred]
+def _split(pred: list[list[torch.Tensor]], *sizes: int) -> list[list[list[torch.Tensor]]]:
+    """The discriminator's outputs for a batch stacked from parts of these sizes, part by part."""
+    bounds = [0]
+    for n in sizes:
+        bounds.append(bounds[-1] + n)
+    return [[[f[a:b] for f in s] for s in pred] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 class GANTask(abc.ABC):
@@ -88,12 +92,16 @@ class GANTask(abc.ABC):
             optimizer.step()
 
     def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
-                 vgg_weight: float = 1.0, extra: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                 vgg_weight: float = 1.0, extra: dict[str, torch.Tensor] | None = None,
+                 unmatched_in: torch.Tensor | None = None, unmatched_weight: float = 0.0) -> dict[str, torch.Tensor]:
         """One generator update, then one discriminator update.
 
         ``fake_in``/``real_in`` are the discriminator inputs (condition and images, ``fake_in``
         with gradients to G); ``fake``/``real`` the images for the VGG and L1 losses; ``extra``
         weighted generator losses of the task's own (added to the generator's loss and logged).
+        ``unmatched_in``: discriminator inputs of generated images that have no real image to match (new
+        poses): G is scored on D's verdict alone, ``unmatched_weight`` x LSGAN (``G_NEW``), and D learns
+        them as fakes (``D_new``).
         """
         rt, cfg = self.rt, self.cfg
         # Generator: D's weights take no gradient here (and no DDP hooks fire).
@@ -104,6 +112,9 @@ class GANTask(abc.ABC):
                 pred_real = self.D(real_in)
         losses = {"G_GAN": lsgan_loss(pred_fake, True),
                   "G_FM": feature_matching_loss(pred_fake, pred_real, cfg.n_layers_d, cfg.lambda_feat)}
+        if unmatched_in is not None:
+            with rt.autocast():
+                losses["G_NEW"] = unmatched_weight * lsgan_loss(self.D(unmatched_in), True)
         if self.vgg is not None:
             with rt.autocast():
                 losses["G_VGG"] = vgg_weight * self.vgg(fake, real)
@@ -117,12 +128,17 @@ class GANTask(abc.ABC):
         # Discriminator: fake and real in one forward (one DDP forward per backward; instance
         # norm keeps the samples independent).
         self.D.requires_grad_(True)
+        parts = [fake_in.detach(), real_in] + ([unmatched_in.detach()] if unmatched_in is not None else [])
         with rt.autocast():
-            pred = self.D_ddp(torch.cat([fake_in.detach(), real_in], dim=0))
-        pred_fake_d, pred_real_d = _split(pred, fake_in.shape[0])
-        losses["D_fake"] = lsgan_loss(pred_fake_d, False)
-        losses["D_real"] = lsgan_loss(pred_real_d, True)
-        self._update("D", 0.5 * (losses["D_fake"] + losses["D_real"]))
+            pred = self.D_ddp(torch.cat(parts, dim=0))
+        pred_parts = _split(pred, *(len(p) for p in parts))
+        losses["D_fake"] = lsgan_loss(pred_parts[0], False)
+        losses["D_real"] = lsgan_loss(pred_parts[1], True)
+        d_loss = losses["D_fake"] + losses["D_real"]
+        if unmatched_in is not None:
+            losses["D_new"] = lsgan_loss(pred_parts[2], False)
+            d_loss = d_loss + losses["D_new"]
+        self._update("D", 0.5 * d_loss)
         return losses
 
     @abc.abstractmethod

@@ -76,27 +76,39 @@ class PoseTask(GANTask):
         # a plate generator: each sample's own clip's plate, as augmentation moved it when it did
         plate = batch_to_device(batch["plate"], self.rt) if "plate" in batch else \
             sample_plates(self.G, batch.get("clip"))
+        n = len(pose_t)
+        # New poses (lambda_new_pose) go through the generator in the same batch, after the pair's own poses
+        # (instance norm keeps samples apart; one forward, as DDP wants per backward).
+        new = "new_pose_t" in batch
+        in_t, in_t1 = pose_t, pose_t1
+        if new:
+            new_t, new_t1 = self.inputs(batch, "new_pose_t", "new_pose_t1")
+            in_t, in_t1 = torch.cat([pose_t, new_t]), torch.cat([pose_t1, new_t1])
+            plate = None if plate is None else torch.cat([plate, plate])
         mask_terms = isinstance(self.G, PlateComposite) and (
             self.cfg.lambda_fg > 0 or self.cfg.lambda_mask_binary > 0 or self.cfg.lambda_mask > 0)
         if mask_terms:
             self.G.parts = []  # each generator pass leaves its foreground and mask here
         with self.rt.autocast():
-            fake_t, fake_t1 = self.pair(pose_t, pose_t1, plate)
-        extra = self.mask_losses(self.G.parts, [pose_t, pose_t1][-len(self.G.parts):],
-                                 [real_t, real_t1][-len(self.G.parts):], plate, batch.get("clip"),
-                                 batch.get("plate_unknown")) if mask_terms else {}
-        if mask_terms:
+            out_t, out_t1 = self.pair(in_t, in_t1, plate)
+        fake_t, fake_t1 = (None if out_t is None else out_t[:n]), out_t1[:n]
+        extra = {}
+        if mask_terms:  # on the pair's own poses, the ones with a real frame
+            parts = [(fg[:n], mask[:n]) for fg, mask in self.G.parts]
+            extra = self.mask_losses(parts, [pose_t, pose_t1][-len(parts):], [real_t, real_t1][-len(parts):],
+                                     plate if plate is None else plate[:n], batch.get("clip"),
+                                     batch.get("plate_unknown"))
             self.G.parts = None
+        real_seq = discriminator_input(pose_t, pose_t1, None if fake_t is None else real_t, real_t1)
+        fake_seq = discriminator_input(pose_t, pose_t1, fake_t, fake_t1)
         if fake_t is None:  # frame-by-frame: D judges frame t+1 alone with its stick figure
-            real_seq = torch.cat([pose_t1, real_t1], dim=1)
-            fake_seq = torch.cat([pose_t1, fake_t1.to(pose_t1.dtype)], dim=1)
             fakes, reals, vgg_weight = fake_t1, real_t1, 1.0
         else:
-            real_seq = torch.cat([pose_t, pose_t1, real_t, real_t1], dim=1)
-            fake_seq = torch.cat([pose_t, pose_t1, fake_t.to(pose_t.dtype), fake_t1.to(pose_t.dtype)], dim=1)
             # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
             fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
-        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight, extra)
+        # The new poses' frames have no real frame to match: D's verdict is their only loss.
+        new_seq = discriminator_input(new_t, new_t1, None if out_t is None else out_t[n:], out_t1[n:]) if new else None
+        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight, extra, new_seq, self.cfg.lambda_new_pose)
         losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
 
@@ -125,6 +137,15 @@ class PoseTask(GANTask):
         if cfg.lambda_mask_binary > 0:
             out["G_MASK"] = cfg.lambda_mask_binary * sum(mask_binary_prior(mask) for _, mask in parts)
         return out
+
+
+def discriminator_input(pose_t: torch.Tensor, pose_t1: torch.Tensor, image_t: torch.Tensor | None,
+                        image_t1: torch.Tensor) -> torch.Tensor:
+    """What the discriminator judges: both stick figures and both frames of a pair, or for the frame-by-frame
+    generator (``image_t`` None) frame t+1 with its stick figure."""
+    if image_t is None:
+        return torch.cat([pose_t1, image_t1.to(pose_t1.dtype)], dim=1)
+    return torch.cat([pose_t, pose_t1, image_t.to(pose_t.dtype), image_t1.to(pose_t.dtype)], dim=1)
 
 
 def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
