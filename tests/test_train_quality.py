@@ -318,3 +318,44 @@ def test_new_poses_are_judged_by_the_discriminator_alone_and_leave_the_pairs_own
         assert one[name] == pytest.approx(alone[name], rel=1e-4), name
     assert two["G_NEW"] == pytest.approx(2 * one["G_NEW"], rel=1e-5) and one["G_NEW"] > 0 and one["D_new"] > 0
     assert not _same(grad_one, grad_alone)
+
+
+def test_mismatched_figures_teach_the_discriminator_alone_that_a_frame_must_match_its_figure(synthetic_clip):
+    """lambda_mismatch: the real frames shown with the new pose's stick figures are learnt as fakes by D
+    (D_mismatch, weighted in D's loss), and leave the generator's update exactly as without them."""
+    import copy
+
+    from torch.utils.data import default_collate
+
+    from pipeline.gan.augment import Augmentation
+    from pipeline.gan.data import PairDataset, load_clip
+    from pipeline.gan.models.losses import lsgan_loss
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import PoseTask, discriminator_input
+
+    clip = load_clip(*synthetic_clip)
+    batch = default_collate([PairDataset([clip], 64, 128, 0.2, augment=Augmentation(lambda_mismatch=1.0))[(0, 0)]])
+    plain = {k: v for k, v in batch.items() if not k.startswith("new_pose")}
+
+    def step(data: dict, weight: float) -> tuple[dict[str, float], list[torch.Tensor], list[torch.Tensor], float]:
+        torch.manual_seed(0)
+        task = PoseTask(TrainConfig(**TINY, lambda_l1=10.0, lambda_mismatch=weight), Runtime(0, 1, torch.device("cpu")))
+        expected = float("nan")
+        if weight > 0:  # D's verdict, before its update, on the real frames under the new figures
+            new_t, new_t1, real_t, real_t1 = task.inputs(data, "new_pose_t", "new_pose_t1", "real_t", "real_t1")
+            with torch.no_grad():
+                expected = float(lsgan_loss(copy.deepcopy(task.D)(discriminator_input(new_t, new_t1, real_t, real_t1)),
+                                            False))
+        losses, _ = task.step(data)
+        return ({k: float(v.detach()) for k, v in losses.items()}, [p.grad.clone() for p in task.G.parameters()],
+                [p.detach().clone() for p in task.D.parameters()], expected)
+
+    alone, g_alone, d_alone, _ = step(plain, 0.0)
+    one, g_one, d_one, expected = step(batch, 1.0)
+    two, g_two, d_two, _ = step(batch, 2.0)
+    assert "D_mismatch" not in alone and "G_NEW" not in one  # no new poses through the generator
+    assert one["D_mismatch"] == pytest.approx(expected, rel=1e-4) and one["D_mismatch"] > 0
+    for name in ("G_L1", "G_GAN", "G_FM", "D_fake", "D_real"):
+        assert one[name] == pytest.approx(alone[name], rel=1e-4) and two[name] == pytest.approx(alone[name], rel=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(g_one, g_alone))  # G's update is untouched
+    assert not _same(d_one, d_alone) and not _same(d_two, d_one)  # D learns from the mismatch, by its weight

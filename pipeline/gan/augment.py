@@ -14,7 +14,9 @@ sample index), so two runs with the same seed see the same samples whatever the 
 * **new poses** (``lambda_new_pose``): the pair's stick figures drawn once more with limbs turned about
   their joints (:func:`turn_limbs`), a pose the target never made and so has no frame of; the generator's
   frames for it are judged by the discriminator alone (performance cloning's unpaired branch, Aberman et
-  al. 2019), so it learns to draw a plausible person for poses outside the footage.
+  al. 2019), so it learns to draw a plausible person for poses outside the footage. With ``lambda_mismatch``
+  the discriminator also learns the real frames shown with the new pose's figures as fakes (a frame that
+  does not match its figure), so its verdict checks the pose, not only the person.
 
 Stick figures are re-drawn, never warped: a re-drawn figure keeps the line widths every stored
 stick figure has (a figure scaled by 5 % by an image warp would have lines 5 % thicker, which no
@@ -80,6 +82,7 @@ class Augmentation:
     pose_drop: float = 0.0  # probability that a stick figure loses one joint (and what hangs on it)
     pose_noise: float = 0.0  # each joint moved by a normal draw of this standard deviation, a share of the height
     lambda_new_pose: float = 0.0  # > 0: each sample also carries its stick figures with limbs turned (a new pose)
+    lambda_mismatch: float = 0.0  # > 0: the same new pose, for the discriminator to see beside the real frames
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -100,6 +103,11 @@ class Augmentation:
     @property
     def active(self) -> bool:
         return any(getattr(self, k) > 0 for k in self.__dataclass_fields__ if k != "seed")
+
+    @property
+    def new_poses(self) -> bool:
+        """Whether samples carry new-pose stick figures (for the generator, the discriminator or both)."""
+        return self.lambda_new_pose > 0 or self.lambda_mismatch > 0
 
     def rng(self, epoch: int, index: int) -> np.random.Generator:
         """The sample's own generator: a function of (seed, epoch, index) alone, so no two samples, epochs

@@ -200,8 +200,8 @@ class PairDataset:
     stick figures given detector faults as drawn for (seed, epoch, index); the item index may then be
     ``(epoch, index)``. ``plates`` (uint8 (n_clips, 3, H, W)) and ``plate_unknown`` (bool (n_clips, 1, H, W)):
     with augmentation, each item also carries its clip's ``plate`` (and ``plate_unknown``) transformed as
-    its frames are; with ``lambda_new_pose`` also ``new_pose_t, new_pose_t1``, its stick figures with limbs
-    turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its settings 0) items are
+    its frames are; with ``lambda_new_pose`` or ``lambda_mismatch`` also ``new_pose_t, new_pose_t1``, its stick
+    figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its settings 0) items are
     exactly as they always were.
     """
 
@@ -301,7 +301,7 @@ class PairDataset:
             else:
                 item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, faulty, self.width, self.height),
                                                         self.width, self.height, *self.drawing[c]))
-        if aug.lambda_new_pose > 0:  # the same pair's figures with limbs turned: a pose without a frame
+        if aug.new_poses:  # the same pair's figures with limbs turned: a pose without a frame
             turns = aug.new_pose_turns(epoch, k)
             for name, kp in (("new_pose_t", moved[0]), ("new_pose_t1", moved[1])):
                 item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, turn_limbs(kp, turns), self.width,

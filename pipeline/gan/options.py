@@ -183,6 +183,10 @@ class TrainConfig:
                                     "pair's stick figures with limbs turned within the joints' range of motion (no "
                                     "frame to match: no pixel, VGG or feature-matching loss)", WEIGHT, POSE,
                                     ablation=True)
+    lambda_mismatch: float = option(0.0, "weight of the discriminator's loss on the real frames shown with a new "
+                                    "pose's stick figures, learnt as fakes (a frame that does not match its "
+                                    "figure: the matching-aware discriminator of GAN-CLS)", WEIGHT, POSE,
+                                    ablation=True)
 
     def __post_init__(self) -> None:
         bad = [why for f, o in options(type(self))

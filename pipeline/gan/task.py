@@ -93,7 +93,8 @@ class GANTask(abc.ABC):
 
     def optimise(self, fake_in: torch.Tensor, real_in: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
                  vgg_weight: float = 1.0, extra: dict[str, torch.Tensor] | None = None,
-                 unmatched_in: torch.Tensor | None = None, unmatched_weight: float = 0.0) -> dict[str, torch.Tensor]:
+                 unmatched_in: torch.Tensor | None = None, unmatched_weight: float = 0.0,
+                 mismatched_in: torch.Tensor | None = None, mismatched_weight: float = 0.0) -> dict[str, torch.Tensor]:
         """One generator update, then one discriminator update.
 
         ``fake_in``/``real_in`` are the discriminator inputs (condition and images, ``fake_in``
@@ -101,7 +102,9 @@ class GANTask(abc.ABC):
         weighted generator losses of the task's own (added to the generator's loss and logged).
         ``unmatched_in``: discriminator inputs of generated images that have no real image to match (new
         poses): G is scored on D's verdict alone, ``unmatched_weight`` x LSGAN (``G_NEW``), and D learns
-        them as fakes (``D_new``).
+        them as fakes (``D_new``). ``mismatched_in``: discriminator inputs of real images with a condition they
+        do not match (new poses' stick figures), learnt as fakes (``D_mismatch``, ``mismatched_weight`` x LSGAN
+        in D's loss): D then judges whether the image matches its condition, not only whether it is real.
         """
         rt, cfg = self.rt, self.cfg
         # Generator: D's weights take no gradient here (and no DDP hooks fire).
@@ -128,7 +131,8 @@ class GANTask(abc.ABC):
         # Discriminator: fake and real in one forward (one DDP forward per backward; instance
         # norm keeps the samples independent).
         self.D.requires_grad_(True)
-        parts = [fake_in.detach(), real_in] + ([unmatched_in.detach()] if unmatched_in is not None else [])
+        parts = [fake_in.detach(), real_in] + ([unmatched_in.detach()] if unmatched_in is not None else []) \
+            + ([mismatched_in] if mismatched_in is not None else [])
         with rt.autocast():
             pred = self.D_ddp(torch.cat(parts, dim=0))
         pred_parts = _split(pred, *(len(p) for p in parts))
@@ -138,6 +142,9 @@ class GANTask(abc.ABC):
         if unmatched_in is not None:
             losses["D_new"] = lsgan_loss(pred_parts[2], False)
             d_loss = d_loss + losses["D_new"]
+        if mismatched_in is not None:
+            losses["D_mismatch"] = lsgan_loss(pred_parts[-1], False)
+            d_loss = d_loss + mismatched_weight * losses["D_mismatch"]
         self._update("D", 0.5 * d_loss)
         return losses
 

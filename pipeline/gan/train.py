@@ -79,10 +79,12 @@ class PoseTask(GANTask):
         n = len(pose_t)
         # New poses (lambda_new_pose) go through the generator in the same batch, after the pair's own poses
         # (instance norm keeps samples apart; one forward, as DDP wants per backward).
-        new = "new_pose_t" in batch
+        new = self.cfg.lambda_new_pose > 0
+        mismatched = self.cfg.lambda_mismatch > 0
         in_t, in_t1 = pose_t, pose_t1
-        if new:
+        if new or mismatched:
             new_t, new_t1 = self.inputs(batch, "new_pose_t", "new_pose_t1")
+        if new:
             in_t, in_t1 = torch.cat([pose_t, new_t]), torch.cat([pose_t1, new_t1])
             plate = None if plate is None else torch.cat([plate, plate])
         mask_terms = isinstance(self.G, PlateComposite) and (
@@ -108,7 +110,11 @@ class PoseTask(GANTask):
             fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
         # The new poses' frames have no real frame to match: D's verdict is their only loss.
         new_seq = discriminator_input(new_t, new_t1, None if out_t is None else out_t[n:], out_t1[n:]) if new else None
-        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight, extra, new_seq, self.cfg.lambda_new_pose)
+        # The real frames under the new poses' figures: a mismatch D learns as fake.
+        mismatch_seq = discriminator_input(new_t, new_t1, None if fake_t is None else real_t, real_t1) \
+            if mismatched else None
+        losses = self.optimise(fake_seq, real_seq, fakes, reals, vgg_weight, extra, new_seq, self.cfg.lambda_new_pose,
+                               mismatch_seq, self.cfg.lambda_mismatch)
         losses["L1"] = F.l1_loss(fake_t1.detach().float(), real_t1.float())  # monitoring only
         return losses, [pose_t1[0], fake_t1[0], real_t1[0]] if visuals else None
 
