@@ -201,8 +201,8 @@ class PairDataset:
     ``(epoch, index)``. ``plates`` (uint8 (n_clips, 3, H, W)) and ``plate_unknown`` (bool (n_clips, 1, H, W)):
     with augmentation, each item also carries its clip's ``plate`` (and ``plate_unknown``) transformed as
     its frames are; with ``lambda_new_pose`` or ``lambda_mismatch`` also ``new_pose_t, new_pose_t1``, its stick
-    figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its settings 0) items are
-    exactly as they always were.
+    figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its
+    settings 0) items are exactly as they always were.
     """
 
     def __init__(self, clips: list[Clip], width: int, height: int, holdout: float = 0.2,
@@ -304,9 +304,8 @@ class PairDataset:
         if aug.new_poses:  # the same pair's figures with limbs turned: a pose without a frame
             turns = aug.new_pose_turns(epoch, k)
             for name, kp in (("new_pose_t", moved[0]), ("new_pose_t1", moved[1])):
-                item[name] = tensor(render_stick_figure(clip, to_frame_pixels(clip, turn_limbs(kp, turns), self.width,
-                                                                              self.height),
-                                                        self.width, self.height, *self.drawing[c]))
+                pixels = to_frame_pixels(clip, turn_limbs(kp, turns), self.width, self.height)
+                item[name] = tensor(render_stick_figure(clip, pixels, self.width, self.height, *self.drawing[c]))
         box = self.boxes[c][t + 1]
         if self.face_box_size is not None and not draw.identity:
             found = face_box(moved[1], self.width, self.height, self.face_box_size)

@@ -98,7 +98,7 @@ class PoseTask(GANTask):
         if mask_terms:  # on the pair's own poses, the ones with a real frame
             parts = [(fg[:n], mask[:n]) for fg, mask in self.G.parts]
             extra = self.mask_losses(parts, [pose_t, pose_t1][-len(parts):], [real_t, real_t1][-len(parts):],
-                                     plate if plate is None else plate[:n], batch.get("clip"),
+                                     None if plate is None else plate[:n], batch.get("clip"),
                                      batch.get("plate_unknown"))
             self.G.parts = None
         real_seq = discriminator_input(pose_t, pose_t1, None if fake_t is None else real_t, real_t1)
