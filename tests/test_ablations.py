@@ -86,6 +86,18 @@ def test_default_config_trains_the_paper_generator_and_evaluates_it_as_a_row(tmp
     assert "--run 'ablation paper_generator' results/models/dancer/ablations/paper_generator" in blocks["plot_losses"]
 
 
+def test_the_paper_generator_stays_the_papers_whatever_augmentation_the_main_model_trains_with(tmp_path):
+    """The default ablation turns off every setting beyond the paper's, those that need a plate included,
+    so a config that turns them all on still plans a valid paper_generator (background none)."""
+    write_config(tmp_path, mirror=0.5, lambda_new_pose=1.0, lambda_mismatch=1.0, lambda_new_pose_plate=100.0)
+    blocks = jobs(plan(tmp_path))
+    ablation = blocks["train_ablation paper_generator"]
+    for flag in ("--background none", "--mirror 0 ", "--lambda-new-pose 0 ", "--lambda-mismatch 0 ",
+                 "--lambda-new-pose-plate 0 "):
+        assert flag in ablation, flag
+    assert "--lambda-new-pose-plate 100.0" in blocks["train_generator"]
+
+
 def test_an_ablation_with_background_plate_gets_the_plates(tmp_path):
     write_config(tmp_path, ablations={"plate": {"background": "plate", "lambda_l1": 10.0}}, background="none",
                  lambda_l1=0.0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline.gan import augment
 from pipeline.gan.augment import Augmentation, draw_sample, pose_faults, transform_image, transform_keypoints
@@ -369,3 +370,31 @@ def test_the_new_pose_is_drawn_from_the_pairs_keypoints_with_the_sampled_turns(c
         expected = render_stick_figure(clip, to_frame_pixels(clip, augment.turn_limbs(data.keypoints[c][i], turns),
                                                              W, H), W, H, *render_settings(clip))
         assert np.array_equal(numpy_image(data[(epoch, k)][name]), expected), name
+
+
+def test_the_new_pose_marks_where_its_body_cannot_be(clip):
+    """lambda_new_pose_plate: each new-pose figure comes with the pixels outside the body its turned keypoints
+    outline (body_mask at the clip's standing height): where a turned limb went is body, the pixels it left
+    and those far from the person are the plate's."""
+    from pipeline.gan.data import clip_body_height
+    from pipeline.gan.plate import body_mask
+
+    aug = Augmentation(lambda_new_pose=1.0, lambda_new_pose_plate=1.0, seed=0)
+    data = PairDataset([clip], W, H, holdout=0.0, augment=aug)
+    epoch, k = 0, 1
+    c, t = data.items[k]
+    sample = data[(epoch, k)]
+    height = clip_body_height(data.keypoints[c], clip.fps)
+    assert 0.3 * H < height < H  # the synthetic person, standing in the frame, in model pixels
+    turns = aug.new_pose_turns(epoch, k)
+    assert (turns != 0).any()
+    for name, i in (("new_plate_t", t), ("new_plate_t1", t + 1)):
+        free = sample[name][0].numpy()
+        assert sample[name].dtype == torch.bool and sample[name].shape == (1, H, W)
+        assert np.array_equal(free, ~body_mask(augment.turn_limbs(data.keypoints[c][i], turns), height, W, H)), name
+        own = body_mask(data.keypoints[c][i], height, W, H)  # the body the real frame shows
+        assert (own & free).any() and (~own & ~free).any()  # what a turned limb left is plate, where it went body
+        assert free[0, 0] and free[-1, -1]
+    # only with the setting: a new pose alone carries no such mask
+    assert not {"new_plate_t", "new_plate_t1"} & set(PairDataset([clip], W, H, holdout=0.0,
+                                                                 augment=Augmentation(lambda_new_pose=1.0))[(0, 1)])

@@ -63,7 +63,7 @@ def test_cli_options_are_the_config_fields_with_their_defaults():
                       "temporal", "init_global", "niter_fix_global", "background", "lambda_fg",
                       "lambda_mask_binary", "lambda_mask", "mask_init", "upsample", "chroma",
                       "mirror", "jitter_scale", "jitter_shift", "jitter_rotation", "pose_drop", "pose_noise",
-                      "lambda_new_pose", "lambda_mismatch"}
+                      "lambda_new_pose", "lambda_mismatch", "lambda_new_pose_plate"}
     # (pose GAN only, augmentation included; the face GAN has its own lambda_l1)
     assert set(FaceConfig.__dataclass_fields__) - from_generator <= set(vars(face_args))
     assert config_from_args(TrainConfig, parser.parse_args(

@@ -320,6 +320,44 @@ def test_new_poses_are_judged_by_the_discriminator_alone_and_leave_the_pairs_own
     assert not _same(grad_one, grad_alone)
 
 
+def test_new_poses_frames_learn_the_plate_outside_their_bodies(synthetic_clip):
+    """lambda_new_pose_plate: the new poses' frames get an L1 loss against the plate outside their bodies
+    (G_NEW_PLATE, by its weight), only where the plate is known; the pair's own losses stay as without it."""
+    from torch.utils.data import default_collate
+
+    from pipeline.gan.augment import Augmentation
+    from pipeline.gan.data import PairDataset, load_clip
+    from pipeline.gan.runtime import Runtime
+    from pipeline.gan.train import PoseTask
+
+    clip = load_clip(*synthetic_clip)
+    plates = torch.full((1, 3, 128, 64), 200, dtype=torch.uint8)
+    unknown = torch.zeros(1, 1, 128, 64, dtype=torch.bool)
+    aug = Augmentation(lambda_new_pose=1.0, lambda_new_pose_plate=1.0)
+    batch = default_collate([PairDataset([clip], 64, 128, 0.2, augment=aug, plates=plates, plate_unknown=unknown)[(0, 0)]])
+    assert batch["new_plate_t1"].any() and not batch["new_plate_t1"].all()
+
+    def step(data: dict, weight: float) -> tuple[dict[str, float], list[torch.Tensor]]:
+        torch.manual_seed(0)
+        cfg = TrainConfig(**TINY, lambda_l1=10.0, background="plate", lambda_new_pose=1.0, lambda_new_pose_plate=weight)
+        task = PoseTask(cfg, Runtime(0, 1, torch.device("cpu")), plates=plates, plate_unknown=unknown)
+        losses, _ = task.step(data)
+        return {k: float(v.detach()) for k, v in losses.items()}, [p.grad.clone() for p in task.G.parameters()]
+
+    alone, grad_alone = step(batch, 0.0)
+    one, grad_one = step(batch, 1.0)
+    two, _ = step(batch, 2.0)
+    unseen, _ = step({**batch, "plate_unknown": torch.ones_like(batch["plate_unknown"])}, 1.0)
+    assert "G_NEW_PLATE" not in alone
+    assert two["G_NEW_PLATE"] == pytest.approx(2 * one["G_NEW_PLATE"], rel=1e-5) and one["G_NEW_PLATE"] > 0
+    assert unseen["G_NEW_PLATE"] == 0  # an inpainted plate is no target
+    for name in ("G_L1", "G_GAN", "G_FM", "G_NEW"):
+        assert one[name] == pytest.approx(alone[name], rel=1e-4), name
+    assert not _same(grad_one, grad_alone)
+    with pytest.raises(ValueError, match="lambda_new_pose_plate=1.0 needs background: plate and lambda_new_pose > 0"):
+        TrainConfig(**TINY, lambda_new_pose=1.0, lambda_new_pose_plate=1.0)
+
+
 def test_mismatched_figures_teach_the_discriminator_alone_that_a_frame_must_match_its_figure(synthetic_clip):
     """lambda_mismatch: the real frames shown with the new pose's stick figures are learnt as fakes by D
     (D_mismatch, weighted in D's loss), and leave the generator's update exactly as without them."""

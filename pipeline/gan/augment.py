@@ -16,7 +16,10 @@ sample index), so two runs with the same seed see the same samples whatever the 
   frames for it are judged by the discriminator alone (performance cloning's unpaired branch, Aberman et
   al. 2019), so it learns to draw a plausible person for poses outside the footage. With ``lambda_mismatch``
   the discriminator also learns the real frames shown with the new pose's figures as fakes (a frame that
-  does not match its figure), so its verdict checks the pose, not only the person.
+  does not match its figure), so its verdict checks the pose, not only the person. With
+  ``lambda_new_pose_plate`` the sample also carries where the new pose's body cannot be (outside
+  :func:`pipeline.gan.plate.body_mask` of the turned keypoints): there a frame shows the background plate,
+  as a real frame does, so the new pose's frames get that pixel loss too.
 
 Stick figures are re-drawn, never warped: a re-drawn figure keeps the line widths every stored
 stick figure has (a figure scaled by 5 % by an image warp would have lines 5 % thicker, which no
@@ -83,6 +86,7 @@ class Augmentation:
     pose_noise: float = 0.0  # each joint moved by a normal draw of this standard deviation, a share of the height
     lambda_new_pose: float = 0.0  # > 0: each sample also carries its stick figures with limbs turned (a new pose)
     lambda_mismatch: float = 0.0  # > 0: the same new pose, for the discriminator to see beside the real frames
+    lambda_new_pose_plate: float = 0.0  # > 0: the new pose also marks where its body cannot be (the plate's pixels)
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ figures and keypoints: scale to the target height, then centre-crop or pad the w
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,9 @@ class PairDataset:
     ``(epoch, index)``. ``plates`` (uint8 (n_clips, 3, H, W)) and ``plate_unknown`` (bool (n_clips, 1, H, W)):
     with augmentation, each item also carries its clip's ``plate`` (and ``plate_unknown``) transformed as
     its frames are; with ``lambda_new_pose`` or ``lambda_mismatch`` also ``new_pose_t, new_pose_t1``, its stick
-    figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`). Without augmentation (or all its
+    figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`), and with ``lambda_new_pose_plate``
+    ``new_plate_t, new_plate_t1``, bool (1, H, W), True outside the body those keypoints outline
+    (:func:`pipeline.gan.plate.body_mask`). Without augmentation (or all its
     settings 0) items are exactly as they always were.
     """
 
@@ -220,6 +223,8 @@ class PairDataset:
         self.items: list[tuple[int, int]] = []
         self.held_out: list[list[int]] = []
         self.boxes: list[np.ndarray] = []
+        # each clip's standing height at the model size (median over its frames), for the new poses' body masks
+        self.body_heights: list[float] = []
         if excluded is not None and len(excluded) != len(clips):
             raise ValueError(f"excluded frames given for {len(excluded)} clips but there are {len(clips)}")
         self.excluded = [set(e) for e in excluded] if excluded is not None else [set() for _ in clips]
@@ -231,6 +236,8 @@ class PairDataset:
             self.held_out.append([clip.indices[i] for i in held])
             kp = fit_keypoints(clip.keypoints, clip.width, clip.height, width, height)
             self.keypoints.append(kp)
+            if self.augment is not None and self.augment.lambda_new_pose_plate > 0:
+                self.body_heights.append(clip_body_height(kp, clip.fps))
             boxes = np.full((len(clip.indices), 4), -1, dtype=np.int64)
             if face_box_size is not None:
                 for i in range(len(clip.indices)):
@@ -304,8 +311,15 @@ class PairDataset:
         if aug.new_poses:  # the same pair's figures with limbs turned: a pose without a frame
             turns = aug.new_pose_turns(epoch, k)
             for name, kp in (("new_pose_t", moved[0]), ("new_pose_t1", moved[1])):
-                pixels = to_frame_pixels(clip, turn_limbs(kp, turns), self.width, self.height)
+                turned = turn_limbs(kp, turns)
+                pixels = to_frame_pixels(clip, turned, self.width, self.height)
                 item[name] = tensor(render_stick_figure(clip, pixels, self.width, self.height, *self.drawing[c]))
+                if aug.lambda_new_pose_plate > 0:  # where the new pose's body cannot be: the plate's pixels
+                    from pipeline.gan.plate import body_mask
+
+                    height = self.body_heights[c] * math.sqrt(abs(np.linalg.det(draw.matrix[:, :2])))
+                    body = body_mask(turned, height, self.width, self.height)
+                    item[name.replace("new_pose", "new_plate")] = torch.from_numpy(~body)[None]
         box = self.boxes[c][t + 1]
         if self.face_box_size is not None and not draw.identity:
             found = face_box(moved[1], self.width, self.height, self.face_box_size)
@@ -319,6 +333,15 @@ class PairDataset:
             unknown = self.plate_unknown[c, 0].numpy().astype(np.uint8)
             item["plate_unknown"] = torch.from_numpy(transform_image(unknown, draw, nearest=True) > 0)[None]
         return item
+
+
+def clip_body_height(keypoints: np.ndarray, fps: float) -> float:
+    """The median standing height of a clip's (frames, 137, 3) keypoints, in their pixels
+    (:func:`pipeline.gan.plate.body_heights`); NaN when no frame shows two segments."""
+    from pipeline.gan.plate import body_heights
+
+    heights = body_heights(keypoints, fps)
+    return float(np.nanmedian(heights)) if np.isfinite(heights).any() else float("nan")
 
 
 def render_settings(clip: Clip) -> tuple[bool, bool]:

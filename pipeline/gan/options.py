@@ -187,6 +187,10 @@ class TrainConfig:
                                     "pose's stick figures, learnt as fakes (a frame that does not match its "
                                     "figure: the matching-aware discriminator of GAN-CLS)", WEIGHT, POSE,
                                     ablation=True)
+    lambda_new_pose_plate: float = option(0.0, "background plate, with lambda_new_pose: L1 weight of a new pose's "
+                                          "frames against the plate outside the body its keypoints outline (limbs, "
+                                          "torso and head at anthropometric widths), where a real frame shows the "
+                                          "background", WEIGHT, POSE, ablation=True)
 
     def __post_init__(self) -> None:
         bad = [why for f, o in options(type(self))
@@ -198,6 +202,10 @@ class TrainConfig:
         if (self.init_global is not None or self.niter_fix_global) and not self.local_enhancer:
             bad.append(f"init_global={self.init_global!r}, niter_fix_global={self.niter_fix_global} without "
                        "local_enhancer")
+        if self.lambda_new_pose_plate > 0 and (self.background != "plate" or self.lambda_new_pose <= 0):
+            bad.append(f"lambda_new_pose_plate={self.lambda_new_pose_plate} needs background: plate and "
+                       f"lambda_new_pose > 0 (has background: {self.background}, lambda_new_pose: "
+                       f"{self.lambda_new_pose})")
         if bad:
             raise ValueError(f"invalid training settings: {'; '.join(bad)}")
 

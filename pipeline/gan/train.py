@@ -110,6 +110,15 @@ class PoseTask(GANTask):
             fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
         # The new poses' frames have no real frame to match: D's verdict is their only loss.
         new_seq = discriminator_input(new_t, new_t1, None if out_t is None else out_t[n:], out_t1[n:]) if new else None
+        if new and self.cfg.lambda_new_pose_plate > 0:
+            # Outside the new pose's body a frame shows the plate, as a real frame does (its inpainted pixels
+            # left out): the one pixel loss a frame without a real frame can have.
+            names = ["new_plate_t1"] if out_t is None else ["new_plate_t", "new_plate_t1"]
+            known = ~self.rt.tensor(batch["plate_unknown"])
+            outside = torch.cat([self.rt.tensor(batch[k]) & known for k in names])
+            frames = out_t1[n:] if out_t is None else torch.cat([out_t[n:], out_t1[n:]])
+            extra["G_NEW_PLATE"] = self.cfg.lambda_new_pose_plate * masked_l1_loss(
+                frames, torch.cat([plate[:n]] * len(names)), outside)
         # The real frames under the new poses' figures: a mismatch D learns as fake.
         mismatch_seq = discriminator_input(new_t, new_t1, None if fake_t is None else real_t, real_t1) \
             if mismatched else None
@@ -174,7 +183,7 @@ def train(out_dir: str | Path, clips: Sequence[ClipFiles], cfg: TrainConfig,
         plates = load_plates(clip_plate, len(clips), cfg.width, cfg.height)
         inputs["plates_sha256"] = tensors_sha256({"plates": plates})
         unknown = None
-        if cfg.lambda_mask > 0:
+        if cfg.lambda_mask > 0 or cfg.lambda_new_pose_plate > 0:
             unknown = load_plate_unknown(clip_plate, cfg.width, cfg.height)
             inputs["plates_unknown_sha256"] = tensors_sha256({"unknown": unknown})
         make_task = functools.partial(PoseTask, plates=plates, plate_unknown=unknown)
