@@ -377,7 +377,7 @@ def test_the_new_pose_marks_where_its_body_cannot_be(clip):
     outline (body_mask at the clip's standing height): where a turned limb went is body, the pixels it left
     and those far from the person are the plate's."""
     from pipeline.gan.data import clip_body_height
-    from pipeline.gan.plate import body_mask
+    from pipeline.pose.body_region import body_mask
 
     aug = Augmentation(lambda_new_pose=1.0, lambda_new_pose_plate=1.0, seed=0)
     data = PairDataset([clip], W, H, holdout=0.0, augment=aug)

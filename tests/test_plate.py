@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pipeline.gan.plate import estimate_plate, person_mask
+from pipeline.gan.plate import estimate_plate
+from pipeline.pose.body_region import person_mask
 from pipeline.pose.keypoints import N_JOINTS
 
 
@@ -171,7 +172,8 @@ def _dancer_in_one_spot(width=120, height=160, distance=4.0):
 
 
 def test_a_dancer_in_one_spot_leaves_the_pixels_between_the_limbs_seen_and_none_of_the_body_leaks_in():
-    from pipeline.gan.plate import MIN_BODY_SEEN, body_heights, body_mask
+    from pipeline.gan.plate import MIN_BODY_SEEN
+    from pipeline.pose.body_region import body_heights, body_mask
 
     frames, kps, bg, size = _dancer_in_one_spot()
     plate = estimate_plate(frames, kps, fps=30.0)
@@ -207,7 +209,7 @@ def test_a_pixel_the_body_uncovers_in_too_few_frames_is_inpainted_not_guessed():
 
 
 def test_body_mask_without_a_height_is_the_box_and_without_joints_is_empty():
-    from pipeline.gan.plate import body_mask
+    from pipeline.pose.body_region import body_mask
 
     kp = np.zeros((N_JOINTS, 3), dtype=np.float32)
     kp[:2] = [[10, 10, 1], [20, 30, 1]]

@@ -18,7 +18,7 @@ sample index), so two runs with the same seed see the same samples whatever the 
   the discriminator also learns the real frames shown with the new pose's figures as fakes (a frame that
   does not match its figure), so its verdict checks the pose, not only the person. With
   ``lambda_new_pose_plate`` the sample also carries where the new pose's body cannot be (outside
-  :func:`pipeline.gan.plate.body_mask` of the turned keypoints): there a frame shows the background plate,
+  :func:`pipeline.pose.body_region.body_mask` of the turned keypoints): there a frame shows the background plate,
   as a real frame does, so the new pose's frames get that pixel loss too.
 
 Stick figures are re-drawn, never warped: a re-drawn figure keeps the line widths every stored

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.gan.augment import Augmentation
+from pipeline.pose.body_region import body_heights, body_mask
 from pipeline.pose.chain import check_chain
 from pipeline.pose.keypoints import N_JOINTS, read_keypoints
 
@@ -204,7 +205,7 @@ class PairDataset:
     its frames are; with ``lambda_new_pose`` or ``lambda_mismatch`` also ``new_pose_t, new_pose_t1``, its stick
     figures with limbs turned (:func:`pipeline.gan.augment.turn_limbs`), and with ``lambda_new_pose_plate``
     ``new_plate_t, new_plate_t1``, bool (1, H, W), True outside the body those keypoints outline
-    (:func:`pipeline.gan.plate.body_mask`). Without augmentation (or all its
+    (:func:`pipeline.pose.body_region.body_mask`). Without augmentation (or all its
     settings 0) items are exactly as they always were.
     """
 
@@ -315,8 +316,6 @@ class PairDataset:
                 pixels = to_frame_pixels(clip, turned, self.width, self.height)
                 item[name] = tensor(render_stick_figure(clip, pixels, self.width, self.height, *self.drawing[c]))
                 if aug.lambda_new_pose_plate > 0:  # where the new pose's body cannot be: the plate's pixels
-                    from pipeline.gan.plate import body_mask
-
                     height = self.body_heights[c] * math.sqrt(abs(np.linalg.det(draw.matrix[:, :2])))
                     body = body_mask(turned, height, self.width, self.height)
                     item[name.replace("new_pose", "new_plate")] = torch.from_numpy(~body)[None]
@@ -337,9 +336,7 @@ class PairDataset:
 
 def clip_body_height(keypoints: np.ndarray, fps: float) -> float:
     """The median standing height of a clip's (frames, 137, 3) keypoints, in their pixels
-    (:func:`pipeline.gan.plate.body_heights`); NaN when no frame shows two segments."""
-    from pipeline.gan.plate import body_heights
-
+    (:func:`pipeline.pose.body_region.body_heights`); NaN when no frame shows two segments."""
     heights = body_heights(keypoints, fps)
     return float(np.nanmedian(heights)) if np.isfinite(heights).any() else float("nan")
 

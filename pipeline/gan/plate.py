@@ -5,7 +5,7 @@ the clip lets a generator draw only the person. The person's region in each fram
 around its present keypoints, dilated by a margin of the body's height. A dancer who keeps to
 one spot covers the pixels behind them in every frame's box, although limbs and torso leave
 most of that box free now and then; those pixels take the median over the frames in which a
-body-shaped mask (:func:`body_mask`: limbs, torso, head, hands and feet at anthropometric widths)
+body-shaped mask (:func:`pipeline.pose.body_region.body_mask`: limbs, torso, head, hands and feet at anthropometric widths)
 leaves them free, where that happens in at least :data:`MIN_BODY_SEEN` frames. Only what neither
 mask ever uncovers is filled by inpainting, and its share is recorded; plate.png's alpha channel
 marks it (0: inpainted, a guess; 255: seen), so training can treat it as unknown.
@@ -28,7 +28,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from pipeline.pose.keypoints import BODY, BODY_25_LIMBS, FACE, LEFT_HAND, RIGHT_HAND, J, present
+from pipeline.pose.body_region import BOX_MARGIN, EXTREMITY_RADIUS, HEAD_RADIUS, LIMB_RADIUS, body_heights, body_mask, \
+    person_mask
 
 log = logging.getLogger(__name__)
 
@@ -36,89 +37,13 @@ log = logging.getLogger(__name__)
 # to move: static footage leaves sensor noise and compression (a few levels); a pan of a few
 # pixels over textured background gives tens.
 MOVING_CAMERA_RESIDUAL = 12.0
-BOX_MARGIN = 0.15  # of the body box's height, on every side
 # A pixel of the person's box is the person where its colour differs from the plate by more than this
 # (grey levels, largest channel): twice the most a static clip's background may differ from its plate
 # (sensor noise and compression, MOVING_CAMERA_RESIDUAL), so noise alone is never taken for the person.
 FOREGROUND_DIFFERENCE = 2 * MOVING_CAMERA_RESIDUAL
-# The body-shaped mask, in shares of standing height H (Drillis & Contini via Winter, docs/pose-qc.md,
-# "Anthropometry"). Every limb: the thigh, the widest, is ~0.10 H across; half that plus 0.03 H for
-# clothing and joint centres placed off the limb's axis. The head (0.13 H tall) about its centre, with
-# hair. A hand (0.108 H long) about its wrist, whichever way it points, when its own keypoints are missing;
-# the same about the ankle, whose foot is drawn by its heel and toe limbs.
-LIMB_RADIUS = 0.08
-HEAD_RADIUS = 0.15
-EXTREMITY_RADIUS = 0.12
 # A pixel only the body-shaped mask uncovers takes the median of at least this many frames: one frame
 # whose person reaches past the mask (a skirt, a flying sleeve) then cannot set it.
 MIN_BODY_SEEN = 3
-
-
-def person_mask(keypoints: np.ndarray, width: int, height: int, margin: float = BOX_MARGIN) -> np.ndarray:
-    """Bool (H, W) mask of one frame's person: the dilated box of its present (137, 3) keypoints."""
-    mask = np.zeros((height, width), dtype=bool)
-    ok = present(keypoints)
-    if not ok.any():
-        return mask
-    xy = keypoints[ok, :2]
-    x0, y0 = xy.min(axis=0)
-    x1, y1 = xy.max(axis=0)
-    pad = margin * max(y1 - y0, x1 - x0, 1.0)
-    xa, xb = int(max(0, np.floor(x0 - pad))), int(min(width, np.ceil(x1 + pad) + 1))
-    ya, yb = int(max(0, np.floor(y0 - pad))), int(min(height, np.ceil(y1 + pad) + 1))
-    mask[ya:yb, xa:xb] = True
-    return mask
-
-
-def body_heights(keypoints: np.ndarray, fps: float) -> np.ndarray:
-    """Per frame of (frames, 137, 3) keypoints in pixels, the standing height the body's segments imply
-    (:func:`pipeline.pose.quality.body_size`); NaN where no frame near it shows two segments."""
-    from pipeline.pose.quality import body_size, segment_lengths
-
-    body = keypoints[:, BODY].astype(np.float64)
-    xy = np.where(present(body)[..., None], body[..., :2], np.nan)
-    return body_size(segment_lengths(xy), fps)
-
-
-def body_mask(keypoints: np.ndarray, body_height: float, width: int, height: int) -> np.ndarray:
-    """Bool (H, W) mask of one frame's person shaped like a body: a band of :data:`LIMB_RADIUS` about each
-    BODY_25 limb, the torso's hull, discs about the head and at wrists and ankles, the hands' hulls; all
-    sized by ``body_height`` (pixels). Falls back to :func:`person_mask` (the dilated box) when the
-    height is unknown."""
-    import cv2
-
-    ok = present(keypoints)
-    if not ok.any():
-        return np.zeros((height, width), dtype=bool)
-    if not (np.isfinite(body_height) and body_height > 0):
-        return person_mask(keypoints, width, height)
-    mask = np.zeros((height, width), dtype=np.uint8)
-    point = {j: (int(round(keypoints[j, 0])), int(round(keypoints[j, 1]))) for j in np.flatnonzero(ok)}
-    limb = 2 * max(1, int(round(LIMB_RADIUS * body_height))) + 1  # a line's thickness is its width
-
-    def hull(joints: list[int]) -> None:
-        corners = np.array([point[j] for j in joints if j in point], dtype=np.int32)
-        if len(corners) >= 3:
-            outline = cv2.convexHull(corners)
-            cv2.fillConvexPoly(mask, outline, 1)
-            cv2.polylines(mask, [outline], True, 1, limb)
-
-    for a, b in BODY_25_LIMBS:
-        if a in point and b in point:
-            cv2.line(mask, point[a], point[b], 1, limb)
-    hull([J[n] for n in ("Neck", "RShoulder", "LShoulder", "RHip", "LHip", "MidHip")])
-    for part in (LEFT_HAND, RIGHT_HAND):
-        hull(list(range(part.start, part.stop)))
-    head = [j for j in [J[n] for n in ("Nose", "REye", "LEye", "REar", "LEar")] + list(range(FACE.start, FACE.stop))
-            if j in point]
-    if head:
-        centre = np.mean([point[j] for j in head], axis=0)
-        cv2.circle(mask, (int(round(centre[0])), int(round(centre[1]))),
-                   max(1, int(round(HEAD_RADIUS * body_height))), 1, -1)
-    for name in ("RWrist", "LWrist", "RAnkle", "LAnkle"):
-        if J[name] in point:
-            cv2.circle(mask, point[J[name]], max(1, int(round(EXTREMITY_RADIUS * body_height))), 1, -1)
-    return mask.astype(bool)
 
 
 def stick_figure_region(pose: Any, margin: float = BOX_MARGIN) -> Any:
