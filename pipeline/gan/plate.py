@@ -5,10 +5,10 @@ the clip lets a generator draw only the person. The person's region in each fram
 around its present keypoints, dilated by a margin of the body's height. A dancer who keeps to
 one spot covers the pixels behind them in every frame's box, although limbs and torso leave
 most of that box free now and then; those pixels take the median over the frames in which a
-body-shaped mask (:func:`pipeline.pose.body_region.body_mask`: limbs, torso, head, hands and feet at anthropometric widths)
-leaves them free, where that happens in at least :data:`MIN_BODY_SEEN` frames. Only what neither
-mask ever uncovers is filled by inpainting, and its share is recorded; plate.png's alpha channel
-marks it (0: inpainted, a guess; 255: seen), so training can treat it as unknown.
+body-shaped mask (:func:`pipeline.pose.body_region.body_mask`: limbs, torso, head, hands and feet at
+anthropometric widths) leaves them free, where that happens in at least :data:`MIN_BODY_SEEN` frames.
+Only what neither mask ever uncovers is filled by inpainting, and its share is recorded; plate.png's
+alpha channel marks it (0: inpainted, a guess; 255: seen), so training can treat it as unknown.
 
 With ``holdout`` the plate is estimated from the frames training uses only (the clip's first
 ``1 - holdout``, :func:`pipeline.gan.data.split_holdout`): the held-out frames' background never

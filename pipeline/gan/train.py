@@ -108,7 +108,7 @@ class PoseTask(GANTask):
         else:
             # VGG on both frames stacked: the mean over the stack times 2 is the sum of both frames' losses.
             fakes, reals, vgg_weight = torch.cat([fake_t, fake_t1]), torch.cat([real_t, real_t1]), 2.0
-        # The new poses' frames have no real frame to match: D's verdict is their only loss.
+        # The new poses' frames have no real frame to match: D's verdict is their loss (and the plate's, below).
         new_seq = discriminator_input(new_t, new_t1, None if out_t is None else out_t[n:], out_t1[n:]) if new else None
         if new and self.cfg.lambda_new_pose_plate > 0:
             # Outside the new pose's body a frame shows the plate, as a real frame does (its inpainted pixels
